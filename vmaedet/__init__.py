@@ -1,0 +1,30 @@
+"""vmaedet: VideoMAE spatio-temporal action detection, from research code to real-time deployment."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from typing import Any
+
+# Public API, imported lazily so `import vmaedet` stays light.
+_LAZY = {
+    "load_detector": "vmaedet.models.checkpoints:load_detector",
+    "save_detector": "vmaedet.models.checkpoints:save_detector",
+    "create_detector": "vmaedet.models.detector:create_detector",
+    "list_models": "vmaedet.models.detector:list_models",
+    "Predictor": "vmaedet.predictor:Predictor",
+    "ActionDetections": "vmaedet.structures:ActionDetections",
+    "stream": "vmaedet.runtime.pipeline:stream",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'vmaedet' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_LAZY]

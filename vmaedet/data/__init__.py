@@ -1,0 +1,1 @@
+"""AVA-format data: readers, transforms, synthetic data."""

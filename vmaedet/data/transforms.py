@@ -1,0 +1,100 @@
+"""The seed's spatial transforms (spec §2).
+
+Test path (shared by the Predictor, the AVA test dataset, export geometry and the stream runtime):
+resize short side to 256 (cv2 INTER_LINEAR, int truncation, no max size) → float → normalise
+(RGB, Detectron mean reversed, std 57.375) → [C, T, H, W] → zero-pad bottom/right to multiples of 16.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: RGB mean and std of the seed (Detectron's BGR mean reversed; not ImageNet's).
+MEAN_RGB: tuple[float, float, float] = (122.7717, 115.9465, 102.9801)
+STD_RGB: tuple[float, float, float] = (57.375, 57.375, 57.375)
+SHORT_SIDE = 256
+SIZE_DIVISIBLE = 16
+
+
+def seed_resize_size(width: int, height: int, short_side: int = SHORT_SIDE, seed_quirk: bool = True) -> tuple[int, int]:
+    """Output (width, height) of the seed's ``Resize(256, 464)`` for a frame of ``width × height``.
+
+    Landscape (or square): oh = short, ow = int(short·W/H); portrait: ow = short, oh = int(short·H/W).
+    With ``seed_quirk`` (the default, for parity) a frame whose short side already equals
+    ``short_side`` comes out with transposed dimensions, as the seed's (h, w)/(w, h) swap does.
+
+    >>> seed_resize_size(640, 360)
+    (455, 256)
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"frame size must be positive; received {width}×{height}")
+    if seed_quirk and ((width <= height and width == short_side) or (height <= width and height == short_side)):
+        return height, width  # the seed returns (h, w) where (w, h) is expected
+    if width < height:
+        return short_side, int(short_side * height / width)
+    return int(short_side * width / height), short_side
+
+
+def padded_size(width: int, height: int, divisible: int = SIZE_DIVISIBLE) -> tuple[int, int]:
+    """(W, H) rounded up to multiples of ``divisible`` (the collator's padding)."""
+    return -(-width // divisible) * divisible, -(-height // divisible) * divisible
+
+
+def input_geometry(source_wh: tuple[int, int], seed_quirk: bool = True) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Resized (W, H) and padded (W, H) the model sees for frames of ``source_wh``.
+
+    >>> input_geometry((640, 360))
+    ((455, 256), (464, 256))
+    """
+    rw, rh = seed_resize_size(*source_wh, seed_quirk=seed_quirk)
+    return (rw, rh), padded_size(rw, rh)
+
+
+def resize_frames(frames: Sequence[np.ndarray] | np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """cv2 INTER_LINEAR per frame: ``[T, H, W, 3]`` uint8 → ``[T, h, w, 3]`` uint8."""
+    out = [cv2.resize(np.ascontiguousarray(f), size_wh, interpolation=cv2.INTER_LINEAR) for f in frames]
+    return np.stack(out)
+
+
+def normalize_clip(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``[T, H, W, 3]`` RGB (uint8 or float 0..255) → ``[3, T, H, W]`` float32, (x − mean)/std."""
+    x = torch.as_tensor(frames).float()  # [T, H, W, 3]
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"frames must be [T, H, W, 3] RGB; received shape {tuple(x.shape)}")
+    mean = torch.tensor(MEAN_RGB, dtype=torch.float32, device=x.device)
+    std = torch.tensor(STD_RGB, dtype=torch.float32, device=x.device)
+    x = (x - mean) / std
+    return x.permute(3, 0, 1, 2).contiguous()  # [3, T, H, W]
+
+
+def pad_to_multiple(clip: torch.Tensor, divisible: int = SIZE_DIVISIBLE) -> torch.Tensor:
+    """Zero-pad the last two dims (H, W) at the bottom/right to multiples of ``divisible``."""
+    h, w = clip.shape[-2:]
+    ph = -(-h // divisible) * divisible - h
+    pw = -(-w // divisible) * divisible - w
+    if ph == 0 and pw == 0:
+        return clip
+    return F.pad(clip, (0, pw, 0, ph))
+
+
+def test_transform(frames: Sequence[np.ndarray] | np.ndarray, seed_quirk: bool = True) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The seed's test preprocessing of one clip.
+
+    Args:
+        frames: T RGB uint8 frames ``[H, W, 3]`` of one size.
+
+    Returns:
+        (``[3, T, Hp, Wp]`` normalised, zero-padded clip; resized unpadded (W, H)).
+    """
+    arr = np.asarray(frames)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"frames must be T RGB images [H, W, 3] of one size; received array of shape {arr.shape}")
+    h, w = arr.shape[1:3]
+    size = seed_resize_size(w, h, seed_quirk=seed_quirk)
+    resized = resize_frames(arr, size)  # [T, h', w', 3]
+    return pad_to_multiple(normalize_clip(resized)), size

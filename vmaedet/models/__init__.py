@@ -1,0 +1,26 @@
+"""VideoMAE AVA detector: backbone, head, variants, checkpoints."""
+
+from .detector import (
+    OFFICIAL_VARIANTS,
+    ActionDetector,
+    create_detector,
+    infer_variant,
+    list_models,
+    register_model,
+    resolve_name,
+    variant_config,
+)
+from .videomae import BackboneConfig, VideoMAEBackbone
+
+__all__ = [
+    "OFFICIAL_VARIANTS",
+    "ActionDetector",
+    "BackboneConfig",
+    "VideoMAEBackbone",
+    "create_detector",
+    "infer_variant",
+    "list_models",
+    "register_model",
+    "resolve_name",
+    "variant_config",
+]
