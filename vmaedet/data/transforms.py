@@ -98,3 +98,4 @@ def test_transform(frames: Sequence[np.ndarray] | np.ndarray, seed_quirk: bool =
     size = seed_resize_size(w, h, seed_quirk=seed_quirk)
     resized = resize_frames(arr, size)  # [T, h', w', 3]
     return pad_to_multiple(normalize_clip(resized)), size
+test_transform.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

