@@ -6,6 +6,8 @@ import importlib
 import platform
 from typing import Any
 
+from .envinfo import cpu_model
+
 
 def _version(mod: str) -> str | None:
     try:
@@ -13,17 +15,6 @@ def _version(mod: str) -> str | None:
     except Exception:  # noqa: BLE001
         return None
     return str(getattr(m, "__version__", "installed"))
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def collect() -> list[dict[str, Any]]:

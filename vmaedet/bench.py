@@ -1,0 +1,255 @@
+"""`vmaedet bench`: latency, throughput, FLOPs and %-of-peak per engine, precision and person count.
+
+For every (engine, precision) the same clip and rois go through the engine after a warm-up;
+latency is the wall time of ``Engine.infer`` (CUDA synchronised inside the engine when on a GPU),
+reported as p50/p95 over ``iters`` runs.  FLOPs per clip are counted by
+``torch.utils.flop_counter.FlopCounterMode`` on the PyTorch model (matmuls, convolutions,
+attention), not estimated.  The device's peak is *measured* in the same process by a square
+matmul micro-benchmark of the same dtype, and the achieved FLOP/s is reported as a fraction of it.
+Accuracy: max |Δ sigmoid score| against torch fp32 on the same inputs.
+
+The JSON written by :func:`run_benchmark` follows ``docs/bench_schema.json`` (schema id
+``vmaedet-bench-1``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .engines.base import Engine, create_engine
+from .errors import VmaedetError
+from .models.detector import ActionDetector, create_detector
+
+SCHEMA = "vmaedet-bench-1"
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Precisions each engine can run (others are reported as skipped with this reason).
+SUPPORTED = {
+    "torch": {"fp32", "bf16", "fp16"},
+    "onnxruntime": {"fp32", "fp16"},
+    "tensorrt": {"fp16"},
+}
+
+
+@dataclass
+class BenchConfig:
+    """What to measure."""
+
+    engines: Sequence[str] = ("torch", "onnxruntime")
+    precisions: Sequence[str] = ("fp32", "bf16")
+    variant: str = "vit_small_patch16_224"  # used when no checkpoint is given (random weights)
+    checkpoint: str | None = None
+    persons: Sequence[int] = (1, 8, 32)
+    input_hw: tuple[int, int] = (256, 464)  # padded clip size (the seed's 16×256×464 for 16:9 video)
+    warmup: int = 2
+    iters: int = 5
+    device: str = "cpu"
+    seed: int = 0
+    workdir: str | None = None  # where exported artifacts go (a temp dir by default)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def measure_matmul_peak(dtype: torch.dtype, device: str = "cpu", n: int = 2048, iters: int = 5) -> float:
+    """Best FLOP/s of an n×n @ n×n matmul in ``dtype`` on ``device`` (2n³ FLOPs per product)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    torch.matmul(a, b)
+    sync()
+    best = float("inf")
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best
+
+
+def count_flops(model: ActionDetector, clip: torch.Tensor, rois: torch.Tensor) -> int:
+    """FLOPs of one forward pass, counted by torch's FlopCounterMode (a multiply-add = 2 FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .models.videomae import Attention
+
+    # The CPU fused-attention kernel is not in FlopCounterMode's table: count on the explicit
+    # q·kᵀ / softmax / ·v path, which has the same FLOPs.
+    attns = [m for m in model.modules() if isinstance(m, Attention)]
+    saved = [a.attn_impl for a in attns]
+    for a in attns:
+        a.attn_impl = "naive"
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(clip, rois)
+    finally:
+        for a, impl in zip(attns, saved):
+            a.attn_impl = impl
+    return int(counter.get_total_flops())
+
+
+def make_inputs(input_hw: tuple[int, int], k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A clip of real-frame scale (uniform uint8 normalised) and K random person rois inside it."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = input_hw
+    frames = torch.randint(0, 256, (1, 3, 16, h, w), generator=g).float()
+    clip = (frames - 115.0) / 57.375  # [1, 3, 16, H, W]
+    x1 = torch.rand(k, generator=g) * (w * 0.7)
+    y1 = torch.rand(k, generator=g) * (h * 0.5)
+    bw = 16 + torch.rand(k, generator=g) * (w * 0.3)
+    bh = 32 + torch.rand(k, generator=g) * (h * 0.5)
+    rois = torch.stack([torch.zeros(k), x1, y1, (x1 + bw).clamp(max=w - 1), (y1 + bh).clamp(max=h - 1)], 1)
+    return clip, rois  # [1, 3, 16, H, W], [K, 5]
+
+
+def _time(fn: Callable[[], Any], warmup: int, iters: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def _open_engine(name: str, precision: str, model: ActionDetector, cfg: BenchConfig, workdir: Path,
+                 checkpoint_path: Path) -> Engine:
+    """Create an engine; exports an artifact first for artifact-based backends."""
+    max_k = max(cfg.persons)
+    if name == "torch":
+        return create_engine("torch", model, precision=precision, device=cfg.device,
+                             input_hw=cfg.input_hw, max_persons=None)
+    from .export.onnx import export_onnx
+
+    art = export_onnx(checkpoint_path, workdir / f"{name}_{precision}", input_hw=cfg.input_hw,
+                      max_persons=max_k, precision=precision, progress=False)
+    if name == "onnxruntime":
+        return create_engine("onnxruntime", art)
+    if name == "tensorrt":
+        from .export.tensorrt import build_engine
+
+        plan = build_engine(art, workdir / f"{name}.engine", max_persons=max_k, opt_persons=min(8, max_k),
+                            workspace_gb=4.0, timing_cache=None, roi_align="plugin", progress=False)
+        return create_engine("tensorrt", plan)
+    return create_engine(name, art)
+
+
+def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure every (engine, precision, persons) combination; return the JSON-ready result."""
+    from .envinfo import environment
+    from .models.checkpoints import load_detector, save_detector
+
+    say = progress or (lambda msg: None)
+    torch.manual_seed(cfg.seed)
+    if cfg.checkpoint:
+        model = load_detector(cfg.checkpoint)
+        variant = model.variant or "custom"
+    else:
+        model = create_detector(cfg.variant).eval()
+        variant = model.variant or cfg.variant
+    h, w = cfg.input_hw
+    if h % 16 or w % 16 or h < 32 or w < 32:
+        raise VmaedetError("input size must be multiples of 16 and at least 32×32",
+                           received=f"{h}×{w}", expected="e.g. 256x464", fix="pass --input-size 256x464")
+    tmp = tempfile.TemporaryDirectory(prefix="vmaedet-bench-") if cfg.workdir is None else None
+    workdir = Path(cfg.workdir or tmp.name)  # type: ignore[union-attr]
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = Path(cfg.checkpoint) if cfg.checkpoint else save_detector(model, workdir / "model.safetensors")
+
+    inputs = {k: make_inputs(cfg.input_hw, k, cfg.seed + k) for k in cfg.persons}
+    say("reference: torch fp32")
+    with torch.no_grad():
+        ref = {k: torch.sigmoid(model(c, r)) for k, (c, r) in inputs.items()}
+    flops = {k: count_flops(model, c, r) for k, (c, r) in inputs.items()}
+    say("peak: matmul micro-benchmark")
+    peaks: dict[str, float] = {}
+    for p in sorted(set(cfg.precisions)):
+        try:
+            peaks[p] = measure_matmul_peak(PRECISION_DTYPES[p], cfg.device)
+        except (RuntimeError, KeyError):
+            continue
+
+    results: list[dict[str, Any]] = []
+    for name in cfg.engines:
+        for precision in cfg.precisions:
+            base = {"engine": name, "precision": precision, "device": cfg.device}
+            if precision not in SUPPORTED.get(name, {precision}):
+                results.append({**base, "status": "skipped",
+                                "reason": f"{name} is not benchmarked in {precision} (supported: {sorted(SUPPORTED[name])})"})
+                continue
+            say(f"{name} {precision}: preparing")
+            try:
+                engine = _open_engine(name, precision, model, cfg, workdir, ckpt_path)
+            except (VmaedetError, ImportError) as exc:
+                results.append({**base, "status": "skipped", "reason": str(exc).splitlines()[0]})
+                continue
+            with engine:
+                for k, (clip, rois) in inputs.items():
+                    say(f"{name} {precision}: {k} person(s)")
+                    out = engine.infer(clip, rois)
+                    times = _time(lambda: engine.infer(clip, rois), cfg.warmup, cfg.iters)
+                    p50 = statistics.median(times)
+                    achieved = flops[k] / p50
+                    peak = peaks.get(precision)
+                    results.append({
+                        **base, "status": "ok", "persons": k,
+                        "latency_ms": {"p50": 1e3 * p50, "p95": 1e3 * _percentile(times, 95),
+                                       "mean": 1e3 * statistics.fmean(times), "min": 1e3 * min(times)},
+                        "clips_per_s": 1.0 / p50,
+                        "flops_per_clip": flops[k],
+                        "achieved_flops_per_s": achieved,
+                        "peak_flops_per_s": peak,
+                        "fraction_of_peak": achieved / peak if peak else None,
+                        "max_abs_score_diff": float((torch.sigmoid(out.float()) - ref[k]).abs().max()) if k else 0.0,
+                    })
+    if tmp is not None:
+        tmp.cleanup()
+    return {
+        "schema": SCHEMA,
+        "config": {"engines": list(cfg.engines), "precisions": list(cfg.precisions), "variant": variant,
+                   "checkpoint": cfg.checkpoint, "persons": list(cfg.persons), "input_hw": list(cfg.input_hw),
+                   "clip": [1, 3, 16, *cfg.input_hw], "warmup": cfg.warmup, "iters": cfg.iters,
+                   "device": cfg.device, "seed": cfg.seed},
+        "peak_flops_per_s": peaks,
+        "results": results,
+        "environment": environment(),
+    }
+
+
+def plot_latency(result: dict[str, Any], path: str | Path) -> Path:
+    """PNG: p50 latency vs number of persons, one line per (engine, precision)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in result["results"]:
+        if r["status"] == "ok":
+            series.setdefault(f"{r['engine']} {r['precision']}", []).append((r["persons"], r["latency_ms"]["p50"]))
+    for label, pts in sorted(series.items()):
+        pts.sort()
+        ax.plot([p for p, _ in pts], [t for _, t in pts], marker="o", label=label)
+    cfg = result["config"]
+    ax.set_xlabel("persons per clip")
+    ax.set_ylabel("p50 latency (ms)")
+    ax.set_title(f"{cfg['variant']} 16×{cfg['input_hw'][0]}×{cfg['input_hw'][1]} on {cfg['device']}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,97 @@
+"""`vmaedet bench`: latency / throughput / %-of-peak table per engine, precision and person count."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _hw(value: str) -> tuple[int, int]:
+    from ..errors import VmaedetError
+
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise VmaedetError("--input-size must be HxW", received=value, expected="e.g. 256x464") from None
+    return h, w
+
+
+def bench(
+    engines: Annotated[str, typer.Option(help="Comma-separated engines: torch, onnxruntime, tensorrt.")] = "torch,onnxruntime",
+    precision: Annotated[str, typer.Option(help="Comma-separated precisions: fp32, bf16, fp16.")] = "fp32,bf16",
+    variant: Annotated[str, typer.Option(help="Model variant (random weights) when no --checkpoint is given.")] = "vit_small_patch16_224",
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Benchmark these weights instead of a random model.")] = None,
+    persons: Annotated[str, typer.Option(help="Comma-separated person counts per clip.")] = "1,8,32",
+    input_size: Annotated[str, typer.Option(help="Padded clip size HxW (multiples of 16).")] = "256x464",
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs per case.")] = 2,
+    iters: Annotated[int, typer.Option(min=1, help="Timed runs per case (p50/p95 over these).")] = 5,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    out: Annotated[Optional[Path], typer.Option(help="Write the JSON result here (schema: docs/bench_schema.json).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="PNG plot of latency vs persons (default: next to --out).")] = None,
+) -> None:
+    """Measure p50/p95 latency, clips/s, FLOPs, %-of-measured-peak and score error per engine."""
+    from ..bench import BenchConfig, plot_latency, run_benchmark
+    from ..errors import VmaedetError
+
+    try:
+        counts = [int(p) for p in _csv(persons)]
+    except ValueError:
+        raise VmaedetError("--persons must be comma-separated integers", received=persons, expected="e.g. 1,8,32") from None
+    if not counts or min(counts) < 1:
+        raise VmaedetError("--persons needs at least one count ≥ 1", received=persons)
+    precs = _csv(precision)
+    bad = [p for p in precs if p not in ("fp32", "bf16", "fp16")]
+    if bad:
+        raise VmaedetError("unknown precision", received=bad, expected="fp32, bf16, fp16")
+    from ..engines.base import list_engines
+
+    unknown = [e for e in _csv(engines) if e not in list_engines()]
+    if unknown:
+        raise VmaedetError("unknown engine", received=unknown, expected=", ".join(list_engines()))
+    cfg = BenchConfig(engines=_csv(engines), precisions=precs, variant=variant,
+                      checkpoint=str(checkpoint) if checkpoint else None, persons=counts,
+                      input_hw=_hw(input_size), warmup=warmup, iters=iters, device=device)
+    with console.status("benchmarking…") as status:
+        result = run_benchmark(cfg, progress=lambda msg: status.update(f"benchmarking: {msg}"))
+    _print_table(result)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        console.print(f"wrote {out}")
+        plot = plot or out.with_suffix(".png")
+    if plot is not None:
+        console.print(f"wrote {plot_latency(result, plot)}")
+
+
+def _print_table(result: dict) -> None:
+    cfg = result["config"]
+    table = Table(title=f"{cfg['variant']}  clip 1×3×16×{cfg['input_hw'][0]}×{cfg['input_hw'][1]}  on {cfg['device']}")
+    for col in ("engine", "precision", "persons", "p50 ms", "p95 ms", "clips/s", "GFLOP/clip", "GFLOP/s", "% of peak", "max |Δ score|", "status"):
+        table.add_column(col, justify="right" if col not in ("engine", "precision", "status") else "left")
+    for r in result["results"]:
+        if r["status"] != "ok":
+            table.add_row(r["engine"], r["precision"], "", "", "", "", "", "", "", "", f"[yellow]skipped[/]: {r['reason']}")
+            continue
+        frac = r["fraction_of_peak"]
+        table.add_row(r["engine"], r["precision"], str(r["persons"]), f"{r['latency_ms']['p50']:.1f}",
+                      f"{r['latency_ms']['p95']:.1f}", f"{r['clips_per_s']:.2f}", f"{r['flops_per_clip'] / 1e9:.1f}",
+                      f"{r['achieved_flops_per_s'] / 1e9:.1f}", f"{100 * frac:.1f}" if frac else "–",
+                      f"{r['max_abs_score_diff']:.2e}", "[green]ok[/]")
+    console.print(table)
+    peaks = ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in result["peak_flops_per_s"].items())
+    console.print(f"measured matmul peak: {peaks}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
