@@ -58,7 +58,7 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
     except VmaedetError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             err_console.print("aborted")
             return 1
         raise
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

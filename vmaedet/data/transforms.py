@@ -3,10 +3,14 @@
 Test path (shared by the Predictor, the AVA test dataset, export geometry and the stream runtime):
 resize short side to 256 (cv2 INTER_LINEAR, int truncation, no max size) → float → normalise
 (RGB, Detectron mean reversed, std 57.375) → [C, T, H, W] → zero-pad bottom/right to multiples of 16.
+
+Train path (:func:`train_transform`, used by :class:`vmaedet.data.ava.AVADataset`): the same resize,
+then RandomClip (crop, default 224) → whole-clip HSV jitter → horizontal flip p = 0.5 → normalise.
 """
 
 from __future__ import annotations
 
+import random
 from typing import Sequence
 
 import cv2
@@ -99,3 +103,86 @@ def test_transform(frames: Sequence[np.ndarray] | np.ndarray, seed_quirk: bool =
     resized = resize_frames(arr, size)  # [T, h', w', 3]
     return pad_to_multiple(normalize_clip(resized)), size
 test_transform.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+# --------------------------------------------------------------------------- train path (spec §2)
+# Resize (seed rule) → RandomClip → ColorJitter (HSV, whole clip) → Flip p=0.5 → ToTensor → Normalize.
+# Randomness comes from one ``random.Random`` per sample (the seed uses Python ``random``), drawn in
+# this order: crop x, crop y, hue, saturation, value, flip.
+
+
+def resize_boxes(boxes: np.ndarray, src_wh: tuple[int, int], dst_wh: tuple[int, int]) -> np.ndarray:
+    """``BoxList.resize``: scale x by dst_W/src_W and y by dst_H/src_H (``[N, 4]`` xyxy float32)."""
+    rx, ry = dst_wh[0] / src_wh[0], dst_wh[1] / src_wh[1]
+    return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * np.array([rx, ry, rx, ry], np.float32)).astype(np.float32)
+
+
+def random_crop(frames: np.ndarray, boxes: np.ndarray, crop: int, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    """The seed's ``RandomClip``: x1 = int(r·(W − crop)), y1 = int(r·(H − crop)); boxes shift, clamp to [0, crop].
+
+    Boxes that fall outside the crop stay (degenerate) with their labels, as in the seed.
+    """
+    h, w = frames.shape[1:3]
+    if w < crop or h < crop:
+        raise ValueError(f"crop {crop}×{crop} does not fit in frames of {w}×{h}; lower crop_size or raise short_side")
+    x1 = int(rng.random() * (w - crop))
+    y1 = int(rng.random() * (h - crop))
+    out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) - np.array([x1, y1, x1, y1], np.float32)
+    return frames[:, y1:y1 + crop, x1:x1 + crop], np.clip(out, 0, crop)
+
+
+def hsv_shift(frames: np.ndarray, hue: int, sat: int, val: int) -> np.ndarray:
+    """OpenCV RGB→HSV (uint8, H in 0..179), H += hue mod 180, S/V += sat/val clipped to 0..255, → RGB."""
+    out = np.empty_like(frames)
+    for i, f in enumerate(frames):
+        hsv = cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2HSV).astype(np.int16)  # [H, W, 3]
+        hsv[..., 0] = (hsv[..., 0] + hue) % 180
+        hsv[..., 1] = np.clip(hsv[..., 1] + sat, 0, 255)
+        hsv[..., 2] = np.clip(hsv[..., 2] + val, 0, 255)
+        out[i] = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+    return out
+
+
+def color_jitter(frames: np.ndarray, rng: random.Random, hue: int = 10, sat: int = 26, val: int = 26) -> np.ndarray:
+    """Whole-clip HSV jitter with integer shifts randint[−hue, hue], [−sat, sat], [−val, val]."""
+    return hsv_shift(frames, rng.randint(-hue, hue), rng.randint(-sat, sat), rng.randint(-val, val))
+
+
+def hflip(frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal flip; x1' = W − x2 − 1, x2' = W − x1 − 1 (the seed's "+1" convention)."""
+    w = frames.shape[2]
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    flipped = np.stack([w - b[:, 2] - 1, b[:, 1], w - b[:, 0] - 1, b[:, 3]], axis=1).astype(np.float32)
+    return np.ascontiguousarray(frames[:, :, ::-1]), flipped
+
+
+def train_transform(
+    frames: np.ndarray,
+    boxes: np.ndarray,
+    rng: random.Random,
+    crop_size: int = 224,
+    short_side: int = SHORT_SIDE,
+    seed_quirk: bool = True,
+) -> tuple[torch.Tensor, np.ndarray, tuple[int, int]]:
+    """The seed's training pipeline for one clip.
+
+    Args:
+        frames: ``[T, H, W, 3]`` RGB uint8.
+        boxes: ``[N, 4]`` xyxy pixels of ``frames``.
+        rng: the sample's random generator.
+
+    Returns:
+        (``[3, T, crop, crop]`` normalised clip (unpadded), ``[N, 4]`` float32 boxes in clip pixels, (w, h)).
+    """
+    arr = np.asarray(frames)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"frames must be T RGB images [H, W, 3] of one size; received array of shape {arr.shape}")
+    h, w = arr.shape[1:3]
+    size = seed_resize_size(w, h, short_side=short_side, seed_quirk=seed_quirk)
+    arr = resize_frames(arr, size)  # [T, h', w', 3]
+    b = resize_boxes(boxes, (w, h), size)
+    arr, b = random_crop(arr, b, crop_size, rng)  # [T, crop, crop, 3]
+    arr = color_jitter(arr, rng)
+    if rng.random() < 0.5:
+        arr, b = hflip(arr, b)
+    return normalize_clip(arr), b, (crop_size, crop_size)
