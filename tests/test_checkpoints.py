@@ -145,3 +145,16 @@ def test_errors(tmp_path: Path) -> None:
         load_detector(st)
     with pytest.raises(CheckpointError, match=".safetensors"):
         save_detector(create_detector("vit_micro"), tmp_path / "x.pth")
+
+
+def test_short_side_travels_with_the_checkpoint(tmp_path: Path) -> None:
+    from vmaedet import Predictor
+    import numpy as np
+
+    m = create_detector("vit_micro")
+    assert m.short_side == 256
+    m.short_side = 128
+    b = load_detector(save_detector(m, tmp_path / "s.safetensors"))
+    assert b.short_side == 128
+    clip, rois, size = Predictor(b).preprocess(np.zeros((16, 240, 320, 3), np.uint8), np.zeros((0, 4)))
+    assert size == (170, 128) and clip.shape == (1, 3, 16, 128, 176)

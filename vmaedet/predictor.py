@@ -18,7 +18,7 @@ CLIP_LEN = 16
 class Predictor:
     """Run a detector on one 16-frame clip with the seed's pre- and post-processing.
 
-    Pre-processing (spec §2): resize short side to 256 (cv2 INTER_LINEAR, int truncation),
+    Pre-processing (spec §2): resize short side to 256 (``detector.short_side``) (cv2 INTER_LINEAR, int truncation),
     normalise, zero-pad to multiples of 16; boxes scaled per axis to the resized frame, then
     extended by (0.1, 0.05) and clamped to the resized, unpadded size.  Post-processing (spec §3):
     score = sigmoid(logit) × person score.
@@ -44,7 +44,7 @@ class Predictor:
                 f"received array of shape {arr.shape} and dtype {arr.dtype}"
             )
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        clip, size = test_transform(arr, seed_quirk=self.seed_quirk)  # [3, 16, Hp, Wp]
+        clip, size = test_transform(arr, seed_quirk=self.seed_quirk, short_side=self.detector.short_side)  # [3, 16, Hp, Wp]
         h, w = arr.shape[1:3]
         scaled = scale_boxes(boxes, (w, h), size)  # [N, 4] resized pixels
         ext = extend_boxes(scaled, size)  # [N, 4]

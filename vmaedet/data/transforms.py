@@ -49,13 +49,14 @@ def padded_size(width: int, height: int, divisible: int = SIZE_DIVISIBLE) -> tup
     return -(-width // divisible) * divisible, -(-height // divisible) * divisible
 
 
-def input_geometry(source_wh: tuple[int, int], seed_quirk: bool = True) -> tuple[tuple[int, int], tuple[int, int]]:
+def input_geometry(source_wh: tuple[int, int], seed_quirk: bool = True,
+                   short_side: int = SHORT_SIDE) -> tuple[tuple[int, int], tuple[int, int]]:
     """Resized (W, H) and padded (W, H) the model sees for frames of ``source_wh``.
 
     >>> input_geometry((640, 360))
     ((455, 256), (464, 256))
     """
-    rw, rh = seed_resize_size(*source_wh, seed_quirk=seed_quirk)
+    rw, rh = seed_resize_size(*source_wh, short_side=short_side, seed_quirk=seed_quirk)
     return (rw, rh), padded_size(rw, rh)
 
 
@@ -86,11 +87,13 @@ def pad_to_multiple(clip: torch.Tensor, divisible: int = SIZE_DIVISIBLE) -> torc
     return F.pad(clip, (0, pw, 0, ph))
 
 
-def test_transform(frames: Sequence[np.ndarray] | np.ndarray, seed_quirk: bool = True) -> tuple[torch.Tensor, tuple[int, int]]:
+def test_transform(frames: Sequence[np.ndarray] | np.ndarray, seed_quirk: bool = True,
+                   short_side: int = SHORT_SIDE) -> tuple[torch.Tensor, tuple[int, int]]:
     """The seed's test preprocessing of one clip.
 
     Args:
         frames: T RGB uint8 frames ``[H, W, 3]`` of one size.
+        short_side: target short side (the seed: 256; models trained smaller record theirs).
 
     Returns:
         (``[3, T, Hp, Wp]`` normalised, zero-padded clip; resized unpadded (W, H)).
@@ -99,7 +102,7 @@ def test_transform(frames: Sequence[np.ndarray] | np.ndarray, seed_quirk: bool =
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise ValueError(f"frames must be T RGB images [H, W, 3] of one size; received array of shape {arr.shape}")
     h, w = arr.shape[1:3]
-    size = seed_resize_size(w, h, seed_quirk=seed_quirk)
+    size = seed_resize_size(w, h, short_side=short_side, seed_quirk=seed_quirk)
     resized = resize_frames(arr, size)  # [T, h', w', 3]
     return pad_to_multiple(normalize_clip(resized)), size
 test_transform.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

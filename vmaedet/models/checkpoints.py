@@ -245,6 +245,7 @@ def load_detector(
         backbone.update(overrides)
         model = ActionDetector(BackboneConfig(**backbone), num_classes=cfg_dict.get("num_classes", 80),
                                variant=cfg_dict.get("variant"))
+        model.short_side = int(cfg_dict.get("short_side", 256))
     else:
         if "patch_embed.proj.weight" not in sd:
             raise CheckpointError(f"{path} is not a VideoMAE detector checkpoint", received=f"keys {sorted(sd)[:5]}")
@@ -300,7 +301,8 @@ def load_detector(
 
 # -- writing ----------------------------------------------------------------------------------
 def detector_config(model: ActionDetector) -> dict[str, Any]:
-    return {"variant": model.variant, "num_classes": model.num_classes, "backbone": model.cfg.to_dict()}
+    return {"variant": model.variant, "num_classes": model.num_classes, "backbone": model.cfg.to_dict(),
+            "short_side": int(getattr(model, "short_side", 256))}
 
 
 def save_detector(model: ActionDetector, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:

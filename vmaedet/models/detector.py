@@ -123,6 +123,9 @@ class ActionDetector(VideoMAEBackbone):
         super().__init__(cfg)
         self.variant = variant
         self.num_classes = num_classes
+        #: Short side (px) of the frames this model was trained/evaluated at (the seed: 256).
+        #: Saved in vmaedet checkpoints; the Predictor, export and stream resize to it.
+        self.short_side = 256
         self.head = nn.Linear(cfg.embed_dim, num_classes)
         self.apply(init_weights)
         with torch.no_grad():  # the seed scales the head's init by init_scale = 0.001
