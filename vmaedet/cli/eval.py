@@ -1,0 +1,121 @@
+"""``vmaedet eval``: AVA frame-mAP@0.5 of a detection CSV (or, later, of a checkpoint on a dataset)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import ConfigError, VmaedetError
+from ..evaluation import PROTOCOLS, EvalResult, evaluate_frame_map
+
+console = Console()
+
+_ExistingFile = dict(exists=True, dir_okay=False, readable=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``eval`` command to ``app``."""
+    app.command("eval")(eval_command)
+
+
+def eval_command(
+    gt: Annotated[Optional[Path], typer.Option("--gt", help="Ground-truth CSV (video_id,timestamp,x1,y1,x2,y2,action_id[,person_id]).", **_ExistingFile)] = None,
+    detections: Annotated[Optional[Path], typer.Option("--detections", help="Detection CSV (video_id,timestamp,x1,y1,x2,y2,action_id,score).", **_ExistingFile)] = None,
+    labelmap: Annotated[Optional[Path], typer.Option("--labelmap", help="Label map .pbtxt (v2.1 'item { id }' or v2.2 'label { label_id }'); its ids are the evaluated classes.", **_ExistingFile)] = None,
+    exclusions: Annotated[Optional[Path], typer.Option("--exclusions", help="Excluded keyframes CSV (video_id,timestamp).", **_ExistingFile)] = None,
+    protocol: Annotated[str, typer.Option("--protocol", help="official: ActivityNet AVA evaluator (top 50 rows per frame); seed: no cap, as VideoMAE's published numbers.")] = "official",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write {mAP, per_class_ap} as JSON here.", dir_okay=False)] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Evaluate this checkpoint instead of a detection CSV (needs --data).", **_ExistingFile)] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Dataset root for --checkpoint (AVA layout, as written by 'vmaedet synth').", exists=True, file_okay=False)] = None,
+) -> None:
+    """Compute AVA frame-mAP@0.5 and print mAP with a per-class AP table.
+
+    CSV mode: ``vmaedet eval --gt GT.csv --detections DET.csv --labelmap LABELMAP.pbtxt
+    [--exclusions EXCL.csv] [--protocol official|seed] [--json OUT.json]``.
+    Checkpoint mode: ``vmaedet eval --checkpoint CKPT --data ROOT`` runs the model on the dataset's
+    validation split first (needs the training module).
+    """
+    if protocol not in PROTOCOLS:
+        raise ConfigError("unknown --protocol", received=protocol, expected=" or ".join(PROTOCOLS),
+                          fix="use --protocol official or --protocol seed")
+    start = time.perf_counter()
+    if checkpoint is not None or data is not None:
+        result = _evaluate_checkpoint(checkpoint, data, protocol)
+    else:
+        missing = [name for name, value in (("--gt", gt), ("--detections", detections), ("--labelmap", labelmap))
+                   if value is None]
+        if missing:
+            raise ConfigError(f"missing {', '.join(missing)}", received="vmaedet eval without " + " ".join(missing),
+                              expected="--gt GT.csv --detections DET.csv --labelmap LABELMAP.pbtxt "
+                                       "(or --checkpoint CKPT --data ROOT)",
+                              fix="pass the three files")
+        result = evaluate_frame_map(gt, detections, labelmap, exclusions, protocol=protocol)  # type: ignore[arg-type]
+    elapsed = time.perf_counter() - start
+    console.print(_table(result))
+    console.print(f"[bold]frame-mAP@0.5[/] ({result.protocol} protocol): [bold green]{result.mAP:.5f}[/]"
+                  f"  ({sum(v is not None for v in result.per_class_ap.values())} classes with ground truth,"
+                  f" {elapsed:.2f} s)")
+    if json_out is not None:
+        _write_json(json_out, result)
+        console.print(f"wrote {json_out}")
+
+
+def _evaluate_checkpoint(checkpoint: Path | None, data: Path | None, protocol: str) -> EvalResult:
+    """Checkpoint mode: run the model over ``data`` and evaluate (delegated to the training module)."""
+    if checkpoint is None or data is None:
+        raise ConfigError("--checkpoint and --data go together",
+                          received=f"--checkpoint {checkpoint} --data {data}",
+                          expected="both, or neither (then --gt/--detections/--labelmap)",
+                          fix="pass both options")
+    try:
+        from ..train.evaluate import evaluate_checkpoint
+    except ImportError as exc:
+        raise VmaedetError("evaluating a checkpoint needs the training module (vmaedet.train.evaluate)",
+                           received=f"{type(exc).__name__}: {exc}",
+                           expected="vmaedet.train.evaluate.evaluate_checkpoint",
+                           fix="evaluate a detection CSV with --gt/--detections/--labelmap instead, "
+                               "or install a vmaedet build that includes training") from None
+    out = evaluate_checkpoint(checkpoint, data, protocol=protocol)
+    if isinstance(out, EvalResult):
+        return out
+    if "detections_csv" in out:
+        console.print(f"detections written to {out['detections_csv']}")
+    return EvalResult(
+        mAP=float(out["mAP"]),
+        per_class_ap={int(k): v for k, v in out["per_class_ap"].items()},
+        protocol=str(out.get("protocol", protocol)),
+        labelmap={int(k): v for k, v in out.get("labelmap", {}).items()},
+        num_gt={int(k): v for k, v in out.get("num_gt", {}).items()},
+        num_detections={int(k): v for k, v in out.get("num_detections", {}).items()},
+    )
+
+
+def _table(result: EvalResult) -> Table:
+    table = Table(title=f"AVA frame AP@0.5 per class ({result.protocol})")
+    table.add_column("id", justify="right")
+    table.add_column("action")
+    table.add_column("AP", justify="right")
+    table.add_column("GT", justify="right")
+    table.add_column("detections", justify="right")
+    for cid, ap in result.per_class_ap.items():
+        table.add_row(str(cid), result.labelmap.get(cid, ""), "–" if ap is None else f"{ap:.4f}",
+                      str(result.num_gt.get(cid, 0)), str(result.num_detections.get(cid, 0)))
+    return table
+
+
+def _write_json(path: Path, result: EvalResult) -> None:
+    payload = result.to_json()
+    if not math.isfinite(payload["mAP"]):
+        raise VmaedetError("mAP is not a finite number", received=payload["mAP"], expected="a float",
+                           fix="check the inputs")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
+    tmp.replace(path)

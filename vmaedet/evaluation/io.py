@@ -1,0 +1,351 @@
+"""AVA annotation I/O: label maps (``.pbtxt``), box CSVs, excluded-timestamp CSVs, result CSVs.
+
+The CSV layout is the AVA one, with no header::
+
+    video_id,timestamp,x1,y1,x2,y2,action_id[,person_id | ,score]
+
+Boxes are normalised ``[0, 1]`` corner coordinates; timestamps are integer seconds, written ``902`` or
+``0902`` (both are the same frame).  Large files are parsed with numpy's C ``loadtxt`` (about a
+second per million rows); when that parser rejects a file, a line-by-line pass finds the first
+bad line and the error names the file and the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = [
+    "AvaRows",
+    "read_ava_csv",
+    "read_exclusions",
+    "read_labelmap",
+    "write_ava_csv",
+]
+
+_CSV_LAYOUT_GT = "video_id,timestamp,x1,y1,x2,y2,action_id[,person_id]"
+_CSV_LAYOUT_DET = "video_id,timestamp,x1,y1,x2,y2,action_id,score"
+
+
+@dataclass(frozen=True)
+class AvaRows:
+    """The rows of one AVA CSV as columns (compact numpy arrays, file order kept).
+
+    Attributes:
+        videos: distinct video ids; ``video_index`` indexes into it.
+        video_index: ``[N]`` int32, the video of each row.
+        timestamps: ``[N]`` int64 keyframe timestamps in seconds.
+        boxes: ``[N, 4]`` float64 normalised ``x1, y1, x2, y2``.
+        action_ids: ``[N]`` int64 1-based AVA action ids.
+        scores: ``[N]`` float64 detection scores, or None for ground truth.
+        person_ids: ``[N]`` int64 person ids (ground truth with 8 columns), or None.
+        source: the file the rows came from (for messages), or None.
+    """
+
+    videos: tuple[str, ...]
+    video_index: np.ndarray
+    timestamps: np.ndarray
+    boxes: np.ndarray
+    action_ids: np.ndarray
+    scores: np.ndarray | None = None
+    person_ids: np.ndarray | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.video_index)
+        shapes = {
+            "video_index": self.video_index.shape, "timestamps": self.timestamps.shape,
+            "boxes": self.boxes.shape, "action_ids": self.action_ids.shape,
+        }
+        expected = {"video_index": (n,), "timestamps": (n,), "boxes": (n, 4), "action_ids": (n,)}
+        for name, arr in (("scores", self.scores), ("person_ids", self.person_ids)):
+            if arr is not None:
+                shapes[name], expected[name] = arr.shape, (n,)
+        if shapes != expected:
+            raise DataError("AvaRows columns have inconsistent shapes", received=shapes, expected=expected,
+                            fix="build AvaRows with one entry per row in every column (boxes [N, 4])")
+        if n and (self.video_index.min() < 0 or self.video_index.max() >= len(self.videos)):
+            raise DataError("AvaRows.video_index points outside AvaRows.videos",
+                            received=f"indices {self.video_index.min()}..{self.video_index.max()}",
+                            expected=f"0..{len(self.videos) - 1}", fix="index into the videos tuple")
+
+    def __len__(self) -> int:
+        return len(self.video_index)
+
+    @classmethod
+    def from_columns(
+        cls,
+        video_ids: Iterable[str],
+        timestamps: Iterable[int],
+        boxes: Iterable[Iterable[float]],
+        action_ids: Iterable[int],
+        scores: Iterable[float] | None = None,
+        person_ids: Iterable[int] | None = None,
+    ) -> AvaRows:
+        """Build rows from per-row Python sequences (video id strings, not indices)."""
+        names = [str(v) for v in video_ids]
+        vocab: dict[str, int] = {}
+        index = np.array([vocab.setdefault(v, len(vocab)) for v in names], dtype=np.int32)
+        return cls(
+            videos=tuple(vocab),
+            video_index=index,
+            timestamps=np.asarray(list(timestamps), dtype=np.int64).reshape(len(names)),
+            boxes=np.asarray(list(boxes), dtype=np.float64).reshape(len(names), 4),
+            action_ids=np.asarray(list(action_ids), dtype=np.int64).reshape(len(names)),
+            scores=None if scores is None else np.asarray(list(scores), dtype=np.float64),
+            person_ids=None if person_ids is None else np.asarray(list(person_ids), dtype=np.int64),
+        )
+
+    def video_ids(self) -> np.ndarray:
+        """``[N]`` the video id string of each row (object array; for small outputs and tests)."""
+        return np.asarray(self.videos, dtype=object)[self.video_index]
+
+
+# ----------------------------------------------------------------------------------------------
+# label maps
+
+
+_BLOCK = re.compile(r"(\w+)\s*\{([^{}]*)\}", re.S)
+_FIELD = re.compile(r"(\w+)\s*:\s*(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|[^\s\"']+)")
+
+
+def read_labelmap(path: str | Path) -> dict[int, str]:
+    """Read an AVA label map in either layout and return ``{action_id: name}`` in file order.
+
+    Layouts: v2.1 ``item { name: "..." id: N }`` and v2.2
+    ``label { name: "..." label_id: N label_type: ... }``.  ``display_name`` is accepted as a
+    name.  Comments (``#``) are ignored.
+    """
+    path = Path(path)
+    text = _read_text(path, "label map")
+    text = re.sub(r"#[^\n]*", lambda m: " " * len(m.group(0)), text)  # keep offsets for line numbers
+    labelmap: dict[int, str] = {}
+    for block in _BLOCK.finditer(text):
+        line = text.count("\n", 0, block.start()) + 1
+        fields = {k: v for k, v in _FIELD.findall(block.group(2))}
+        raw_id = fields.get("id", fields.get("label_id"))
+        name = fields.get("name", fields.get("display_name"))
+        where = f"{path}:{line}"
+        if raw_id is None or name is None:
+            raise DataError(f"label map entry at {where} lacks an id or a name",
+                            received=f"{block.group(1)} {{{' '.join(block.group(2).split())}}}",
+                            expected='item { name: "walk" id: 14 } or label { name: "walk" label_id: 14 }',
+                            fix="add the missing field to the entry")
+        try:
+            action_id = int(raw_id)
+        except ValueError:
+            raise DataError(f"label map entry at {where} has a non-integer id", received=raw_id,
+                            expected="a positive integer", fix="write the id as an integer") from None
+        if action_id < 1 or action_id in labelmap:
+            raise DataError(f"label map entry at {where} has an invalid or repeated id", received=action_id,
+                            expected="distinct positive integers", fix="give each class one positive id")
+        labelmap[action_id] = name[1:-1] if name[:1] in "\"'" else name
+    if not labelmap:
+        raise DataError(f"no label entries found in {path}", received=text[:80].strip() or "(empty file)",
+                        expected='entries like item { name: "walk" id: 14 } or label { ... label_id: 14 }',
+                        fix="pass the AVA action list .pbtxt")
+    return labelmap
+
+
+# ----------------------------------------------------------------------------------------------
+# box CSVs
+
+
+def read_ava_csv(path: str | Path, with_scores: bool) -> AvaRows:
+    """Read an AVA box CSV: ground truth (``with_scores=False``) or detections (``True``).
+
+    Ground truth has 7 columns or 8 (the 8th is the person id); detections have 8 (the 8th is the
+    score).  Blank lines are skipped.  Raises :class:`DataError` naming the file and the line for a
+    wrong column count, a non-numeric field or a non-finite value.
+    """
+    path = Path(path)
+    data = _read_bytes(path, "AVA CSV")
+    lines_present = data.strip()
+    layout = _CSV_LAYOUT_DET if with_scores else _CSV_LAYOUT_GT
+    if not lines_present:
+        return _empty_rows(with_scores, str(path))
+    first = lines_present.split(b"\n", 1)[0]
+    ncols = first.count(b",") + 1
+    if ncols not in ((8,) if with_scores else (7, 8)):
+        _raise_bad_line(path, data, with_scores, ncols_expected=None)
+    width = _max_line_length(data)  # bounds the byte length of every video id
+    dtype = _csv_dtype(ncols, with_scores, width)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = np.loadtxt(path, delimiter=",", dtype=dtype, comments=None, encoding="latin-1", ndmin=1)
+    except ValueError:
+        _raise_bad_line(path, data, with_scores, ncols_expected=ncols)
+        raise  # unreachable: _raise_bad_line always raises
+    rows = _rows_from_table(table, ncols, with_scores, str(path))
+    _check_values(rows, path, data, layout)
+    return rows
+
+
+def _csv_dtype(ncols: int, with_scores: bool, width: int) -> np.dtype:
+    fields = [("v", f"S{width}"), ("t", "i8"), ("x1", "f8"), ("y1", "f8"), ("x2", "f8"), ("y2", "f8"), ("a", "i8")]
+    if ncols == 8:
+        fields.append(("s", "f8") if with_scores else ("p", "i8"))
+    return np.dtype(fields)
+
+
+def _max_line_length(data: bytes) -> int:
+    """Length in bytes of the longest line of ``data`` (at least 1)."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.concatenate([np.flatnonzero(buf == 10), [len(buf)]])
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return max(int((ends - starts).max()), 1)
+
+
+def _rows_from_table(table: np.ndarray, ncols: int, with_scores: bool, source: str) -> AvaRows:
+    names = table["v"]  # [N] bytes
+    change = np.ones(len(names), dtype=bool)
+    change[1:] = names[1:] != names[:-1]
+    heads = np.flatnonzero(change)  # rows starting a run of one video (files are grouped by video)
+    run_names, run_index = np.unique(names[heads], return_inverse=True)
+    run_of_row = np.cumsum(change) - 1
+    video_index = run_index.reshape(-1)[run_of_row].astype(np.int32)
+    videos = tuple(n.decode("utf-8", errors="replace").strip() for n in run_names)
+    boxes = np.stack([table["x1"], table["y1"], table["x2"], table["y2"]], axis=1)  # [N, 4]
+    return AvaRows(
+        videos=videos,
+        video_index=video_index,
+        timestamps=np.ascontiguousarray(table["t"]),
+        boxes=boxes,
+        action_ids=np.ascontiguousarray(table["a"]),
+        scores=np.ascontiguousarray(table["s"]) if with_scores else None,
+        person_ids=np.ascontiguousarray(table["p"]) if (ncols == 8 and not with_scores) else None,
+        source=source,
+    )
+
+
+def _empty_rows(with_scores: bool, source: str) -> AvaRows:
+    return AvaRows(
+        videos=(), video_index=np.zeros(0, np.int32), timestamps=np.zeros(0, np.int64),
+        boxes=np.zeros((0, 4), np.float64), action_ids=np.zeros(0, np.int64),
+        scores=np.zeros(0, np.float64) if with_scores else None, source=source,
+    )
+
+
+def _check_values(rows: AvaRows, path: Path, data: bytes, layout: str) -> None:
+    """Reject non-finite coordinates/scores, negative timestamps and action ids < 1, naming the line."""
+    bad = ~np.isfinite(rows.boxes).all(axis=1) | (rows.timestamps < 0) | (rows.action_ids < 1)
+    if rows.scores is not None:
+        bad |= ~np.isfinite(rows.scores)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        lineno, text = _nonblank_line(data, row)
+        raise DataError(f"{path}:{lineno}: invalid value (non-finite number, negative timestamp or action id < 1)",
+                        received=text, expected=f"{layout} with finite numbers, timestamp >= 0, action id >= 1",
+                        fix="correct or remove that line")
+
+
+def _nonblank_line(data: bytes, row: int) -> tuple[int, str]:
+    """1-based line number and text of the ``row``-th non-blank line."""
+    seen = -1
+    for lineno, line in enumerate(data.splitlines(), start=1):
+        if line.strip():
+            seen += 1
+            if seen == row:
+                return lineno, line.decode("utf-8", errors="replace")
+    return -1, ""
+
+
+def _raise_bad_line(path: Path, data: bytes, with_scores: bool, ncols_expected: int | None) -> None:
+    """Find the first malformed line with a slow, precise pass and raise a DataError naming it."""
+    layout = _CSV_LAYOUT_DET if with_scores else _CSV_LAYOUT_GT
+    allowed = (8,) if with_scores else ((7, 8) if ncols_expected is None else (ncols_expected,))
+    parsers = [("video_id", str), ("timestamp", int)] + [(c, float) for c in ("x1", "y1", "x2", "y2")]
+    parsers += [("action_id", int), ("score", float) if with_scores else ("person_id", int)]
+    for lineno, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        fields = raw.split(",")
+        if len(fields) not in allowed:
+            raise DataError(f"{path}:{lineno}: expected {' or '.join(map(str, allowed))} columns, found {len(fields)}",
+                            received=raw, expected=layout,
+                            fix="give every line the same AVA columns (no header line)")
+        for (name, parse), value in zip(parsers, fields):
+            try:
+                parse(value.strip())
+                if parse is str and not value.strip():
+                    raise ValueError
+            except ValueError:
+                kind = {int: "an integer", float: "a number", str: "a non-empty id"}[parse]
+                raise DataError(f"{path}:{lineno}: column {name!r} is not {kind}", received=raw,
+                                expected=layout, fix="correct or remove that line (AVA CSVs have no header)") from None
+    raise DataError(f"{path}: numpy could not parse this CSV", received=f"{len(data)} bytes",
+                    expected=layout, fix="check the encoding and the delimiters (commas, one row per line)")
+
+
+def read_exclusions(path: str | Path) -> set[tuple[str, int]]:
+    """Read an AVA excluded-timestamps CSV (``video_id,timestamp``) into a set of frame keys."""
+    path = Path(path)
+    text = _read_text(path, "exclusions CSV")
+    keys: set[tuple[str, int]] = set()
+    for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != 2:
+            raise DataError(f"{path}:{lineno}: expected 2 columns, found {len(row)}", received=",".join(row),
+                            expected="video_id,timestamp", fix="one excluded keyframe per line")
+        try:
+            keys.add((row[0].strip(), int(row[1])))
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: the timestamp is not an integer", received=",".join(row),
+                            expected="video_id,timestamp (e.g. abc,0902)", fix="correct that line") from None
+    return keys
+
+
+def write_ava_csv(path: str | Path, rows: AvaRows) -> Path:
+    """Write rows as the seed's ``write_csv`` does: ``movie,TTTT,x1,y1,x2,y2,action_id,score``.
+
+    The timestamp is zero-padded to 4 digits, coordinates and scores use ``'{:.5f}'``.  Rows without
+    scores (ground truth) get their person id as an integer 8th column, or 7 columns without one.
+    The file is written to a temporary name and renamed, so an existing file is replaced only when
+    complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = np.asarray(rows.videos, dtype=object)
+    cols = [names[rows.video_index].tolist(), rows.timestamps.tolist(), *rows.boxes.T.tolist(),
+            rows.action_ids.tolist()]
+    fmt = "%s,%04d,%.5f,%.5f,%.5f,%.5f,%d"
+    if rows.scores is not None:
+        cols.append(rows.scores.tolist())
+        fmt += ",%.5f"
+    elif rows.person_ids is not None:
+        cols.append(rows.person_ids.tolist())
+        fmt += ",%d"
+    fmt += "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.writelines(fmt % row for row in zip(*cols))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read the {what} {path}", received=f"{type(exc).__name__}: {exc}",
+                        expected="a readable file", fix="check the path") from None
+
+
+def _read_text(path: Path, what: str) -> str:
+    return _read_bytes(path, what).decode("utf-8", errors="replace")
