@@ -50,12 +50,9 @@ def collect() -> list[dict[str, Any]]:
         add("onnxruntime", False, f"not importable ({exc}); pip install onnxruntime (CPU) or 'vmaedet[gpu]'")
     onnx_v = _version("onnx")
     add("onnx", onnx_v is not None, onnx_v or "not installed")
-    try:
-        from .export.tensorrt import tensorrt_status
+    from .export.tensorrt import tensorrt_status
 
-        ok, why = tensorrt_status()
-    except ImportError:
-        ok, why = _tensorrt_probe()
+    ok, why = tensorrt_status()
     add("TensorRT", ok, why)
     tr = _version("triton")
     add("Triton", tr is not None, (tr + ("" if torch.cuda.is_available() else "; no GPU: kernels run only under TRITON_INTERPRET=1")) if tr else "not installed")
@@ -82,12 +79,3 @@ def collect() -> list[dict[str, Any]]:
     sv = _version("supervision")
     add("supervision (ByteTrack)", sv is not None, sv or "not installed")
     return rows
-
-
-def _tensorrt_probe() -> tuple[bool, str]:
-    try:
-        import tensorrt as trt  # noqa: F401
-    except Exception as exc:  # noqa: BLE001
-        return False, (f"not importable ({type(exc).__name__}: {exc}); TensorRT comes from NVIDIA's index "
-                       "(pip install tensorrt with NVIDIA's package index, see the README) or use an NGC TensorRT container")
-    return True, f"{trt.__version__} importable"
