@@ -1,0 +1,67 @@
+"""``vmaedet stream``: real-time action detection on a camera, network stream, video file or image folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ..errors import ConfigError
+
+console = Console(stderr=True)
+
+
+def stream_command(
+    source: Annotated[Optional[str], typer.Option("--source", "-s", help="Camera index, rtsp://…, http://…, video file or image folder.")] = None,
+    camera: Annotated[Optional[int], typer.Option("--camera", help="Camera index (synonym of --source N).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", exists=True, dir_okay=False, help="Model checkpoint (torch backend).")] = None,
+    engine: Annotated[Optional[Path], typer.Option("--engine", exists=True, dir_okay=False, help="Exported artifact (.onnx, TensorRT plan).")] = None,
+    backend: Annotated[str, typer.Option(help="torch | onnxruntime | tensorrt.")] = "torch",
+    detector: Annotated[str, typer.Option(help="Person detector: ssdlite | motion | onnx:PATH[:fmt] | boxes:FILE.")] = "ssdlite",
+    stride: Annotated[int, typer.Option(min=1, help="Frames between keyframes (one action inference each).")] = 8,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Action score shown and turned on.")] = 0.4,
+    mode: Annotated[str, typer.Option(help="centered (seed alignment, ~1.2 s delay) | causal (clip ends at the keyframe).")] = "centered",
+    max_persons: Annotated[int, typer.Option(min=1, help="Persons per keyframe.")] = 32,
+    realtime: Annotated[Optional[bool], typer.Option("--realtime/--no-realtime", help="Latest-frame-wins (drop frames) instead of lossless; default: live sources only.")] = None,
+    show: Annotated[bool, typer.Option("--show", help="Display a window (needs a desktop).")] = False,
+    save: Annotated[Optional[Path], typer.Option(help="Write an H.264 mp4 with overlays.")] = None,
+    jsonl: Annotated[Optional[Path], typer.Option(help="Write action events as JSON lines.")] = None,
+    csv: Annotated[Optional[Path], typer.Option(help="Write AVA CSV rows (1 Hz).")] = None,
+    stats: Annotated[Optional[Path], typer.Option(help="Write per-stage latency statistics as JSON.")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda[:N].")] = "cpu",
+    fps: Annotated[float, typer.Option(min=1.0, help="Frame rate of an image folder.")] = 25.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-keyframe lines.")] = False,
+) -> None:
+    """Detect persons and their AVA actions on a stream; write overlays, events, CSV rows and stats.
+
+    Example: vmaedet stream --source video.mp4 --checkpoint model.safetensors --save out.mp4 --jsonl events.jsonl
+    """
+    from ..runtime.pipeline import stream
+    from ..runtime.stats import StreamStats
+
+    if (source is None) == (camera is None):
+        raise ConfigError("give exactly one of --source or --camera", received=f"--source {source}, --camera {camera}",
+                          expected="--source video.mp4 | rtsp://… | folder/ | 0, or --camera 0")
+    st = StreamStats()
+    n = 0
+    for result in stream(camera if camera is not None else source, checkpoint=checkpoint, engine=engine, backend=backend,
+                         detector=detector, stride=stride, threshold=threshold, mode=mode, max_persons=max_persons,
+                         realtime=realtime, save=save, jsonl=jsonl, csv=csv, show=show, stats=st, device=device, fps=fps):
+        n += 1
+        if not quiet:
+            acts = "; ".join(f"#{t}: " + ", ".join(f"{a} {s:.2f}" for a, s in top)
+                             for t, top in zip(result.track_ids, result.top_actions(threshold)) if top)
+            console.print(f"frame {result.frame_index:6d}  t={result.timestamp:7.2f}s  persons={len(result)}  {acts}",
+                          highlight=False, soft_wrap=True)
+    if stats is not None:
+        st.write_json(stats)
+    console.print(st.table())
+    outputs = [str(p) for p in (save, jsonl, csv, stats) if p is not None]
+    console.print(f"{n} keyframes processed" + (f"; wrote {', '.join(outputs)}" if outputs else ""))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``vmaedet stream``."""
+    app.command("stream")(stream_command)

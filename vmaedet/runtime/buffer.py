@@ -1,0 +1,117 @@
+"""Bounded rings: preprocessed frames for clips, raw frames for display.
+
+Each frame is preprocessed once when it enters the :class:`ClipRing` (the Predictor's test path:
+``seed_resize_size`` → cv2 INTER_LINEAR resize → normalise → zero-pad to multiples of 16) and
+kept as ``[3, Hp, Wp]`` on the engine's device; a clip is a stack of 16 of them.  Frames no
+keyframe can still sample are evicted, and a hard capacity bounds memory whatever the run length.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.transforms import normalize_clip, pad_to_multiple, resize_frames, seed_resize_size
+from ..errors import StreamError
+from .sources import Frame
+
+
+@dataclass
+class RingEntry:
+    index: int
+    time: float
+    tensor: torch.Tensor  #: [3, Hp, Wp] float32 normalised, padded
+
+
+class ClipRing:
+    """Preprocessed frames ordered by time.
+
+    Args:
+        capacity: most frames held (oldest evicted first).
+        device: where the tensors live (the engine's device).
+        seed_quirk: the seed's transposed resize for frames whose short side is already 256.
+    """
+
+    def __init__(self, capacity: int, device: str | torch.device = "cpu", seed_quirk: bool = True) -> None:
+        self.capacity = capacity
+        self.device = torch.device(device)
+        self.seed_quirk = seed_quirk
+        self._entries: deque[RingEntry] = deque()
+        self.source_wh: tuple[int, int] | None = None
+        self.resized_wh: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, index: int) -> bool:
+        return any(e.index == index for e in self._entries)
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """``[H, W, 3]`` uint8 RGB → ``[3, Hp, Wp]`` float32 (resize, normalise, pad)."""
+        h, w = image.shape[:2]
+        if self.source_wh is None:
+            self.source_wh = (w, h)
+            self.resized_wh = seed_resize_size(w, h, seed_quirk=self.seed_quirk)
+        elif (w, h) != self.source_wh:
+            raise StreamError("the source changed its frame size mid-stream", received=f"{w}×{h}",
+                              expected=f"{self.source_wh[0]}×{self.source_wh[1]}", fix="restart the stream")
+        assert self.resized_wh is not None
+        resized = resize_frames(image[None], self.resized_wh)  # [1, h', w', 3]
+        x = torch.from_numpy(resized).to(self.device)  # [1, h', w', 3] uint8
+        return pad_to_multiple(normalize_clip(x))[:, 0]  # [3, Hp, Wp]
+
+    def push(self, frame: Frame) -> None:
+        """Preprocess and append a frame (evicting the oldest beyond capacity)."""
+        self._entries.append(RingEntry(frame.index, frame.time, self.preprocess(frame.image)))
+        while len(self._entries) > self.capacity:
+            self._entries.popleft()
+
+    def evict_before(self, horizon: float) -> None:
+        """Drop frames that cannot be the nearest frame to any sampling time ≥ ``horizon``."""
+        while len(self._entries) > 1 and self._entries[1].time <= horizon:
+            self._entries.popleft()
+
+    def clip(self, targets: np.ndarray) -> tuple[torch.Tensor, list[int]]:
+        """Nearest frame (ties → earlier) to each sampling time → ``[1, 3, T, Hp, Wp]`` and their indices."""
+        if not self._entries:
+            raise StreamError("no frames buffered for a clip", received="empty ring", expected="≥ 1 frame")
+        times = np.array([e.time for e in self._entries])  # [R]
+        picks = [int(np.argmin(np.abs(times - t))) for t in targets]  # argmin returns the first (earlier) tie
+        frames = [self._entries[i].tensor for i in picks]
+        return torch.stack(frames, dim=1)[None], [self._entries[i].index for i in picks]  # [1, 3, T, Hp, Wp]
+
+    def nbytes(self) -> int:
+        return sum(e.tensor.numel() * e.tensor.element_size() for e in self._entries)
+
+
+class DisplayRing:
+    """Raw frames waiting for the result they are drawn with (bounded; overflow releases the oldest)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._frames: deque[Frame] = deque()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def push(self, frame: Frame) -> list[Frame]:
+        """Add a frame; returns the frames forced out by the capacity (to be drawn now)."""
+        self._frames.append(frame)
+        out = []
+        while len(self._frames) > self.capacity:
+            out.append(self._frames.popleft())
+        return out
+
+    def release(self, before_index: int | None) -> list[Frame]:
+        """Frames with index < ``before_index`` (all when None), oldest first."""
+        out = []
+        while self._frames and (before_index is None or self._frames[0].index < before_index):
+            out.append(self._frames.popleft())
+        return out
+
+    @property
+    def last(self) -> Frame | None:
+        return self._frames[-1] if self._frames else None

@@ -1,0 +1,107 @@
+"""Per-stage latency and frame counters of a streaming run (thread-safe, bounded memory).
+
+Stages: ``decode`` (source read), ``preprocess`` (resize + normalise into the ring), ``detect``
+(person detector on keyframes), ``track``, ``action`` (one engine call per keyframe), ``post``
+(sigmoid, smoothing, events), ``draw`` (overlay + sinks).  ``glass_to_result`` is the time from a
+keyframe's capture (``time.monotonic()`` stamp) to its result being ready.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+STAGES = ("decode", "preprocess", "detect", "track", "action", "post", "draw", "glass_to_result")
+#: Samples kept per stage for percentiles (older ones only feed count/mean).
+WINDOW = 2048
+
+
+class StreamStats:
+    """Latency samples per stage plus processed/dropped counters."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._samples: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=WINDOW))
+        self._totals: dict[str, float] = defaultdict(float)
+        self._counts: dict[str, int] = defaultdict(int)
+        self.counters: dict[str, int] = defaultdict(int)
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.info: dict[str, Any] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Record one latency sample of ``stage``."""
+        with self._lock:
+            self._samples[stage].append(seconds)
+            self._totals[stage] += seconds
+            self._counts[stage] += 1
+
+    def incr(self, counter: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[counter] += n
+
+    @contextmanager
+    def time(self, stage: str) -> Iterator[None]:
+        """Context manager timing one ``stage`` sample."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - t0)
+
+    def finish(self) -> None:
+        self.ended = time.monotonic()
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready dict: per-stage count/mean/p50/p95/max in ms, counters, wall time, fps."""
+        with self._lock:
+            stages = {}
+            for name in [*STAGES, *sorted(set(self._samples) - set(STAGES))]:
+                if not self._counts.get(name):
+                    continue
+                arr = np.asarray(self._samples[name]) * 1e3
+                stages[name] = {
+                    "count": self._counts[name],
+                    "mean_ms": self._totals[name] * 1e3 / self._counts[name],
+                    "p50_ms": float(np.percentile(arr, 50)),
+                    "p95_ms": float(np.percentile(arr, 95)),
+                    "max_ms": float(arr.max()),
+                }
+            counters = dict(self.counters)
+        wall = (self.ended or time.monotonic()) - self.started
+        processed = counters.get("frames_processed", 0)
+        return {
+            "wall_s": wall,
+            "fps": processed / wall if wall > 0 else 0.0,
+            "counters": counters,
+            "stages": stages,
+            **self.info,
+        }
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.summary(), indent=2, default=str))
+        return path
+
+    def table(self) -> Any:
+        """A rich Table of the summary."""
+        from rich.table import Table
+
+        s = self.summary()
+        t = Table(title=f"stream: {s['wall_s']:.2f} s wall, {s['fps']:.1f} frames/s")
+        for col in ("stage", "count", "mean ms", "p50 ms", "p95 ms", "max ms"):
+            t.add_column(col, justify="left" if col == "stage" else "right")
+        for name, st in s["stages"].items():
+            t.add_row(name, str(st["count"]), f"{st['mean_ms']:.1f}", f"{st['p50_ms']:.1f}",
+                      f"{st['p95_ms']:.1f}", f"{st['max_ms']:.1f}")
+        for name, value in sorted(s["counters"].items()):
+            t.add_row(name, str(value), "", "", "", "")
+        return t
