@@ -1,0 +1,135 @@
+"""Training loop mechanics on a toy dataset that obeys the AVA dataset contract."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from vmaedet.config import load_config
+from vmaedet.errors import ConfigError, DataError, VmaedetError
+from vmaedet.train.checkpointing import load_resume
+
+
+class ToyAVADataset(Dataset):
+    """Random clips [3, 16, S, S] with two GT boxes each; the label depends on the box brightness.
+
+    Items follow the AVA dataset contract (clip, boxes, labels, scores, video_id, timestamp,
+    orig_size, size).  Content depends only on the index, so every process sees the same item.
+    """
+
+    def __init__(self, n: int = 8, size: int = 64, delay_s: float = 0.0, nan_at: int | None = None) -> None:
+        self.n, self.size, self.delay_s, self.nan_at = n, size, delay_s, nan_at
+
+    def __len__(self) -> int:
+        return self.n
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        g = torch.Generator().manual_seed(1000 + i)
+        s = self.size
+        clip = torch.randn(3, 16, s, s, generator=g) * 0.1  # [3, 16, S, S]
+        boxes = torch.tensor([[4.0, 4.0, s / 2 - 2, s - 6], [s / 2 + 2, 8.0, s - 4, s - 4]])  # [2, 4]
+        labels = torch.zeros(2, 80)
+        for j, (x1, y1, x2, y2) in enumerate(boxes.long().tolist()):
+            bright = (i + j) % 2 == 0
+            clip[:, :, y1:y2, x1:x2] += 1.5 if bright else -1.5
+            labels[j, 11 if bright else 13] = 1.0  # stand / walk
+        if self.nan_at is not None and i == self.nan_at:
+            clip[:] = float("nan")
+        return {"clip": clip, "boxes": boxes, "labels": labels, "scores": torch.ones(2),
+                "video_id": f"toy_{i:03d}", "timestamp": 2, "orig_size": (s, s), "size": (s, s)}
+
+
+def toy_collate(batch: list[dict[str, Any]], size_divisible: int = 16) -> dict[str, Any]:
+    """The ``collate_clips`` contract for equally sized toy clips."""
+    clip = torch.stack([b["clip"] for b in batch])  # [B, 3, 16, S, S]
+    rois = torch.cat([torch.cat((torch.full((len(b["boxes"]), 1), float(k)), b["boxes"]), 1)
+                      for k, b in enumerate(batch)])  # [K, 5]
+    return {"clip": clip, "rois": rois, "labels": torch.cat([b["labels"] for b in batch]),
+            "scores": torch.cat([b["scores"] for b in batch]), "sizes": [b["size"] for b in batch],
+            "meta": [{"video_id": b["video_id"], "timestamp": b["timestamp"]} for b in batch]}
+
+
+def toy_config(out_dir: Path, *extra: str) -> Any:
+    """micro model, 64² clips, total batch 2, 2 epochs × 4 iterations, no evaluation."""
+    return load_config(None, [
+        "model.arch=vit_micro", "model.drop_path=0.1", f"train.out_dir={out_dir}", "train.batch_size=2",
+        "schedule.epochs=2", "schedule.warmup_epochs=1", "optim.lr=0.3", "data.num_workers=0",
+        "runtime.progress=false", "runtime.log_every=1", "train.ckpt_every=1", "runtime.threads=1", *extra])
+
+
+def _no_eval(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    raise AssertionError("evaluation should not run without a val set")
+
+
+def test_loop_trains_and_writes_artifacts(tmp_path: Path) -> None:
+    from vmaedet.models.checkpoints import load_detector
+    from vmaedet.train.loop import train
+
+    cfg = toy_config(tmp_path, "schedule.epochs=6")
+    res = train(cfg, train_dataset=ToyAVADataset(8), collate_fn=toy_collate, evaluate_fn=_no_eval)
+    assert res.steps == 6 * 4
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in lines if "loss" in r]
+    assert len(losses) == 24 and all(r["lr"] >= 0 for r in lines)
+    assert sum(losses[-4:]) < 0.8 * sum(losses[:4])  # it learns the toy task
+    state = load_resume(tmp_path / "last.pth")  # weights_only=True
+    assert state["step"] == 24 and state["epoch"] == 6 and state["step_in_epoch"] == 0
+    assert (tmp_path / "checkpoint-3.pth").is_file() and (tmp_path / "config.yaml").is_file()
+    final = load_detector(res.final_checkpoint)
+    for k, v in final.state_dict().items():
+        assert torch.equal(v, state["model"][k]), k
+
+
+def test_nan_loss_stops_with_step_and_checkpoint(tmp_path: Path) -> None:
+    from vmaedet.train.loop import train
+
+    cfg = toy_config(tmp_path, "train.seed=3")
+    with pytest.raises(VmaedetError, match=r"iteration \d+") as exc:
+        train(cfg, train_dataset=ToyAVADataset(8, nan_at=5), collate_fn=toy_collate, evaluate_fn=_no_eval)
+    assert "last good checkpoint" in str(exc.value)
+
+
+def test_missing_data_and_config_typo_are_clear(tmp_path: Path) -> None:
+    from vmaedet.cli.main import main
+    from vmaedet.train.loop import train
+
+    with pytest.raises(DataError, match="dataset root not found"):
+        train(toy_config(tmp_path, f"data.root={tmp_path / 'nope'}"))
+    with pytest.raises(ConfigError, match="did you mean 'optim.lr'"):
+        load_config(None, ["optim.lrr=1"])
+    assert main(["train", "--config", "tiny", "--set", "schedule.epoch=3"]) == 2
+
+
+@pytest.mark.slow
+def test_cli_train_then_evaluate_checkpoint_on_synthetic_data(tmp_path: Path) -> None:
+    from vmaedet.cli.main import main
+    from vmaedet.data.ava import read_exclusions, read_proposals
+    from vmaedet.data.synthetic import generate
+    from vmaedet.train.evaluate import evaluate_checkpoint
+
+    data = tmp_path / "data"
+    generate(data, videos=3, seconds=6, seed=1)
+    out = tmp_path / "run"
+    rc = main(["train", "--config", "tiny", "--data", str(data), "--out", str(out), "--set", "model.arch=vit_micro",
+               "--set", "train.max_steps=2", "--set", "train.batch_size=2", "--set", "data.num_workers=0",
+               "--set", "runtime.progress=false"])
+    assert rc == 0
+    assert [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][-1]["step"] == 2
+    res = evaluate_checkpoint(out / "final.safetensors", data, out_dir=tmp_path / "ev", batch_size=2, num_workers=0)
+    assert 0.0 <= res["mAP"] <= 1.0
+    excl = data / "annotations" / "excluded_val.csv"
+    excluded = read_exclusions(excl) if excl.is_file() else set()
+    kept = [r for r in read_proposals(data / "annotations" / "proposals_val.csv") if r.score >= 0.8 and r.key not in excluded]
+    rows = (tmp_path / "ev" / "detections.csv").read_text().splitlines()
+    assert len(rows) == 80 * len(kept)  # every proposal ≥ 0.8 scored for all 80 classes

@@ -1,0 +1,281 @@
+"""Training configuration: frozen dataclasses, YAML in, unknown keys rejected with a suggestion.
+
+A config file is a YAML mapping with the sections of :class:`TrainConfig` (``model``, ``data``,
+``optim``, ``schedule``, ``train``, ``runtime``); any field left out keeps its default, which is
+the seed's setting (spec §5).  ``--set a.b=value`` overrides parse ``value`` with
+``yaml.safe_load`` (``--set optim.lr=1e-3``, ``--set model.init=null``).
+
+>>> cfg = load_config("tiny", ["optim.lr=2e-3"])
+>>> cfg.optim.lr
+0.002
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from .errors import ConfigError
+
+#: Built-in config names resolve here first (package data), then in the checkout's ``configs/``.
+PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+REPO_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which detector to train and where its initial weights come from."""
+
+    arch: str = "vit_base_patch16_224"  # registered variant name or alias (vmaedet info lists them)
+    init: str | None = None  # official pretrain / Kinetics / AVA / vmaedet checkpoint; null = random init
+    drop_path: float = 0.2  # stochastic depth of the last block (linspace from 0); the seed uses 0.2
+    grad_checkpointing: bool = False  # recompute blocks in backward (the seed does it for ViT-L/H)
+    attn_impl: str = "sdpa"  # "sdpa" (fused) or "naive" (the seed's explicit matmuls)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the AVA-format data lives and how clips are prepared."""
+
+    root: str | None = None  # dataset root (vmaedet synth OUT, or an AVA root); required to train
+    train_split: str = "train"  # split trained on
+    val_split: str = "val"  # split evaluated on
+    num_workers: int = 2  # DataLoader worker processes per rank (0 = load in the main process)
+    size_divisible: int = 16  # batch padding multiple (the seed's BatchCollator)
+    kwargs: dict = field(default_factory=dict)  # extra keyword arguments for build_dataset (short side, crop, …)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with layer-wise lr decay (spec §5); lr values are *base* lrs, scaled by batch/256."""
+
+    lr: float = 5e-4  # base lr; actual lr = lr · total_batch / 256
+    min_lr: float = 1e-6  # base final lr of the cosine; scaled like lr (seed: 1e-6 → 5e-7)
+    layer_decay: float = 0.75  # lr scale of layer i = layer_decay^(depth + 1 − i)
+    weight_decay: float = 0.05  # decoupled weight decay (not on 1-D params and biases)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    eps: float = 1e-8  # AdamW epsilon
+    clip_grad: float | None = None  # max global grad norm; null = no clipping (the seed)
+    lr_scaling: bool = True  # linear scaling rule lr · total_batch / 256 (the seed does it)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Per-iteration linear warm-up from 0 then cosine to min_lr."""
+
+    epochs: int = 30  # training epochs
+    warmup_epochs: float = 5.0  # warm-up length in epochs (per iteration, from lr 0)
+    warmup_steps: int = 0  # if > 0, warm-up length in iterations (overrides warmup_epochs)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Batching, seeding, checkpointing and evaluation cadence."""
+
+    batch_size: int = 128  # total batch over all ranks (must divide by the world size)
+    seed: int = 0  # base seed: shuffling from (seed, epoch), jitter from (seed, step, sample)
+    out_dir: str = "runs/train"  # where checkpoints, metrics.jsonl and detections go
+    ckpt_every: int = 10  # write checkpoint-<epoch>.pth every N epochs (and always `last.pth`)
+    ckpt_every_steps: int = 0  # also refresh `last.pth` every N iterations (0 = only at epoch ends)
+    eval_every: int = 10  # evaluate frame-mAP every N epochs and after the last one (0 = only at the end)
+    eval_batch_size: int = 0  # clips per rank at evaluation (0 = 1.5 × per-rank batch, the seed's rule)
+    box_jitter: bool = True  # the seed's random_aug(0.2, 0.1, 0.1, 0.05) on GT boxes at training
+    max_steps: int = 0  # stop after this many iterations in total (0 = train all epochs; for tests)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Devices, precision and logging."""
+
+    device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda"
+    amp: bool = True  # fp16 autocast + GradScaler on CUDA (the seed); ignored on CPU
+    cpu_bf16: bool = False  # bf16 autocast on CPU (faster with AMX, slightly less exact)
+    threads: int = 0  # torch intra-op threads per rank (0 = leave torch's default)
+    log_every: int = 10  # write a metrics.jsonl line every N iterations
+    tensorboard: bool = False  # also write TensorBoard scalars (only if tensorboard is installed)
+    progress: bool = True  # rich progress bar on rank 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; ``vmaedet train --config`` reads it from YAML."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists) — YAML/JSON friendly and ``weights_only`` loadable."""
+        return _plain(dataclasses.asdict(self))
+
+    def replace(self, **sections: Any) -> "TrainConfig":
+        """Copy with whole sections replaced (``cfg.replace(train=...)``)."""
+        return dataclasses.replace(self, **sections)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# -- building from dicts ----------------------------------------------------------------------
+def _unknown_key(key: str, known: Sequence[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    return ConfigError(
+        f"unknown config key '{where}{key}'",
+        received=key,
+        expected=", ".join(known),
+        fix=f"did you mean '{where}{close[0]}'?" if close else "remove it or fix the spelling",
+    )
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (int → float allowed; lists → tuples)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, name)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"config key {name} must be a list of {len(args)} values", received=value)
+        return tuple(_coerce(v, a, name) for v, a in zip(value, args))
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if tp is dict and isinstance(value, dict):
+        return dict(value)
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise ConfigError(
+        f"config key {name} has the wrong type",
+        received=f"{value!r} ({type(value).__name__})",
+        expected=getattr(tp, "__name__", str(tp)),
+        fix=f"write {name} as a {getattr(tp, '__name__', tp)}",
+    )
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {where or '(top)'} must be a mapping", received=repr(data)[:80])
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_key(str(key), names, where)
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value if value is not None else {}, f"{where}{key}.")
+        else:
+            kwargs[key] = _coerce(value, tp, f"{where}{key}")
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Build a :class:`TrainConfig` from a nested dict; unknown keys raise with a suggestion."""
+    return _build(TrainConfig, data, "")
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted}: {p} is not a section", received=dotted)
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"a.b=value"`` → ("a.b", yaml.safe_load(value))."""
+    if "=" not in text:
+        raise ConfigError("an override must look like section.key=value", received=text,
+                          expected="e.g. optim.lr=1e-3 or model.init=null")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError("an override has an empty key", received=text, expected="section.key=value")
+    return key, yaml.safe_load(raw) if raw.strip() else ""
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A YAML path, or a built-in name (``tiny``, ``vit_b_pretrain``) from the package / ``configs/``."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    stem = p.name[:-5] if p.name.endswith(".yaml") else p.name
+    for d in (PACKAGE_CONFIG_DIR, REPO_CONFIG_DIR):
+        cand = d / f"{stem}.yaml"
+        if str(p) == p.name and cand.is_file():
+            return cand
+    builtin = sorted({c.stem for d in (PACKAGE_CONFIG_DIR, REPO_CONFIG_DIR) if d.is_dir() for c in d.glob("*.yaml")})
+    close = difflib.get_close_matches(stem, builtin, n=1)
+    raise ConfigError(
+        f"config not found: {name_or_path}",
+        received=str(name_or_path),
+        expected="a YAML file or a built-in name: " + ", ".join(builtin),
+        fix=f"did you mean {close[0]!r}?" if close else "pass the path of a YAML file",
+    )
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config (or a built-in name), apply ``a.b=value`` overrides, validate.
+
+    Args:
+        name_or_path: YAML file, built-in name, or None for the defaults.
+        overrides: ``section.key=value`` strings, applied in order.
+    """
+    data: dict[str, Any] = {}
+    if name_or_path is not None:
+        path = resolve_config_path(name_or_path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML", received=str(exc).splitlines()[0],
+                              fix="fix the YAML syntax") from None
+        data = loaded or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections", received=type(data).__name__)
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_path(data, key, value)
+    return config_from_dict(data)
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    """YAML text of a config (what ``vmaedet train`` writes next to its checkpoints)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+__all__ = [
+    "ModelConfig", "DataConfig", "OptimConfig", "ScheduleConfig", "LoopConfig", "RuntimeConfig",
+    "TrainConfig", "load_config", "config_from_dict", "parse_override", "resolve_config_path", "dump_config",
+]
