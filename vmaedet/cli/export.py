@@ -1,0 +1,117 @@
+"""`vmaedet export`: a checkpoint → a verified ONNX graph (fp32 or FP16) or a TensorRT engine."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+class Format(str, Enum):
+    onnx = "onnx"
+    engine = "engine"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
+class RoiAlignMode(str, Enum):
+    plugin = "plugin"
+    builtin = "builtin"
+
+
+def _tensorrt_builder() -> Callable[..., Any]:
+    """``vmaedet.export.tensorrt.build_engine``, or a clear error naming what is missing."""
+    from ..errors import BackendUnavailable, VmaedetError
+
+    try:
+        from ..export import tensorrt as trt_export
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "TensorRT export is not available: vmaedet.export.tensorrt cannot be imported",
+            received=f"{type(exc).__name__}: {exc}",
+            fix="install TensorRT from NVIDIA's index on a machine with a CUDA GPU (see README), "
+                "or export ONNX with --format onnx",
+        ) from exc
+    status_fn = getattr(trt_export, "tensorrt_status", None)
+    if status_fn is not None:
+        try:
+            status = status_fn()
+        except VmaedetError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failing probe means "not usable", never a traceback
+            raise BackendUnavailable("TensorRT is not usable here", received=f"{type(exc).__name__}: {exc}",
+                                     fix="run on a machine with a CUDA GPU and TensorRT installed") from exc
+        usable = status.get("available", status.get("usable")) if isinstance(status, dict) else \
+            getattr(status, "available", getattr(status, "usable", None))
+        if usable is False:
+            reason = status.get("reason") if isinstance(status, dict) else getattr(status, "reason", None)
+            raise BackendUnavailable("TensorRT is not usable here", received=reason or status,
+                                     fix="run on a machine with a CUDA GPU and TensorRT installed, "
+                                         "or export ONNX with --format onnx")
+    build = getattr(trt_export, "build_engine", None)
+    if build is None:
+        raise BackendUnavailable("vmaedet.export.tensorrt has no build_engine()", fix="update vmaedet")
+    return build
+
+
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Detector checkpoint (.safetensors or an official .pth).")],
+    format: Annotated[Format, typer.Option("--format", help="onnx, or engine (TensorRT, built from the FP16 ONNX).")] = Format.onnx,
+    source_size: Annotated[Optional[str], typer.Option(help="Source video size WxH; the clip geometry follows the seed's resize (default 1920x1080 → 256x464).")] = None,
+    input_size: Annotated[Optional[str], typer.Option(help="Clip geometry HxW directly (multiples of 16).")] = None,
+    max_persons: Annotated[int, typer.Option(help="Largest number of persons per clip the artifact is verified for.")] = 64,
+    opset: Annotated[int, typer.Option(help="ONNX opset (17: single LayerNormalization node).")] = 17,
+    precision: Annotated[Optional[Precision], typer.Option(help="fp32, or fp16 (mixed-precision graph for strongly typed TensorRT). Default: fp32 for onnx, fp16 for engine.")] = None,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("exports"),
+    arch: Annotated[Optional[str], typer.Option(help="Variant name; inferred from the weight shapes by default.")] = None,
+    trt: Annotated[bool, typer.Option("--trt", help="Shorthand for --format engine --precision fp16.")] = False,
+    roi_align: Annotated[RoiAlignMode, typer.Option(help="TensorRT RoIAlign: our fused plugin, or the built-in ROIAlign_TRT.")] = RoiAlignMode.plugin,
+    opt_persons: Annotated[int, typer.Option(help="TensorRT: person count the engine is tuned for.")] = 8,
+    workspace_gb: Annotated[float, typer.Option(help="TensorRT: builder workspace in GiB.")] = 4.0,
+    timing_cache: Annotated[Optional[Path], typer.Option(help="TensorRT: timing cache file (read and updated).")] = None,
+) -> None:
+    """Export a checkpoint to ONNX (verified against PyTorch in onnxruntime) or to a TensorRT engine.
+
+    The graph takes the normalised clip [1, 3, 16, H, W] and rois [K, 5] (K dynamic) and returns
+    logits [K, 80]; a sidecar manifest <artifact>.json records geometry, precision and the
+    tolerances the artifact was verified to.
+    """
+    from ..export.onnx import export_onnx, parse_size, resolve_geometry
+    from ..models.checkpoints import load_detector
+
+    if trt:
+        format, precision = Format.engine, Precision.fp16
+    prec = (precision or (Precision.fp16 if format is Format.engine else Precision.fp32)).value
+    source_wh = parse_size(source_size, "--source-size") if source_size else None
+    input_hw = parse_size(input_size, "--input-size") if input_size else None
+    (h, w), source_wh = resolve_geometry(source_wh, input_hw)
+    build = _tensorrt_builder() if format is Format.engine else None  # fail before the slow part
+    model = load_detector(checkpoint, arch=arch)
+    onnx_path = out / f"{checkpoint.stem}_{h}x{w}_{prec}.onnx"
+    with console.status(f"exporting {checkpoint.name} → {onnx_path} ({prec}, {h}x{w}, ≤ {max_persons} persons) and verifying"):
+        result = export_onnx(model, onnx_path, input_hw=(h, w), source_wh=source_wh, max_persons=max_persons,
+                             opset=opset, precision=prec, checkpoint=checkpoint)
+    ver = result.manifest["verification"]
+    console.print(f"[green]wrote[/] {result.path} (+ {result.manifest_path.name}); verified in onnxruntime: "
+                  f"max |Δ logit| {ver['max_abs_logit']:.2e}, max |Δ score| {ver['max_abs_score']:.2e}, "
+                  f"top-5 agreement {ver['top5_agreement']:.3f} (tolerance {result.manifest['tolerances']})")
+    if build is None:
+        console.print(f"next: vmaedet verify {result.path}")
+        return
+    engine_path = onnx_path.with_suffix(".engine")
+    build(result.path, engine_path, max_persons=max_persons, opt_persons=min(opt_persons, max_persons),
+          workspace_gb=workspace_gb, timing_cache=timing_cache, roi_align=roi_align.value,
+          progress=lambda msg: console.print(f"  {msg}"))
+    console.print(f"[green]wrote[/] {engine_path}\nnext: vmaedet verify {engine_path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)

@@ -1,0 +1,91 @@
+"""`vmaedet verify`: the parity ladder (float64 reference → torch → exported artifacts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+_TOL_NAMES = {"logits_max_abs": "Δlogit", "scores_max_abs": "Δscore", "top5_min": "top5"}
+
+
+def _torch_precisions(engines: str) -> list[str]:
+    """``"torch-bf16,torch-fp16"`` → ["bf16", "fp16"] (``torch`` alone = fp32)."""
+    from ..errors import ConfigError
+
+    out = []
+    for spec in filter(None, (s.strip() for s in engines.split(","))):
+        name, _, prec = spec.partition("-")
+        if name != "torch" or prec not in ("", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"unknown engine rung {spec!r}", received=engines,
+                              expected="torch, torch-fp32, torch-bf16, torch-fp16 (artifacts are given as arguments)")
+        out.append(prec or "fp32")
+    return out
+
+
+def verify(
+    artifacts: Annotated[Optional[list[Path]], typer.Argument(help="Exported artifacts (each with its <artifact>.json manifest).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint to compare with; default: the one recorded in the manifests (sha256-checked).")] = None,
+    engines: Annotated[str, typer.Option(help="Extra torch rungs without an artifact, e.g. torch-bf16,torch-fp16.")] = "",
+    input_size: Annotated[Optional[str], typer.Option(help="Clip geometry HxW when no artifact fixes it (default 256x464).")] = None,
+    persons: Annotated[str, typer.Option(help="Person counts, one random clip each (capped at the artifacts' max persons).")] = "1,7",
+    seed: Annotated[int, typer.Option(help="Seed of the random clips and boxes.")] = 0,
+    repeats: Annotated[int, typer.Option(help="Timed runs per clip (after one warm-up).")] = 1,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON here.")] = None,
+) -> None:
+    """Run the same inputs through the float64 reference, torch fp32 and each engine; print the error table.
+
+    Exits with status 1 when a rung exceeds its tolerance (for an artifact: the one recorded in its manifest).
+    """
+    from ..errors import ConfigError
+    from ..export.onnx import parse_size, resolve_geometry
+    from ..models.checkpoints import load_detector
+    from ..verify import checkpoint_from_manifests, run_ladder
+
+    artifacts = list(artifacts or [])
+    if checkpoint is None:
+        if not artifacts:
+            raise ConfigError("nothing to verify against", fix="pass --checkpoint CKPT (and artifacts or --engines)")
+        checkpoint = checkpoint_from_manifests(artifacts)
+    input_hw = resolve_geometry(None, parse_size(input_size, "--input-size"))[0] if input_size else None
+    if input_hw is None and not artifacts:
+        input_hw = resolve_geometry()[0]
+    try:
+        ks = [int(k) for k in persons.split(",") if k.strip()]
+    except ValueError as exc:
+        raise ConfigError("cannot read --persons", received=persons, expected="comma-separated integers like 1,7") from exc
+    model = load_detector(checkpoint)
+    with console.status("running the parity ladder"):
+        rungs = run_ladder(model, artifacts, ["fp32", *_torch_precisions(engines)], input_hw=input_hw, ks=ks,
+                           seed=seed, repeats=repeats)
+    table = Table(title=f"parity vs float64 reference ({checkpoint.name})")
+    for col in ("engine", "prec", "max Δlogit", "mean Δlogit", "max Δscore", "top-5", "ms", "tolerance", "ok"):
+        table.add_column(col, justify="left" if col in ("engine", "tolerance") else "right", no_wrap=True)
+    table.add_row("torch (ref)", "fp64", "0", "0", "0", "1.000", "-", "-", "")
+    for r in rungs:
+        s = r.stats
+        table.add_row(r.engine, r.precision, f"{s['max_abs_logit']:.2e}", f"{s['mean_abs_logit']:.2e}",
+                      f"{s['max_abs_score']:.2e}", f"{s['top5_agreement']:.3f}", f"{r.latency_ms:.1f}",
+                      ", ".join(f"{_TOL_NAMES.get(k, k)}≤{v:g}" for k, v in r.tolerances.items()),
+                      "[green]yes[/]" if r.ok else "[red]NO[/]")
+    if not console.is_terminal:  # logs and pipes: do not squeeze the table to 80 columns
+        console.width = max(console.width, 120)
+    for i, path in enumerate(artifacts, 1):
+        console.print(f"#{i}: {path}")
+    console.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps({"checkpoint": str(checkpoint), "rungs": [r.to_dict() for r in rungs]}, indent=2))
+    failed = [r for r in rungs if not r.ok]
+    for r in failed:
+        console.print(f"[red]regression[/] {r.engine} {r.precision}: {'; '.join(r.failures)}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify)

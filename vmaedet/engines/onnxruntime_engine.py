@@ -1,0 +1,118 @@
+"""The onnxruntime engine: CPU, CUDA and TensorRT execution providers, driven by the manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import BackendUnavailable, EngineError
+from ..export.manifest import check_artifact_hash, check_expectations, read_manifest
+from .base import Engine
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendUnavailable("onnxruntime is not installed", received=str(exc),
+                                 fix="pip install onnxruntime (CPU) or 'vmaedet[gpu]' (onnxruntime-gpu)") from exc
+    return ort
+
+
+def resolve_providers(requested: Sequence[str] | None, available: Sequence[str]) -> list[str]:
+    """Full provider names; default CUDA (when present) then CPU.  Refuses unavailable ones."""
+    if requested is None:
+        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    names = [PROVIDER_ALIASES.get(p.lower(), p) for p in requested]
+    missing = [p for p in names if p not in available]
+    if missing:
+        raise BackendUnavailable(
+            f"onnxruntime execution provider(s) not available here: {', '.join(missing)}",
+            received=list(requested), expected=f"some of {list(available)}",
+            fix="for CUDA/TensorRT providers: pip install 'vmaedet[gpu]' (onnxruntime-gpu) on a machine with a GPU",
+        )
+    return names
+
+
+class OnnxRuntimeEngine(Engine):
+    """Run an exported ONNX artifact with onnxruntime.
+
+    Geometry, person capacity and precision come from the sidecar manifest ``<path>.json``; an
+    artifact without one, or whose bytes differ from what the manifest records, is refused.
+
+    Args:
+        path: the ``.onnx`` file.
+        providers: provider names or aliases ("cpu", "cuda", "tensorrt"); default CUDA if present, then CPU.
+        threads: intra-op threads (default: onnxruntime's choice).
+        input_hw / precision / max_persons: what the caller expects; a manifest that differs is refused.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, providers: Sequence[str] | None = None, threads: int | None = None, *,
+                 input_hw: tuple[int, int] | None = None, precision: str | None = None,
+                 max_persons: int | None = None) -> None:
+        path = Path(path)
+        manifest = read_manifest(path)
+        if manifest["artifact"]["format"] != "onnx":
+            raise EngineError(f"{path} is not an ONNX artifact", received=manifest["artifact"]["format"],
+                              expected="onnx", fix="use the engine named for this artifact (e.g. tensorrt)")
+        check_artifact_hash(path, manifest)
+        check_expectations(manifest, input_hw=input_hw, precision=precision, max_persons=max_persons, source=str(path))
+        ort = _import_ort()
+        chosen = resolve_providers(providers, ort.get_available_providers())
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads is not None:
+            opts.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=chosen)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise EngineError(
+                f"onnxruntime {ort.__version__} cannot load {path}",
+                received=str(exc).splitlines()[0][:300],
+                expected=f"an opset-{manifest['opset']} graph written with onnxruntime {manifest['versions'].get('onnxruntime')}",
+                fix="upgrade onnxruntime, or re-export the model with this installation",
+            ) from exc
+        self._check_graph(manifest, path)
+        device = "cuda" if self.session.get_providers()[0] in _GPU_PROVIDERS else "cpu"
+        super().__init__(precision=manifest["precision"], device=device,
+                         input_hw=tuple(manifest["input"]["clip_hw"]), max_persons=manifest["input"]["max_persons"])
+        self.path = path
+        self.manifest = manifest
+        self._output = manifest["input"]["names"]["output"]
+
+    def _check_graph(self, manifest: dict[str, Any], path: Path) -> None:
+        """The graph's inputs must be the ones the manifest describes."""
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        clip = inputs.get(manifest["input"]["names"]["clip"])
+        if clip is None or list(clip.shape) != list(manifest["input"]["clip_shape"]) or "rois" not in inputs:
+            raise EngineError(f"the graph of {path} does not match its manifest",
+                              received={n: i.shape for n, i in inputs.items()},
+                              expected=f"clip {manifest['input']['clip_shape']}, rois [K, 5]", fix="re-export the model")
+
+    def _infer_impl(self, clip: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        feeds = {
+            "clip": np.ascontiguousarray(clip.detach().cpu().numpy(), dtype=np.float32),  # [1, 3, 16, H, W]
+            "rois": np.ascontiguousarray(rois.detach().cpu().numpy(), dtype=np.float32),  # [K, 5]
+        }
+        (logits,) = self.session.run([self._output], feeds)  # [K, 80]
+        return torch.from_numpy(np.asarray(logits, dtype=np.float32))
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]
+
+    def describe(self) -> dict[str, Any]:
+        providers = self.session.get_providers() if self.session is not None else []
+        return {**super().describe(), "providers": providers, "artifact": str(self.path)}

@@ -1,0 +1,267 @@
+"""Mixed-precision graph pass: an FP16 body with FP32 islands, for strongly typed TensorRT.
+
+TensorRT 10.12+ strongly typed networks (mandatory in 11) take every tensor's type from the
+ONNX graph, so the graph itself must say which parts run in FP16.  This pass rewrites an FP32
+graph so that
+
+* the body (Conv, MatMul, Gemm, Add, Mul, Div, Erf, …) runs in FP16, its float initializers
+  converted to FP16 (clamped to ±65504, with counts of clamped / flushed values);
+* LayerNormalization, Softmax, reductions (ReduceMean over time, ReduceMax over the RoI grid)
+  and RoiAlign — features, boxes and indices — stay FP32;
+* data-movement ops (Reshape, Transpose, Gather, …) keep the precision of what they move, so a
+  FP32 tensor is not rounded to FP16 on its way between two FP32 islands;
+* graph inputs and outputs stay FP32;
+* an explicit ``Cast`` sits at every FP32↔FP16 boundary (one per tensor and direction).
+
+Written with the plain ``onnx`` API (no modelopt); :func:`check_fp16_structure` verifies the
+result structurally, the export verifies it numerically in onnxruntime.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ..errors import ExportError
+
+FP32, FP16 = TensorProto.FLOAT, TensorProto.FLOAT16
+FP16_MAX = 65504.0
+FP16_TINY = 2.0**-24  # smallest positive subnormal
+
+#: Ops that always run in FP32 (numerically sensitive, or with float inputs that must stay FP32).
+KEEP_FP32_OPS = frozenset({
+    "LayerNormalization", "Softmax", "LogSoftmax", "RoiAlign",
+    "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceSumSquare", "ReduceProd",
+    "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
+    "Resize", "Upsample",  # their float scales/roi inputs must stay FP32
+    "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "EyeLike",
+})
+#: Ops that only move data: they keep the precision of their (non-constant) float inputs.
+FOLLOW_OPS = frozenset({
+    "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Slice", "Gather",
+    "GatherElements", "Concat", "Split", "Expand", "Tile",
+})
+#: Ops whose float output type comes from an attribute, not from their inputs; left as they are.
+TYPE_FROM_ATTR_OPS = frozenset({"Cast", "CastLike", "Shape", "Size"})
+
+
+@dataclass
+class Fp16Report:
+    """What the pass did."""
+
+    fp16_nodes: int = 0
+    fp32_nodes: dict[str, int] = field(default_factory=dict)  # op type → count kept in FP32
+    casts_inserted: int = 0
+    initializers_converted: int = 0
+    values_clamped: int = 0  # |x| > 65504 in a converted constant
+    values_flushed: int = 0  # 0 < |x| < 2^-24 in a converted constant (became 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _float_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every tensor (inputs, initializers, node outputs) by shape inference."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types: dict[str, int] = {}
+    g = inferred.graph
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        types[vi.name] = vi.type.tensor_type.elem_type
+    for init in g.initializer:
+        types[init.name] = init.data_type
+    return types
+
+
+def _hoist_float_constants(graph: onnx.GraphProto) -> None:
+    """Turn float ``Constant`` nodes and ``Identity`` copies of initializers into initializers.
+
+    The TorchScript exporter shares equal weights (e.g. LayerNorm scales of ones) through
+    ``Identity`` nodes; as initializers they get the precision of their consumer directly.
+    """
+    inits = {t.name: t for t in graph.initializer}
+    keep = []
+    for node in graph.node:
+        source: onnx.TensorProto | None = None
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value" \
+                and node.attribute[0].t.data_type == FP32:
+            source = node.attribute[0].t
+        elif node.op_type == "Identity" and node.input[0] in inits and inits[node.input[0]].data_type == FP32:
+            source = inits[node.input[0]]
+        if source is None:
+            keep.append(node)
+            continue
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(source)
+        tensor.name = node.output[0]
+        graph.initializer.append(tensor)
+        inits[tensor.name] = tensor
+    del graph.node[:]
+    graph.node.extend(keep)
+
+
+def _to_fp16_array(arr: np.ndarray, report: Fp16Report) -> np.ndarray:
+    """FP32 → FP16 with clamping to ±65504; counts clamped and flushed values."""
+    finite = np.isfinite(arr)
+    report.values_clamped += int(np.count_nonzero(finite & (np.abs(arr) > FP16_MAX)))
+    report.values_flushed += int(np.count_nonzero((arr != 0) & (np.abs(arr) < FP16_TINY / 2)))
+    return np.clip(arr, -FP16_MAX, FP16_MAX).astype(np.float16)
+
+
+class _Rewriter:
+    """Holds the state of one pass over a graph (converted constants, inserted casts)."""
+
+    def __init__(self, graph: onnx.GraphProto, types: dict[str, int], report: Fp16Report) -> None:
+        self.graph = graph
+        self.types = types
+        self.report = report
+        self.inits = {t.name: t for t in graph.initializer}
+        self.prec: dict[str, int] = {name: FP32 for name, t in types.items() if t == FP32}
+        self.converted: dict[tuple[str, int], str] = {}
+        self.new_nodes: list[onnx.NodeProto] = []
+
+    def is_float(self, name: str) -> bool:
+        return bool(name) and self.types.get(name) == FP32
+
+    def as_type(self, name: str, dtype: int) -> str:
+        """Name of ``name`` in ``dtype``: itself, a converted initializer, or a Cast output."""
+        if self.prec.get(name, FP32) == dtype:
+            return name
+        key = (name, dtype)
+        if key in self.converted:
+            return self.converted[key]
+        suffix = "fp16" if dtype == FP16 else "fp32"
+        new = f"{name}__{suffix}"
+        if name in self.inits and dtype == FP16:
+            arr = numpy_helper.to_array(self.inits[name])
+            self.graph.initializer.append(numpy_helper.from_array(_to_fp16_array(arr, self.report), new))
+            self.report.initializers_converted += 1
+        else:
+            self.new_nodes.append(helper.make_node("Cast", [name], [new], to=dtype, name=f"cast_{suffix}/{name}"))
+            self.report.casts_inserted += 1
+        self.prec[new] = dtype
+        self.converted[key] = new
+        return new
+
+    def target(self, node: onnx.NodeProto) -> int | None:
+        """Precision the node runs in, or None for ops left as they are."""
+        if node.op_type in TYPE_FROM_ATTR_OPS or node.op_type == "Constant":
+            return None
+        if node.op_type in KEEP_FP32_OPS:
+            return FP32
+        if node.op_type in FOLLOW_OPS:
+            moving = [i for i in node.input if self.is_float(i) and i not in self.inits]
+            if moving and all(self.prec.get(i) == FP32 for i in moving):
+                return FP32
+        return FP16
+
+    def rewrite(self, node: onnx.NodeProto) -> None:
+        target = self.target(node)
+        if target is None:
+            self.new_nodes.append(node)
+            return
+        for idx, name in enumerate(node.input):
+            if self.is_float(name):
+                node.input[idx] = self.as_type(name, target)
+        if target == FP16 and node.op_type == "ConstantOfShape":
+            for attr in node.attribute:
+                if attr.name == "value" and attr.t.data_type == FP32:
+                    attr.t.CopyFrom(numpy_helper.from_array(_to_fp16_array(numpy_helper.to_array(attr.t), self.report)))
+        for out in node.output:
+            if self.is_float(out):
+                self.prec[out] = target
+        if target == FP16:
+            self.report.fp16_nodes += 1
+        else:
+            self.report.fp32_nodes[node.op_type] = self.report.fp32_nodes.get(node.op_type, 0) + 1
+        self.new_nodes.append(node)
+
+
+def _rename(nodes: list[onnx.NodeProto], old: str, new: str) -> None:
+    for node in nodes:
+        for seq in (node.input, node.output):
+            for i, name in enumerate(seq):
+                if name == old:
+                    seq[i] = new
+
+
+def convert_to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Fp16Report]:
+    """Rewrite an FP32 model into the mixed-precision form described in the module docstring.
+
+    Returns:
+        (new model, report).  The input model is not modified.
+
+    Raises:
+        ExportError: the graph has no FP32 tensors to convert, or the result is not type-consistent.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    _hoist_float_constants(graph)
+    types = _float_types(out)
+    if not any(t == FP32 for t in types.values()):
+        raise ExportError("the graph has no FP32 tensors to convert", expected="an FP32 ONNX graph")
+    report = Fp16Report()
+    rw = _Rewriter(graph, types, report)
+    for node in list(graph.node):
+        rw.rewrite(node)
+    for gout in graph.output:
+        if rw.prec.get(gout.name) == FP16:  # outputs stay FP32: rename the FP16 tensor, cast back
+            internal = f"{gout.name}__fp16"
+            _rename(rw.new_nodes, gout.name, internal)
+            rw.new_nodes.append(helper.make_node("Cast", [internal], [gout.name], to=FP32, name=f"cast_fp32/{gout.name}"))
+            report.casts_inserted += 1
+    del graph.node[:]
+    graph.node.extend(rw.new_nodes)
+    used = {i for n in graph.node for i in n.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.value_info[:]
+    try:
+        out = onnx.shape_inference.infer_shapes(out, check_type=True, strict_mode=True)
+    except onnx.shape_inference.InferenceError as exc:
+        raise ExportError("the FP16 graph is not type-consistent (a Cast is missing)", received=str(exc)[:500]) from exc
+    return out, report
+
+
+def check_fp16_structure(model: onnx.ModelProto) -> dict[str, Any]:
+    """Verify the mixed-precision layout of a converted graph; returns counts for the manifest.
+
+    Checks: graph inputs/outputs are FP32; every node of :data:`KEEP_FP32_OPS` has only FP32
+    float inputs and outputs; every Conv/MatMul/Gemm runs in FP16; every node's float inputs
+    share one type (so each boundary has its Cast).
+
+    Raises:
+        ExportError: listing every violation.
+    """
+    types = _float_types(model)
+    g = model.graph
+    problems: list[str] = []
+    for vi in list(g.input) + list(g.output):
+        if vi.type.tensor_type.elem_type not in (FP32, TensorProto.INT64):
+            problems.append(f"graph I/O {vi.name} is {TensorProto.DataType.Name(vi.type.tensor_type.elem_type)}")
+    counts: Counter[str] = Counter()
+    for node in g.node:
+        floats = {types.get(n) for n in list(node.input) + list(node.output) if n and types.get(n) in (FP32, FP16)}
+        if node.op_type in KEEP_FP32_OPS and floats - {FP32}:
+            problems.append(f"{node.op_type} {node.name} is not FP32")
+        if node.op_type in ("Conv", "MatMul", "Gemm") and floats != {FP16}:
+            problems.append(f"{node.op_type} {node.name} is not FP16")
+        ins = {types.get(n) for n in node.input if n and types.get(n) in (FP32, FP16)}
+        if node.op_type not in TYPE_FROM_ATTR_OPS and len(ins) > 1:
+            problems.append(f"{node.op_type} {node.name} mixes FP32 and FP16 inputs")
+        if node.op_type == "Cast":
+            counts["casts"] += 1
+        elif floats == {FP16}:
+            counts["fp16_nodes"] += 1
+        elif floats == {FP32}:
+            counts[f"fp32:{node.op_type}"] += 1
+    if problems:
+        raise ExportError("the FP16 graph breaks the mixed-precision layout", received="; ".join(problems[:10]),
+                          expected="FP16 body; LayerNorm/Softmax/reductions/RoiAlign and I/O in FP32")
+    return dict(counts)

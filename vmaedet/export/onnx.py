@@ -1,0 +1,323 @@
+"""Export the detector to ONNX with a parity gate.
+
+The graph takes the normalised clip ``clip [1, 3, 16, H, W]`` (fixed geometry) and ``rois [K, 5]``
+(K dynamic) and returns ``logits [K, 80]``.  The positional embedding is folded to a constant
+(no ``Resize`` node), RoIAlign is the standard ``RoiAlign`` (``output_half_pixel``,
+``sampling_ratio=0``, ``spatial_scale=1/16``) followed by a ``ReduceMax``.
+
+Every export is checked before it is reported done: the onnx checker, the graph structure, then
+onnxruntime vs PyTorch on random clips for K ∈ {0, 1, 7, max_persons}.  A mismatch beyond the
+tolerance raises :class:`~vmaedet.errors.ExportError` with the error statistics and leaves no
+artifact behind (an existing file of the same name is only replaced by a verified one).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from ..data.transforms import MEAN_RGB, STD_RGB, input_geometry
+from ..errors import ConfigError, ExportError
+from ..labels import AVA_ACTIONS
+from ..models.detector import ActionDetector
+from ..ops.roi_align import POOLED_SIZE, SPATIAL_SCALE
+from ..verify import error_stats, merge_stats, random_clip, random_rois, within
+from .fp16 import check_fp16_structure, convert_to_fp16
+from .manifest import CLIP_LEN, FRAME_STRIDE, MANIFEST_FORMAT, library_versions, sha256_file, write_manifest
+
+#: Opsets the exporter accepts: ≥ 17 for a single LayerNormalization node (and RoiAlign-16 modes).
+SUPPORTED_OPSETS = (17, 18, 19, 20)
+PRECISIONS = ("fp32", "fp16")
+MIN_SIDE = 32  # two tokens: anything smaller is not a meaningful clip
+PROTOBUF_LIMIT = 2**31 - 1
+TOLERANCES: dict[str, dict[str, float]] = {
+    "fp32": {"logits_max_abs": 1e-4},
+    "fp16": {"scores_max_abs": 1e-2},
+}
+ROI_ALIGN_ATTRS = {
+    "coordinate_transformation_mode": "output_half_pixel",
+    "sampling_ratio": 0,
+    "spatial_scale": SPATIAL_SCALE,
+    "output_height": POOLED_SIZE,
+    "output_width": POOLED_SIZE,
+    "mode": "avg",
+}
+INPUT_NAMES = ("clip", "rois")
+OUTPUT_NAME = "logits"
+
+
+@dataclass
+class ExportResult:
+    """Where the artifact and its manifest were written, and the manifest itself."""
+
+    path: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+
+
+# -- arguments --------------------------------------------------------------------------------
+def parse_size(text: str, what: str) -> tuple[int, int]:
+    """``"1920x1080"`` → (1920, 1080); raises ConfigError naming ``what`` on bad text."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not m:
+        raise ConfigError(f"cannot read {what}", received=text, expected="two integers like 1920x1080")
+    return int(m.group(1)), int(m.group(2))
+
+
+def check_input_hw(input_hw: tuple[int, int]) -> tuple[int, int]:
+    """Validate a clip geometry (H, W): multiples of 16 and at least :data:`MIN_SIDE`."""
+    h, w = (int(v) for v in input_hw)
+    if h % 16 or w % 16:
+        raise ConfigError(
+            "the clip geometry must be multiples of 16 (the patch size)",
+            received=f"{h}x{w}", expected=f"e.g. {-(-h // 16) * 16}x{-(-w // 16) * 16}",
+            fix="use --source-size WxH to derive it from the video, or round --input-size up to multiples of 16",
+        )
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise ConfigError("the clip geometry is too small", received=f"{h}x{w}",
+                          expected=f"both sides ≥ {MIN_SIDE} (the seed uses a short side of 256)")
+    return h, w
+
+
+def resolve_geometry(source_wh: tuple[int, int] | None = None,
+                     input_hw: tuple[int, int] | None = None) -> tuple[tuple[int, int], tuple[int, int] | None]:
+    """Clip (H, W) from a source size (the seed's resize + pad) or an explicit input size.
+
+    Returns:
+        ((H, W), source (W, H) or None).  Default source: 1920×1080 → 256×464.
+    """
+    if source_wh is not None and input_hw is not None:
+        raise ConfigError("give either a source size or an input size, not both",
+                          received=f"source {source_wh}, input {input_hw}")
+    if input_hw is not None:
+        return check_input_hw(input_hw), None
+    source_wh = source_wh or (1920, 1080)
+    if min(source_wh) <= 0:
+        raise ConfigError("the source size must be positive", received=source_wh)
+    _, (pw, ph) = input_geometry(tuple(source_wh))  # type: ignore[arg-type]
+    return check_input_hw((ph, pw)), tuple(source_wh)  # type: ignore[return-value]
+
+
+def _check_args(model: Any, opset: int, precision: str, max_persons: int) -> None:
+    if not isinstance(model, ActionDetector):
+        raise ExportError("only an ActionDetector can be exported", received=type(model).__name__,
+                          fix="load the model with vmaedet.models.checkpoints.load_detector(path)")
+    if opset not in SUPPORTED_OPSETS:
+        raise ConfigError(f"unsupported opset {opset}", received=opset, expected=f"one of {SUPPORTED_OPSETS}",
+                          fix="use --opset 17 (single LayerNormalization node; RoiAlign with output_half_pixel)")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unsupported precision {precision!r}", expected=" or ".join(PRECISIONS))
+    if max_persons < 1:
+        raise ConfigError("max persons must be at least 1", received=max_persons)
+
+
+def check_writable(out_dir: Path) -> None:
+    """Create ``out_dir`` if needed and make sure files can be written there."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".vmaedet-write-test-"):
+            pass
+    except OSError as exc:
+        raise ExportError(f"cannot write to the output directory {out_dir}", received=f"{type(exc).__name__}: {exc.strerror or exc}",
+                          expected="a writable directory", fix="choose another --out or fix its permissions") from exc
+
+
+# -- export -----------------------------------------------------------------------------------
+def _torch_export(model: ActionDetector, input_hw: tuple[int, int], opset: int, path: Path) -> None:
+    """TorchScript exporter (honours the opset; dynamo would silently use 18)."""
+    gen = torch.Generator().manual_seed(0)
+    args = (random_clip(input_hw, gen), random_rois(2, input_hw, gen))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the model's shape checks
+        torch.onnx.export(
+            model, args, str(path), dynamo=False, opset_version=opset,
+            input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+            dynamic_axes={"rois": {0: "num_rois"}, OUTPUT_NAME: {0: "num_rois"}},
+            do_constant_folding=True,
+        )
+
+
+def check_graph(model: onnx.ModelProto) -> dict[str, Any]:
+    """Structural checks of an exported graph: no Resize, exactly one RoiAlign with our attributes."""
+    ops = [n.op_type for n in model.graph.node]
+    if "Resize" in ops:
+        raise ExportError("the exported graph still has a Resize node (the positional embedding was not folded)",
+                          fix="call model.freeze_pos_embed(h, w) before export (export_onnx does)")
+    roi = [n for n in model.graph.node if n.op_type == "RoiAlign"]
+    if len(roi) != 1:
+        raise ExportError("the exported graph must have exactly one RoiAlign node", received=len(roi))
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in roi[0].attribute}
+    attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+    for key, want in ROI_ALIGN_ATTRS.items():
+        got = attrs.get(key, "avg" if key == "mode" else None)  # mode defaults to avg
+        if got != want and not (isinstance(want, float) and got is not None and abs(got - want) < 1e-12):
+            raise ExportError(f"RoiAlign attribute {key} is wrong", received=got, expected=want,
+                              fix="export with opset ≥ 17 from torchvision roi_align(aligned=False)")
+    return {"op": "RoiAlign", **{k: attrs.get(k, v) for k, v in ROI_ALIGN_ATTRS.items()}, "then": "ReduceMax over 7x7"}
+
+
+def _save(model: onnx.ModelProto, path: Path) -> str | None:
+    """Save as one file, or with one external-data file when over 2 GB; returns its name."""
+    if model.ByteSize() < PROTOBUF_LIMIT:
+        onnx.save_model(model, str(path))
+        return None
+    data_name = path.name + ".data"
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data_name, size_threshold=1024)
+    return data_name
+
+
+def _ort_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ExportError(
+            "onnxruntime cannot load the exported graph, so it cannot be verified",
+            received=str(exc).splitlines()[0][:400],
+            expected=f"a graph onnxruntime {ort.__version__} (CPU) can run",
+            fix="nothing was written; try --precision fp32 or another --opset, or upgrade onnxruntime",
+        ) from exc
+
+
+def parity_check(model: ActionDetector, onnx_path: Path, input_hw: tuple[int, int], max_persons: int,
+                 ks: tuple[int, ...] | None = None, seed: int = 0) -> dict[str, Any]:
+    """onnxruntime vs PyTorch fp32 on random clips, one per K; returns per-K and worst-case stats."""
+    session = _ort_session(onnx_path)
+    ks = ks or tuple(sorted({0, 1, min(7, max_persons), max_persons}))
+    gen = torch.Generator().manual_seed(seed)
+    cases = []
+    for k in ks:
+        clip, rois = random_clip(input_hw, gen), random_rois(k, input_hw, gen)
+        with torch.no_grad():
+            ref = model(clip, rois)  # [K, 80]
+        out = session.run([OUTPUT_NAME], {"clip": clip.numpy(), "rois": rois.numpy()})[0]
+        if out.shape != (k, model.num_classes):
+            raise ExportError(f"onnxruntime returned the wrong shape for K={k}", received=out.shape,
+                              expected=(k, model.num_classes))
+        cases.append({"k": k, **error_stats(ref, torch.from_numpy(np.asarray(out, dtype=np.float32)))})
+    return {"cases": cases, **merge_stats(cases)}
+
+
+def _manifest(model: ActionDetector, *, artifact: Path, data_file: str | None, input_hw: tuple[int, int],
+              source_wh: tuple[int, int] | None, max_persons: int, opset: int, precision: str,
+              roi_align: dict[str, Any], verification: dict[str, Any], fp16: dict[str, Any] | None,
+              checkpoint: Path | None) -> dict[str, Any]:
+    h, w = input_hw
+    resized = list(input_geometry(source_wh)[0]) if source_wh else None
+    return {
+        "format": MANIFEST_FORMAT,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "artifact": {"file": artifact.name, "format": "onnx", "sha256": sha256_file(artifact),
+                     "bytes": artifact.stat().st_size,
+                     "external_data": ({"file": data_file, "sha256": sha256_file(artifact.parent / data_file)}
+                                       if data_file else None)},
+        "model": {"variant": model.variant, "embed_dim": model.cfg.embed_dim, "depth": model.cfg.depth,
+                  "num_heads": model.cfg.num_heads, "num_classes": model.num_classes},
+        "checkpoint": ({"path": str(checkpoint.resolve()), "sha256": sha256_file(checkpoint)} if checkpoint else None),
+        "input": {
+            "names": {"clip": "clip", "rois": "rois", "output": OUTPUT_NAME},
+            "clip_shape": [1, 3, CLIP_LEN, h, w], "clip_hw": [h, w],
+            "clip_len": CLIP_LEN, "frame_stride": FRAME_STRIDE,
+            "source_wh": list(source_wh) if source_wh else None, "resized_wh": resized,
+            "max_persons": max_persons,
+            "rois": "[K, 5] float32: batch index, x1, y1, x2, y2 in clip pixels, already extended",
+        },
+        "normalization": {"color": "RGB", "mean": list(MEAN_RGB), "std": list(STD_RGB),
+                          "resize": "short side 256, cv2 INTER_LINEAR", "pad": "zeros bottom/right to multiples of 16"},
+        "labels": {"ids": list(range(1, len(AVA_ACTIONS) + 1)), "names": list(AVA_ACTIONS),
+                   "output": "logits; score = sigmoid(logit) (× person score)"},
+        "opset": opset,
+        "roi_align": roi_align,
+        "precision": precision,
+        "fp16": fp16,
+        "tolerances": TOLERANCES[precision],
+        "verification": verification,
+        "versions": library_versions(),
+    }
+
+
+def _verify_staged(model: ActionDetector, staged: Path, input_hw: tuple[int, int], max_persons: int,
+                   precision: str, seed: int) -> dict[str, Any]:
+    """onnx checker, then onnxruntime vs PyTorch; raises ExportError with the statistics on a mismatch."""
+    try:
+        onnx.checker.check_model(str(staged), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError("the exported graph fails the onnx checker", received=str(exc)[:500]) from exc
+    with torch.no_grad():
+        parity = parity_check(model, staged, input_hw, max_persons, seed=seed)
+    failures = within(parity, TOLERANCES[precision])
+    if failures:
+        worst = max(parity["cases"], key=lambda c: c["max_abs_logit"])
+        raise ExportError(
+            f"the {precision} ONNX graph does not match PyTorch (onnxruntime, CPU)",
+            received="; ".join(failures) + f" (worst K={worst['k']}: max |Δ logit| {worst['max_abs_logit']:.3g}, "
+            f"mean {worst['mean_abs_logit']:.3g}, max |Δ score| {worst['max_abs_score']:.3g})",
+            expected=f"within {TOLERANCES[precision]}",
+            fix="nothing was written; check the weights for extreme values, or report the statistics above as a bug",
+        )
+    return {"reference": "PyTorch fp32, CPU", "runtime": "onnxruntime CPUExecutionProvider",
+            "inputs": "random uint8 frames normalised as the seed; random boxes ≥ 16 px", **parity}
+
+
+def export_onnx(model: ActionDetector, out_path: str | Path, *, input_hw: tuple[int, int] | None = None,
+                source_wh: tuple[int, int] | None = None, max_persons: int = 64, opset: int = 17,
+                precision: str = "fp32", checkpoint: str | Path | None = None, seed: int = 0) -> ExportResult:
+    """Export ``model`` to ONNX, verify it, and write the artifact and its manifest.
+
+    Args:
+        model: the detector (not modified; a frozen fp32 CPU copy is exported).
+        out_path: the ``.onnx`` file to write.
+        input_hw / source_wh: clip geometry, or the source video size it is derived from
+            (default 1920×1080 → 256×464).
+        max_persons: the largest K the artifact is verified for (and engines accept).
+        opset: ONNX opset (17 by default).
+        precision: "fp32", or "fp16" for the mixed-precision graph of strongly typed TensorRT.
+        checkpoint: the checkpoint file the weights came from (path + sha256 go to the manifest).
+
+    Raises:
+        ConfigError: bad geometry, opset, precision or person count.
+        ExportError: not a detector, unwritable output, or verification failed (with statistics).
+    """
+    _check_args(model, opset, precision, max_persons)
+    input_hw, source_wh = resolve_geometry(source_wh, input_hw)
+    out_path = Path(out_path)
+    check_writable(out_path.parent)
+    frozen = copy.deepcopy(model).float().eval().cpu()
+    frozen.freeze_pos_embed(input_hw[0] // 16, input_hw[1] // 16)
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".vmaedet-export-") as tmp:
+        raw = Path(tmp) / "fp32.onnx"
+        _torch_export(frozen, input_hw, opset, raw)
+        graph = onnx.load(str(raw))
+        roi_align = check_graph(graph)
+        fp16_info: dict[str, Any] | None = None
+        if precision == "fp16":
+            graph, report = convert_to_fp16(graph)
+            fp16_info = {"pass": report.to_dict(), "structure": check_fp16_structure(graph),
+                         "fp32_islands": ["LayerNormalization", "Softmax", "ReduceMean", "ReduceMax", "RoiAlign", "graph I/O"]}
+        staged = Path(tmp) / out_path.name
+        data_file = _save(graph, staged)
+        verification = _verify_staged(frozen, staged, input_hw, max_persons, precision, seed)
+        if fp16_info is not None:
+            fp16_info["error_vs_torch_fp32"] = {k: verification[k] for k in ("max_abs_score", "top5_agreement", "max_abs_logit")}
+        if data_file:
+            os.replace(Path(tmp) / data_file, out_path.parent / data_file)
+        os.replace(staged, out_path)
+    manifest = _manifest(frozen, artifact=out_path, data_file=data_file, input_hw=input_hw, source_wh=source_wh,
+                         max_persons=max_persons, opset=opset, precision=precision, roi_align=roi_align,
+                         verification=verification, fp16=fp16_info, checkpoint=Path(checkpoint) if checkpoint else None)
+    return ExportResult(out_path, write_manifest(out_path, manifest), manifest)
