@@ -92,12 +92,14 @@ def export(
     prec = (precision or (Precision.fp16 if format is Format.engine else Precision.fp32)).value
     source_wh = parse_size(source_size, "--source-size") if source_size else None
     input_hw = parse_size(input_size, "--input-size") if input_size else None
-    (h, w), source_wh = resolve_geometry(source_wh, input_hw)
+    resolve_geometry(source_wh, input_hw)  # fail on a bad size before loading anything
     build = _tensorrt_builder() if format is Format.engine else None  # fail before the slow part
     model = load_detector(checkpoint, arch=arch)
+    (h, w), source_wh = resolve_geometry(source_wh, input_hw, short_side=model.short_side)
     onnx_path = out / f"{checkpoint.stem}_{h}x{w}_{prec}.onnx"
     with console.status(f"exporting {checkpoint.name} → {onnx_path} ({prec}, {h}x{w}, ≤ {max_persons} persons) and verifying"):
-        result = export_onnx(model, onnx_path, input_hw=(h, w), source_wh=source_wh, max_persons=max_persons,
+        result = export_onnx(model, onnx_path, input_hw=None if source_wh else (h, w), source_wh=source_wh,
+                             max_persons=max_persons,
                              opset=opset, precision=prec, checkpoint=checkpoint)
     ver = result.manifest["verification"]
     console.print(f"[green]wrote[/] {result.path} (+ {result.manifest_path.name}); verified in onnxruntime: "

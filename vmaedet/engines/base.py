@@ -46,13 +46,16 @@ class Engine(ABC):
         device: "cpu" or "cuda[:i]".
         input_hw: (H, W) of the clip the engine accepts, or None if any multiple of 16.
         max_persons: largest K accepted, or None.
+        short_side: short side (px) frames are resized to before padding (the seed: 256; models
+            trained smaller record theirs in the checkpoint and the manifest).
     """
 
     name: str = "base"
 
     def __init__(self, precision: str = "fp32", device: str = "cpu", input_hw: tuple[int, int] | None = None,
-                 max_persons: int | None = None) -> None:
+                 max_persons: int | None = None, short_side: int = 256) -> None:
         self.precision = precision
+        self.short_side = short_side
         self.device = device
         self.input_hw = input_hw
         self.max_persons = max_persons

@@ -88,7 +88,8 @@ class OnnxRuntimeEngine(Engine):
         self._check_graph(manifest, path)
         device = "cuda" if self.session.get_providers()[0] in _GPU_PROVIDERS else "cpu"
         super().__init__(precision=manifest["precision"], device=device,
-                         input_hw=tuple(manifest["input"]["clip_hw"]), max_persons=manifest["input"]["max_persons"])
+                         input_hw=tuple(manifest["input"]["clip_hw"]), max_persons=manifest["input"]["max_persons"],
+                         short_side=int(manifest["input"].get("short_side", 256)))
         self.path = path
         self.manifest = manifest
         self._output = manifest["input"]["names"]["output"]

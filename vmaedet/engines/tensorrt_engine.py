@@ -66,7 +66,8 @@ class TensorRTEngine(Engine):
             from ..export.plugins import roi_align_max_trt  # noqa: F401 - JIT engines need the definitions
 
         super().__init__(precision=manifest["precision"], device=device,
-                         input_hw=tuple(manifest["input"]["clip_hw"]), max_persons=manifest["input"]["max_persons"])
+                         input_hw=tuple(manifest["input"]["clip_hw"]), max_persons=manifest["input"]["max_persons"],
+                         short_side=int(manifest["input"].get("short_side", 256)))
         self.path, self.manifest, self._trt = path, manifest, trt
         self._logger = trt.Logger(trt.Logger.WARNING)
         trt.init_libnvinfer_plugins(self._logger, "")

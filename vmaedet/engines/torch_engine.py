@@ -61,8 +61,10 @@ class TorchEngine(Engine):
             raise EngineError(f"unsupported precision {precision!r} for the torch engine",
                               received=precision, expected=", ".join(_AUTOCAST))
         dev = _check_device(device)
-        super().__init__(precision=precision, device=str(dev), input_hw=input_hw, max_persons=max_persons)
-        self.model = _load(model_or_checkpoint).to(dev).eval()
+        model = _load(model_or_checkpoint)
+        super().__init__(precision=precision, device=str(dev), input_hw=input_hw, max_persons=max_persons,
+                         short_side=int(getattr(model, "short_side", 256)))
+        self.model = model.to(dev).eval()
         self._dev = dev
         self._runner: Any = torch.compile(self.model) if compile else self.model
         self.compiled = compile

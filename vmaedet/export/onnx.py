@@ -90,12 +90,12 @@ def check_input_hw(input_hw: tuple[int, int]) -> tuple[int, int]:
     return h, w
 
 
-def resolve_geometry(source_wh: tuple[int, int] | None = None,
-                     input_hw: tuple[int, int] | None = None) -> tuple[tuple[int, int], tuple[int, int] | None]:
+def resolve_geometry(source_wh: tuple[int, int] | None = None, input_hw: tuple[int, int] | None = None,
+                     short_side: int = 256) -> tuple[tuple[int, int], tuple[int, int] | None]:
     """Clip (H, W) from a source size (the seed's resize + pad) or an explicit input size.
 
     Returns:
-        ((H, W), source (W, H) or None).  Default source: 1920×1080 → 256×464.
+        ((H, W), source (W, H) or None).  Default source: 1920×1080 → 256×464 (short side 256).
     """
     if source_wh is not None and input_hw is not None:
         raise ConfigError("give either a source size or an input size, not both",
@@ -105,7 +105,7 @@ def resolve_geometry(source_wh: tuple[int, int] | None = None,
     source_wh = source_wh or (1920, 1080)
     if min(source_wh) <= 0:
         raise ConfigError("the source size must be positive", received=source_wh)
-    _, (pw, ph) = input_geometry(tuple(source_wh))  # type: ignore[arg-type]
+    _, (pw, ph) = input_geometry(tuple(source_wh), short_side=short_side)  # type: ignore[arg-type]
     return check_input_hw((ph, pw)), tuple(source_wh)  # type: ignore[return-value]
 
 
@@ -218,7 +218,8 @@ def _manifest(model: ActionDetector, *, artifact: Path, data_file: str | None, i
               roi_align: dict[str, Any], verification: dict[str, Any], fp16: dict[str, Any] | None,
               checkpoint: Path | None) -> dict[str, Any]:
     h, w = input_hw
-    resized = list(input_geometry(source_wh)[0]) if source_wh else None
+    short_side = int(getattr(model, "short_side", 256))
+    resized = list(input_geometry(source_wh, short_side=short_side)[0]) if source_wh else None
     return {
         "format": MANIFEST_FORMAT,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -234,11 +235,11 @@ def _manifest(model: ActionDetector, *, artifact: Path, data_file: str | None, i
             "clip_shape": [1, 3, CLIP_LEN, h, w], "clip_hw": [h, w],
             "clip_len": CLIP_LEN, "frame_stride": FRAME_STRIDE,
             "source_wh": list(source_wh) if source_wh else None, "resized_wh": resized,
-            "max_persons": max_persons,
+            "max_persons": max_persons, "short_side": short_side,
             "rois": "[K, 5] float32: batch index, x1, y1, x2, y2 in clip pixels, already extended",
         },
         "normalization": {"color": "RGB", "mean": list(MEAN_RGB), "std": list(STD_RGB),
-                          "resize": "short side 256, cv2 INTER_LINEAR", "pad": "zeros bottom/right to multiples of 16"},
+                          "resize": f"short side {short_side}, cv2 INTER_LINEAR", "pad": "zeros bottom/right to multiples of 16"},
         "labels": {"ids": list(range(1, len(AVA_ACTIONS) + 1)), "names": list(AVA_ACTIONS),
                    "output": "logits; score = sigmoid(logit) (× person score)"},
         "opset": opset,
@@ -294,7 +295,7 @@ def export_onnx(model: ActionDetector, out_path: str | Path, *, input_hw: tuple[
         ExportError: not a detector, unwritable output, or verification failed (with statistics).
     """
     _check_args(model, opset, precision, max_persons)
-    input_hw, source_wh = resolve_geometry(source_wh, input_hw)
+    input_hw, source_wh = resolve_geometry(source_wh, input_hw, short_side=int(getattr(model, "short_side", 256)))
     out_path = Path(out_path)
     check_writable(out_path.parent)
     frozen = copy.deepcopy(model).float().eval().cpu()

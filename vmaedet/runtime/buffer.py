@@ -35,10 +35,12 @@ class ClipRing:
         seed_quirk: the seed's transposed resize for frames whose short side is already 256.
     """
 
-    def __init__(self, capacity: int, device: str | torch.device = "cpu", seed_quirk: bool = True) -> None:
+    def __init__(self, capacity: int, device: str | torch.device = "cpu", seed_quirk: bool = True,
+                 short_side: int = 256) -> None:
         self.capacity = capacity
         self.device = torch.device(device)
         self.seed_quirk = seed_quirk
+        self.short_side = short_side
         self._entries: deque[RingEntry] = deque()
         self.source_wh: tuple[int, int] | None = None
         self.resized_wh: tuple[int, int] | None = None
@@ -54,7 +56,7 @@ class ClipRing:
         h, w = image.shape[:2]
         if self.source_wh is None:
             self.source_wh = (w, h)
-            self.resized_wh = seed_resize_size(w, h, seed_quirk=self.seed_quirk)
+            self.resized_wh = seed_resize_size(w, h, short_side=self.short_side, seed_quirk=self.seed_quirk)
         elif (w, h) != self.source_wh:
             raise StreamError("the source changed its frame size mid-stream", received=f"{w}×{h}",
                               expected=f"{self.source_wh[0]}×{self.source_wh[1]}", fix="restart the stream")

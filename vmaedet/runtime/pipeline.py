@@ -133,7 +133,8 @@ class StreamWorker(threading.Thread):
         self.lossless, self.draws = lossless, draws
         self.sched = Scheduler(cfg.mode, cfg.stride, source.fps, lossless=lossless)
         span = self.sched.offsets[-1] - self.sched.offsets[0]
-        self.ring = ClipRing(capacity=math.ceil(span * source.fps) + cfg.stride + 4, device=engine.device)
+        self.ring = ClipRing(capacity=math.ceil(span * source.fps) + cfg.stride + 4, device=engine.device,
+                             short_side=engine.short_side)
         lead = max(0.0, float(self.sched.offsets[-1]))
         self.display = DisplayRing(capacity=math.ceil(lead * source.fps) + 2 * cfg.stride + 4)
         self.tracker = PersonTracker(keyframe_rate=source.fps / cfg.stride)
