@@ -131,8 +131,8 @@ def _open_engine(name: str, precision: str, model: ActionDetector, cfg: BenchCon
                              input_hw=cfg.input_hw, max_persons=None)
     from .export.onnx import export_onnx
 
-    art = export_onnx(checkpoint_path, workdir / f"{name}_{precision}", input_hw=cfg.input_hw,
-                      max_persons=max_k, precision=precision, progress=False)
+    art = export_onnx(model, workdir / f"{name}_{precision}.onnx", input_hw=cfg.input_hw, max_persons=max_k,
+                      precision=precision, checkpoint=checkpoint_path).path
     if name == "onnxruntime":
         return create_engine("onnxruntime", art)
     if name == "tensorrt":

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import BackendUnavailable, EngineError
-from ..export.manifest import check_artifact_hash, check_expectations, read_manifest
+from ..export.manifest import open_artifact
 from .base import Engine
 
 PROVIDER_ALIASES = {
@@ -64,12 +64,7 @@ class OnnxRuntimeEngine(Engine):
                  input_hw: tuple[int, int] | None = None, precision: str | None = None,
                  max_persons: int | None = None) -> None:
         path = Path(path)
-        manifest = read_manifest(path)
-        if manifest["artifact"]["format"] != "onnx":
-            raise EngineError(f"{path} is not an ONNX artifact", received=manifest["artifact"]["format"],
-                              expected="onnx", fix="use the engine named for this artifact (e.g. tensorrt)")
-        check_artifact_hash(path, manifest)
-        check_expectations(manifest, input_hw=input_hw, precision=precision, max_persons=max_persons, source=str(path))
+        manifest = open_artifact(path, "onnx", input_hw=input_hw, precision=precision, max_persons=max_persons)
         ort = _import_ort()
         chosen = resolve_providers(providers, ort.get_available_providers())
         opts = ort.SessionOptions()

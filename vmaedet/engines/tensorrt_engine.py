@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import EngineError
-from ..export.manifest import check_artifact_hash, check_expectations, read_manifest
+from ..export.manifest import open_artifact
 from ..export.tensorrt import check_engine_compat, gpu_identity, require_tensorrt
 from .base import Engine
 
@@ -49,12 +49,7 @@ class TensorRTEngine(Engine):
                  input_hw: tuple[int, int] | None = None, precision: str | None = None,
                  max_persons: int | None = None) -> None:
         path = Path(path)
-        manifest = read_manifest(path)
-        if manifest["artifact"]["format"] != "tensorrt":
-            raise EngineError(f"{path} is not a TensorRT engine artifact", received=manifest["artifact"]["format"],
-                              expected="tensorrt", fix="use the engine named for this artifact (e.g. onnxruntime)")
-        check_artifact_hash(path, manifest)
-        check_expectations(manifest, input_hw=input_hw, precision=precision, max_persons=max_persons, source=str(path))
+        manifest = open_artifact(path, "tensorrt", input_hw=input_hw, precision=precision, max_persons=max_persons)
         trt = require_tensorrt()
         check_engine_compat(manifest, tensorrt_version=trt.__version__, engine_path=path, **_gpu_kwargs())
         roi = manifest["tensorrt"]["roi_align"]

@@ -120,3 +120,24 @@ def check_expectations(manifest: Mapping[str, Any], *, input_hw: tuple[int, int]
         raise EngineError(f"the {source} accepts fewer persons than asked",
                           received=manifest["input"]["max_persons"], expected=f"≥ {max_persons}",
                           fix=f"re-export with --max-persons {max_persons}")
+
+
+_FORMAT_ENGINE = {"onnx": "onnxruntime", "tensorrt": "tensorrt"}
+_FORMAT_LABEL = {"onnx": "an ONNX artifact", "tensorrt": "a TensorRT engine artifact"}
+
+
+def open_artifact(path: Path, fmt: str, *, input_hw: tuple[int, int] | None = None, precision: str | None = None,
+                  max_persons: int | None = None) -> dict[str, Any]:
+    """Read and check an artifact's manifest before an engine opens it.
+
+    Refuses a missing manifest, an artifact of another format, a changed file (sha256) and a
+    geometry / precision / capacity other than asked.  Returns the manifest.
+    """
+    manifest = read_manifest(path)
+    got = manifest["artifact"]["format"]
+    if got != fmt:
+        raise EngineError(f"{path} is not {_FORMAT_LABEL.get(fmt, fmt)}", received=got, expected=fmt,
+                          fix=f"open it with the {_FORMAT_ENGINE.get(got, got)} engine")
+    check_artifact_hash(path, manifest)
+    check_expectations(manifest, input_hw=input_hw, precision=precision, max_persons=max_persons, source=str(path))
+    return manifest

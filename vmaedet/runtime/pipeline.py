@@ -98,15 +98,13 @@ class StreamResult:
         w, h = self.image_wh
         if w <= 0 or h <= 0:
             raise StreamError("to_csv_rows needs the frame size", received=self.image_wh, expected="(W, H) > 0")
+        from ..data.detections import detections_to_rows
+
         ts = int(round(self.timestamp)) if timestamp is None else int(timestamp)
         scores = self.scores if smoothed else self.raw_scores
-        rows = []
-        for box, sc in zip(self.boxes, scores):
-            x1, x2 = np.clip([box[0] / w, (box[2] + 1) / w], 0, 1)
-            y1, y2 = np.clip([box[1] / h, (box[3] + 1) / h], 0, 1)
-            coords = ",".join(f"{v:.5f}" for v in (x1, y1, x2, y2))
-            rows += [f"{video_id},{ts:04d},{coords},{a + 1},{sc[a]:.5f}" for a in range(sc.shape[0])]
-        return rows
+        # Boxes are already in original pixels: the seed's conversion with resized = original size.
+        rows = detections_to_rows(self.boxes, scores, video_id, ts, (w, h), (w, h))
+        return [f"{v},{t:04d},{x1:.5f},{y1:.5f},{x2:.5f},{y2:.5f},{a},{sc:.5f}" for v, t, x1, y1, x2, y2, a, sc in rows]
 
 
 @dataclass
