@@ -9,7 +9,7 @@ import torch
 
 from .data.transforms import test_transform
 from .models.detector import ActionDetector
-from .ops.boxes import extend_boxes, scale_boxes
+from .ops.boxes import make_rois
 from .structures import ActionDetections
 
 CLIP_LEN = 16
@@ -46,10 +46,8 @@ class Predictor:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         clip, size = test_transform(arr, seed_quirk=self.seed_quirk, short_side=self.detector.short_side)  # [3, 16, Hp, Wp]
         h, w = arr.shape[1:3]
-        scaled = scale_boxes(boxes, (w, h), size)  # [N, 4] resized pixels
-        ext = extend_boxes(scaled, size)  # [N, 4]
-        rois = np.concatenate([np.zeros((len(ext), 1), np.float32), ext], axis=1)  # [N, 5]
-        return clip.unsqueeze(0), torch.from_numpy(rois), size
+        rois = make_rois(boxes, size, src_wh=(w, h))  # [N, 5]
+        return clip.unsqueeze(0), rois, size
 
     @torch.no_grad()
     def __call__(

@@ -93,3 +93,27 @@ def scale_boxes(boxes_xyxy: ArrayLike, src_wh: tuple[int, int], dst_wh: tuple[in
     sy = dst_wh[1] / src_wh[1]
     out = b * torch.tensor([sx, sy, sx, sy], dtype=b.dtype)
     return out.numpy() if is_np else out
+
+
+def make_rois(
+    boxes_xyxy: ArrayLike,
+    image_wh: tuple[int, int],
+    batch_index: int = 0,
+    src_wh: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Person boxes → the model's test rois, as the seed builds them.
+
+    Args:
+        boxes_xyxy: ``[N, 4]`` un-extended boxes, in pixels of ``src_wh`` when given (they are then
+            scaled per axis to ``image_wh``), else already in pixels of the resized image.
+        image_wh: (W, H) of the resized, unpadded image the rois refer to.
+        batch_index: the clip's index in the batch.
+
+    Returns:
+        ``[N, 5]`` float32 (batch index, x1, y1, x2, y2), extended by (0.1, 0.05) and clamped.
+    """
+    b, _ = _as_tensor(boxes_xyxy)
+    if src_wh is not None:
+        b = scale_boxes(b, src_wh, image_wh)  # [N, 4] resized pixels
+    ext = extend_boxes(b.float(), image_wh)  # [N, 4]
+    return torch.cat((torch.full((ext.shape[0], 1), float(batch_index)), ext), dim=1)  # [N, 5]

@@ -30,7 +30,7 @@ import torch
 
 from ..engines.base import Engine, create_engine
 from ..errors import ConfigError, StreamError, VmaedetError
-from ..ops.boxes import extend_boxes, scale_boxes
+from ..ops.boxes import make_rois
 from .buffer import ClipRing, DisplayRing
 from .scheduler import KeyJob, Scheduler
 from .sinks import AvaCsvSink, JsonlSink, SinkWriter, WindowSink, top_actions
@@ -175,9 +175,7 @@ class StreamWorker(threading.Thread):
 
     def _rois(self, job: KeyJob) -> torch.Tensor:
         assert self.ring.resized_wh is not None
-        scaled = scale_boxes(job.boxes, job.image_wh, self.ring.resized_wh)  # [N, 4] resized pixels
-        ext = extend_boxes(scaled, self.ring.resized_wh)  # [N, 4]
-        return torch.from_numpy(np.concatenate([np.zeros((len(ext), 1), np.float32), ext], axis=1))  # [N, 5]
+        return make_rois(job.boxes, self.ring.resized_wh, src_wh=job.image_wh)  # [N, 5]
 
     def _run(self, job: KeyJob) -> None:
         with self.stats.time("preprocess"):

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import TrainConfig
 from ..errors import DataError
-from ..ops.boxes import extend_boxes
+from ..ops.boxes import make_rois
 from .distributed import DistInfo, ShardSampler, all_gather_objects, init_distributed
 
 BOX_THRESH = 0.8  # the seed's box_thresh for test proposals
@@ -65,9 +65,8 @@ def infer_rows(model: nn.Module, dataset: Dataset, info: DistInfo, batch_size: i
         keep = [item["scores"] >= box_thresh for item in items]  # per sample [N]
         rois = []
         for b, item in enumerate(items):
-            boxes = item["boxes"][keep[b]]  # [n, 4] un-extended proposals
-            ext = extend_boxes(boxes, tuple(int(v) for v in item["size"]))  # [n, 4]
-            rois.append(torch.cat((torch.full((len(ext), 1), float(b)), ext), dim=1))  # [n, 5]
+            size = tuple(int(v) for v in item["size"])
+            rois.append(make_rois(item["boxes"][keep[b]], size, batch_index=b))  # [n, 5]
         rois_t = torch.cat(rois).to(info.device) if rois else torch.zeros(0, 5)  # [K, 5]
         if rois_t.shape[0] == 0:
             continue
@@ -160,9 +159,11 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, split: st
     if not Path(data_root).is_dir():
         raise DataError(f"dataset root not found: {data_root}", fix="create one with `vmaedet synth DIR`")
     info = init_distributed(device)
-    kw = {} if frame_source is None else {"frame_source": frame_source}
-    dataset = build_dataset(str(data_root), split, train=False, **kw)
     model = load_detector(checkpoint, device=info.device)
+    kw: dict[str, Any] = {"short_side": int(getattr(model, "short_side", 256))}  # the model's test geometry
+    if frame_source is not None:
+        kw["frame_source"] = frame_source
+    dataset = build_dataset(str(data_root), split, train=False, **kw)
     rows = infer_rows(model, dataset, info, batch_size, num_workers=num_workers, cpu_bf16=cpu_bf16)  # type: ignore[arg-type]
     gathered = all_gather_objects(rows, info)
     result: dict[str, Any] = {}
