@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -69,32 +68,24 @@ def test_checkpoint_mode_needs_both_options(tmp_path: Path, capsys: pytest.Captu
     assert "go together" in capsys.readouterr().err
 
 
-def test_checkpoint_mode_without_training_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "vmaedet.train.evaluate", None)  # makes the import fail
-    ckpt = tmp_path / "model.safetensors"
-    ckpt.write_bytes(b"")
-    assert main(["eval", "--checkpoint", str(ckpt), "--data", str(tmp_path)]) == 2
-    assert "needs the training module" in capsys.readouterr().err
+def test_checkpoint_mode_runs_the_model_and_evaluates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vmaedet.data.synthetic import generate
+    from vmaedet.evaluation.io import read_ava_csv, read_labelmap
+    from vmaedet.models import create_detector
+    from vmaedet.models.checkpoints import save_detector
 
-
-def test_checkpoint_mode_delegates_and_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    import types
-
-    calls = []
-
-    def fake(checkpoint: Path, data_root: Path, protocol: str = "official") -> dict:
-        calls.append((checkpoint, data_root, protocol))
-        return {"mAP": 0.25, "per_class_ap": {1: 0.5, 3: 0.0, 4: None}, "protocol": protocol,
-                "labelmap": {1: "bend", 3: "crouch", 4: "dance"}, "detections_csv": str(tmp_path / "d.csv")}
-
-    monkeypatch.setitem(sys.modules, "vmaedet.train.evaluate", types.SimpleNamespace(evaluate_checkpoint=fake))
-    ckpt = tmp_path / "model.safetensors"
-    ckpt.write_bytes(b"")
+    data = tmp_path / "data"
+    generate(data, videos=2, seconds=6, seed=1, overwrite=True)
+    model = create_detector("vit_micro")
+    model.short_side = 128
+    ckpt = save_detector(model, tmp_path / "m.safetensors")
     out = tmp_path / "m.json"
-    assert main(["eval", "--checkpoint", str(ckpt), "--data", str(tmp_path), "--protocol", "seed",
-                 "--json", str(out)]) == 0
-    assert calls == [(ckpt, tmp_path, "seed")]
-    assert json.loads(out.read_text())["per_class_ap"] == {"1": 0.5, "3": 0.0, "4": None}
-    assert "0.25000" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(ckpt), "--data", str(data), "--protocol", "seed", "--json", str(out),
+                 "--out", str(tmp_path / "ev"), "--device", "cpu", "--batch-size", "2"]) == 0
+    result = json.loads(out.read_text())
+    assert 0.0 <= result["mAP"] <= 1.0
+    evaluated = {str(i) for i in read_labelmap(data / "annotations" / "labelmap.pbtxt")}
+    assert set(result["per_class_ap"]) <= evaluated
+    det = read_ava_csv(tmp_path / "ev" / "detections.csv", with_scores=True)
+    assert len(det.action_ids) > 0 and len(det.action_ids) % 80 == 0  # all 80 classes per kept proposal
+    assert "frame-mAP@0.5" in capsys.readouterr().out

@@ -94,17 +94,11 @@ def count_flops(model: ActionDetector, clip: torch.Tensor, rois: torch.Tensor) -
 
 
 def make_inputs(input_hw: tuple[int, int], k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A clip of real-frame scale (uniform uint8 normalised) and K random person rois inside it."""
+    """A clip of real-frame scale and K random person rois inside it (the verify ladder's inputs)."""
+    from .verify import random_clip, random_rois
+
     g = torch.Generator().manual_seed(seed)
-    h, w = input_hw
-    frames = torch.randint(0, 256, (1, 3, 16, h, w), generator=g).float()
-    clip = (frames - 115.0) / 57.375  # [1, 3, 16, H, W]
-    x1 = torch.rand(k, generator=g) * (w * 0.7)
-    y1 = torch.rand(k, generator=g) * (h * 0.5)
-    bw = 16 + torch.rand(k, generator=g) * (w * 0.3)
-    bh = 32 + torch.rand(k, generator=g) * (h * 0.5)
-    rois = torch.stack([torch.zeros(k), x1, y1, (x1 + bw).clamp(max=w - 1), (y1 + bh).clamp(max=h - 1)], 1)
-    return clip, rois  # [1, 3, 16, H, W], [K, 5]
+    return random_clip(input_hw, g), random_rois(k, input_hw, g)  # [1, 3, 16, H, W], [K, 5]
 
 
 def _time(fn: Callable[[], Any], warmup: int, iters: int) -> list[float]:

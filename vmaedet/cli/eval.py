@@ -1,4 +1,4 @@
-"""``vmaedet eval``: AVA frame-mAP@0.5 of a detection CSV (or, later, of a checkpoint on a dataset)."""
+"""``vmaedet eval``: AVA frame-mAP@0.5 of a detection CSV, or of a checkpoint run over a dataset."""
 
 from __future__ import annotations
 
@@ -34,20 +34,26 @@ def eval_command(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write {mAP, per_class_ap} as JSON here.", dir_okay=False)] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Evaluate this checkpoint instead of a detection CSV (needs --data).", **_ExistingFile)] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="Dataset root for --checkpoint (AVA layout, as written by 'vmaedet synth').", exists=True, file_okay=False)] = None,
+    split: Annotated[str, typer.Option("--split", help="Split evaluated in checkpoint mode.")] = "val",
+    frame_source: Annotated[Optional[str], typer.Option("--frame-source", help="Checkpoint mode: video, clips or frames (default: the dataset's).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Checkpoint mode: clips per forward.")] = 8,
+    device: Annotated[str, typer.Option("--device", help="Checkpoint mode: auto, cpu or cuda.")] = "auto",
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Checkpoint mode: where detections.csv goes (default: next to the checkpoint).", file_okay=False)] = None,
 ) -> None:
     """Compute AVA frame-mAP@0.5 and print mAP with a per-class AP table.
 
     CSV mode: ``vmaedet eval --gt GT.csv --detections DET.csv --labelmap LABELMAP.pbtxt
     [--exclusions EXCL.csv] [--protocol official|seed] [--json OUT.json]``.
     Checkpoint mode: ``vmaedet eval --checkpoint CKPT --data ROOT`` runs the model on the dataset's
-    validation split first (needs the training module).
+    validation split first and writes its detections CSV.
     """
     if protocol not in PROTOCOLS:
         raise ConfigError("unknown --protocol", received=protocol, expected=" or ".join(PROTOCOLS),
                           fix="use --protocol official or --protocol seed")
     start = time.perf_counter()
     if checkpoint is not None or data is not None:
-        result = _evaluate_checkpoint(checkpoint, data, protocol)
+        result = _evaluate_checkpoint(checkpoint, data, protocol, split=split, frame_source=frame_source,
+                                      batch_size=batch_size, device=device, out_dir=out_dir)
     else:
         missing = [name for name, value in (("--gt", gt), ("--detections", detections), ("--labelmap", labelmap))
                    if value is None]
@@ -67,24 +73,16 @@ def eval_command(
         console.print(f"wrote {json_out}")
 
 
-def _evaluate_checkpoint(checkpoint: Path | None, data: Path | None, protocol: str) -> EvalResult:
-    """Checkpoint mode: run the model over ``data`` and evaluate (delegated to the training module)."""
+def _evaluate_checkpoint(checkpoint: Path | None, data: Path | None, protocol: str, **options: object) -> EvalResult:
+    """Checkpoint mode: run the model over ``data`` and evaluate it."""
     if checkpoint is None or data is None:
         raise ConfigError("--checkpoint and --data go together",
                           received=f"--checkpoint {checkpoint} --data {data}",
                           expected="both, or neither (then --gt/--detections/--labelmap)",
                           fix="pass both options")
-    try:
-        from ..train.evaluate import evaluate_checkpoint
-    except ImportError as exc:
-        raise VmaedetError("evaluating a checkpoint needs the training module (vmaedet.train.evaluate)",
-                           received=f"{type(exc).__name__}: {exc}",
-                           expected="vmaedet.train.evaluate.evaluate_checkpoint",
-                           fix="evaluate a detection CSV with --gt/--detections/--labelmap instead, "
-                               "or install a vmaedet build that includes training") from None
-    out = evaluate_checkpoint(checkpoint, data, protocol=protocol)
-    if isinstance(out, EvalResult):
-        return out
+    from ..train.evaluate import evaluate_checkpoint
+
+    out = evaluate_checkpoint(checkpoint, data, protocol=protocol, **options)  # type: ignore[arg-type]
     if "detections_csv" in out:
         console.print(f"detections written to {out['detections_csv']}")
     return EvalResult(
