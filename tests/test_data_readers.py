@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +92,9 @@ def test_clips_source_concatenates_like_seed(layouts):
 def test_frames_source_time_and_frames_rules(layouts):
     d = layouts / "frames" / "vid_a"
     assert len(list(d.glob("*.jpg"))) == 150 and (d / "vid_a_000001.jpg").is_file()
-    # frame j (0-based) of the 30 fps folder is source frame round(j·25/30)
-    src_of = lambda j: int(np.floor(j * 25 / 30 + 0.5))  # noqa: E731
+    # frame j (0-based) of the 30 fps folder is the source frame nearest to time j/30; a tie (j·25/30 = k + ½,
+    # e.g. j = 33) takes the earlier frame — the one tie rule of vmaedet.data.video (was: the later frame)
+    src_of = lambda j: min(range(N), key=lambda k: (abs(Fraction(k, 25) - Fraction(j, 30)), k))  # noqa: E731
     time_src = FramesDirSource(layouts / "frames", timestamp_start=0)  # auto → "time" at 30 fps
     got = decode_index(time_src.clip("vid_a", 2))
     want = [src_of(60 + round(o * 1.2)) for o in range(-31, 30, 4)]

@@ -19,7 +19,7 @@ import yaml
 from ..errors import ConfigError, DataError
 from ..evaluation.io import read_exclusions, read_labelmap
 from .ava import NUM_CLASSES, SOURCE_DIRS, box_problems, iter_csv, parse_row
-from .video import ClipsSource, FramesDirSource, FrameSource, frame_offsets, make_source
+from .video import ClipsSource, FramesDirSource, FrameSource, make_source
 
 
 @dataclass(frozen=True)
@@ -151,17 +151,6 @@ def _check_csv(path: Path, kind: str, labelmap: dict[int, str] | None, report: R
             hist[row.action_id] += 1
 
 
-def _window(source: FrameSource, video_id: str, ts: int, info: dict) -> tuple[int, list[int]]:
-    """(keyframe index, unclamped sampled indices) in the source's frame numbering."""
-    if isinstance(source, FramesDirSource):
-        key = source.keyframe_index(ts)
-    elif isinstance(source, ClipsSource):
-        key = (ts - info["seconds"][0]) * int(round(source.fps))
-    else:
-        key = int(round(ts * info["fps"]))
-    return key, [key + o for o in frame_offsets(info["fps"], source.temporal_rule)]
-
-
 def _check_videos(source: FrameSource, keys: _Keyframes, report: Report, stats: dict) -> None:
     by_video: dict[str, list[int]] = {}
     for vid, ts in sorted(keys.first_line):
@@ -181,7 +170,7 @@ def _check_videos(source: FrameSource, keys: _Keyframes, report: Report, stats: 
         secs = set(info.get("seconds", ()))
         for ts in stamps:
             path, line = keys.first_line[(vid, ts)]
-            key, window = _window(source, vid, ts, info)
+            key, window = source.window(vid, ts)
             if isinstance(source, ClipsSource) and ts not in secs:
                 report.add("error", path, line, f"keyframe clip {source.clip_path(vid, ts)} is missing")
                 continue

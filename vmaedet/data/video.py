@@ -5,7 +5,7 @@ Three layouts give the same thing — 16 RGB frames around a keyframe — from d
 * :class:`VideoFileSource` — whole video files ``<root>/<video_id>.mp4`` decoded with PyAV, seeking
   to the key frame before the needed range and decoding forward; decoded frames are kept in a
   bounded per-video cache so consecutive keyframes of one video do not re-decode everything.
-  Keyframe of timestamp t = frame ``round(t·fps)``.
+  Keyframe of timestamp t = the frame nearest to time t (``round(t·fps)``, ties to the earlier frame).
 * :class:`ClipsSource` — the seed's 1-second clips ``<root>/<video_id>/<sec>.mp4`` (25 fps). The
   first frame of ``<t>.mp4`` is the keyframe; neighbours come from ``<t±1>.mp4`` concatenated the
   way the seed does it (right side t, t+1, … until ≥ 32 frames; left side t−1, t−2, …; keep
@@ -19,21 +19,29 @@ Temporal rules (``temporal_rule``):
 
 * ``"frames"`` — the seed's rule, every 4th frame at the source rate: offsets −31, −27, …, +29
   frames. Exactly the seed at 25 fps.
-* ``"time"`` — the frames nearest to the seed's *times* −1.24 s, −1.08 s, …, +1.16 s (spacing
-  0.16 s): offset_k = round((−31 + 4k)/25 · fps). Identical to ``"frames"`` at 25 fps.
+* ``"time"`` — the frames nearest in time to the seed's sampling times −1.24 s, −1.08 s, …, +1.16 s
+  (spacing 0.16 s). Identical to ``"frames"`` at 25 fps.
 * ``"auto"`` (default) — ``"frames"`` when the source runs at 25 fps, otherwise ``"time"``.
+
+"Nearest in time" is one rule everywhere (:func:`nearest_frame`: the loaders, the streaming
+scheduler, the keyframe of a timestamp and the layout converters): frame i sits at time i/fps, the
+rate is an exact fraction (:func:`as_rate`, 29.97… → 30000/1001) and a time exactly half-way
+between two frames takes the **earlier** frame, i.e. index = ⌈t·fps − ½⌉ in rational arithmetic.
+So at 12.5 fps the offsets are −16, −14, …, +14. Besides the seed's ``"centered"`` window there is a
+``"causal"`` one (the streaming runtime's low-latency mode) whose 16 times end at the keyframe.
 
 Indices outside the video are clamped to [0, N − 1], as the seed clips its indices.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import OrderedDict
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -47,7 +55,25 @@ SEED_OFFSETS: tuple[int, ...] = tuple(-31 + STRIDE * k for k in range(NUM_FRAMES
 TEMPORAL_RULES = ("auto", "frames", "time")
 
 
-def resolve_rule(temporal_rule: str, fps: float) -> str:
+WINDOWS = ("centered", "causal")
+
+
+def as_rate(fps: float | Fraction) -> Fraction:
+    """The frame rate as an exact fraction: a :class:`~fractions.Fraction` as given, a number as the
+    nearest fraction with denominator ≤ 1001 (25 → 25, 12.5 → 25/2, 29.97002997 → 30000/1001)."""
+    rate = fps if isinstance(fps, Fraction) else Fraction(float(fps)).limit_denominator(1001)
+    if rate <= 0:
+        raise DataError("frame rate must be positive", received=fps, expected="fps > 0",
+                        fix="pass the source's frame rate (e.g. 25, 30, 30000/1001)")
+    return rate
+
+
+def nearest_frame(time: Fraction | int, fps: float | Fraction) -> int:
+    """Index of the frame nearest to ``time`` seconds (frame i at i/fps); a tie takes the earlier frame."""
+    return math.ceil(Fraction(time) * as_rate(fps) - Fraction(1, 2))
+
+
+def resolve_rule(temporal_rule: str, fps: float | Fraction) -> str:
     """``"auto"`` → ``"frames"`` at 25 fps, ``"time"`` otherwise; checks the name."""
     if temporal_rule not in TEMPORAL_RULES:
         raise DataError(
@@ -57,20 +83,35 @@ def resolve_rule(temporal_rule: str, fps: float) -> str:
             fix="pass temporal_rule='time' (nearest frames to the seed's times) or 'frames' (every 4th frame)",
         )
     if temporal_rule == "auto":
-        return "frames" if abs(fps - SEED_FPS) < 1e-6 else "time"
+        return "frames" if as_rate(fps) == SEED_FPS else "time"
     return temporal_rule
 
 
-def frame_offsets(fps: float, temporal_rule: str = "auto") -> list[int]:
-    """Frame offsets of the 16 sampled frames relative to the keyframe at ``fps``.
+def sample_times(window: str = "centered") -> list[Fraction]:
+    """The 16 sampling times relative to the keyframe in seconds (exact): ``"centered"`` is the seed's
+    −31/25 … +29/25 s; ``"causal"`` ends at the keyframe, −60/25 … 0 s."""
+    if window not in WINDOWS:
+        raise DataError("unknown sampling window", received=window, expected=" | ".join(WINDOWS),
+                        fix="pass window='centered' (the seed's alignment) or 'causal' (ends at the keyframe)")
+    first = SEED_OFFSETS[0] if window == "centered" else -STRIDE * (NUM_FRAMES - 1)
+    return [Fraction(first + STRIDE * k, SEED_FPS) for k in range(NUM_FRAMES)]
 
-    >>> frame_offsets(25)[:3], frame_offsets(30, "time")[:3], frame_offsets(30, "frames")[:3]
-    ([-31, -27, -23], [-37, -32, -28], [-31, -27, -23])
+
+def frame_offsets(fps: float | Fraction, temporal_rule: str = "auto", window: str = "centered") -> list[int]:
+    """Offsets in frames, relative to the keyframe, of the 16 sampled frames at ``fps``.
+
+    ``"frames"``: every 4th source frame (the seed's offsets whatever the rate); ``"time"``: the frame
+    nearest to each of :func:`sample_times` (ties → earlier frame). Strictly increasing for any
+    rate ≥ 6.25 fps (one frame per 0.16 s).
+
+    >>> frame_offsets(25)[:3], frame_offsets(30, "time")[:3], frame_offsets(12.5)[:3]
+    ([-31, -27, -23], [-37, -32, -28], [-16, -14, -12])
     """
-    if resolve_rule(temporal_rule, fps) == "frames":
-        return list(SEED_OFFSETS)
-    # Nearest frame to each time; (4k − 31)/25·fps never lands on .5 at 25/30 fps, floor(x+.5) otherwise.
-    return [int(math.floor(o / SEED_FPS * fps + 0.5)) for o in SEED_OFFSETS]
+    rule = resolve_rule(temporal_rule, fps)
+    times = sample_times(window)
+    if rule == "frames":
+        return [int(t * SEED_FPS) for t in times]
+    return [nearest_frame(t, fps) for t in times]
 
 
 def clamp_indices(indices: Sequence[int], lo: int, hi: int) -> list[int]:
@@ -93,6 +134,10 @@ class FrameSource:
 
     def describe(self, video_id: str) -> dict:
         """``{"path", "fps", "frames", "width", "height"}`` of one video (opens it, decodes nothing)."""
+        raise NotImplementedError
+
+    def window(self, video_id: str, timestamp: int) -> tuple[int, list[int]]:
+        """``(keyframe index, unclamped sampled indices)`` of ``timestamp`` in this source's frame numbering."""
         raise NotImplementedError
 
     def location(self, video_id: str) -> Path:
@@ -198,31 +243,93 @@ def decode_all(path: str | Path) -> tuple[np.ndarray, float]:
     return np.stack(frames), fps
 
 
-def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps: float = 25, crf: int = 18) -> Path:
-    """Encode RGB uint8 frames ``[N, H, W, 3]`` (even H, W) as H.264 yuv420p with PyAV."""
-    import av
+YUV_CONVERSIONS = ("swscale", "cv2")
 
+
+def _check_frame(img: np.ndarray, size: tuple[int, int] | None, index: int) -> tuple[int, int]:
+    """``(width, height)`` of one RGB frame to encode; refuses wrong dtype/shape, odd or changing sizes."""
+    if img.ndim != 3 or img.shape[-1] != 3 or img.dtype != np.uint8:
+        raise DataError(f"frame {index} to encode is not a uint8 [H, W, 3] RGB image",
+                        received=f"{img.dtype} {img.shape}", expected="uint8 [H, W, 3]",
+                        fix="convert with np.asarray(frame, dtype=np.uint8)")
+    h, w = img.shape[:2]
+    if h % 2 or w % 2:
+        raise DataError("H.264 yuv420p needs even frame sizes", received=f"{w}×{h}", expected="even W and H",
+                        fix="crop or resize to even dimensions")
+    if size is not None and (w, h) != size:
+        raise DataError(f"frame {index} to encode changes size", received=f"{w}×{h}",
+                        expected=f"{size[0]}×{size[1]} like the frames before", fix="resize every frame alike")
+    return w, h
+
+
+def encode_h264(path: str | Path, frames: Iterable[np.ndarray], fps: float | Fraction = 25, *, crf: int = 18,
+                preset: str | None = None, threads: int = 0, yuv: str = "swscale",
+                size: tuple[int, int] | None = None) -> int:
+    """Encode RGB uint8 frames ``[H, W, 3]`` (even H, W) as H.264 yuv420p mp4 with PyAV; returns the count.
+
+    Frames are consumed one at a time (an iterator is never held in memory). Frame i gets pts i at
+    time base 1/fps. On failure the partial file is removed.
+
+    Args:
+        path: output file (parent folders are created).
+        frames: the RGB frames, all the same size.
+        fps: frame rate (exact via :func:`as_rate`: 29.97 → 2997/100, 30000/1001 stays).
+        crf: libx264 constant rate factor (lower = better quality, bigger file).
+        preset: libx264 preset ("ultrafast" … "veryslow"); None keeps libx264's default ("medium").
+        threads: encoder threads; 0 lets libx264 choose. 1 makes the bytes independent of the machine.
+        yuv: RGB → YUV 4:2:0 conversion: "swscale" (FFmpeg's, inside PyAV) or "cv2"
+            (``cv2.COLOR_RGB2YUV_I420``; the synthetic generator's choice).
+        size: expected ``(width, height)``; None takes the first frame's.
+    """
+    import av
+    import cv2
+
+    if yuv not in YUV_CONVERSIONS:
+        raise DataError("unknown RGB→YUV conversion", received=yuv, expected=" | ".join(YUV_CONVERSIONS),
+                        fix="pass yuv='swscale' or yuv='cv2'")
     path = Path(path)
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        raise DataError("no frames to encode", received=str(path), expected="≥ 1 frame",
+                        fix="pass a non-empty sequence of frames")
+    size = _check_frame(np.asarray(first), size, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"crf": str(crf), **({"preset": preset} if preset else {})}
+    n = 0
+    try:
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("libx264", rate=as_rate(fps), options=options)
+            stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+            if threads > 0:
+                stream.codec_context.thread_count = threads
+            for img in itertools.chain([first], it):
+                img = np.asarray(img)
+                _check_frame(img, size, n)
+                if yuv == "cv2":
+                    frame = av.VideoFrame.from_ndarray(cv2.cvtColor(img, cv2.COLOR_RGB2YUV_I420),  # [H·3/2, W]
+                                                       format="yuv420p")
+                else:
+                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                frame.pts = n
+                container.mux(stream.encode(frame))
+                n += 1
+            container.mux(stream.encode(None))
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return n
+
+
+def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps: float = 25, crf: int = 18) -> Path:
+    """Encode RGB uint8 frames ``[N, H, W, 3]`` (even H, W) as H.264 yuv420p with PyAV (:func:`encode_h264`)."""
     arr = np.asarray(frames)
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8 or len(arr) == 0:
         raise DataError("frames to encode must be a non-empty uint8 [N, H, W, 3] RGB array",
                         received=f"{arr.dtype} {arr.shape}", expected="uint8 [N, H, W, 3]",
                         fix="convert with np.asarray(frames, dtype=np.uint8)")
-    h, w = arr.shape[1:3]
-    if h % 2 or w % 2:
-        raise DataError("H.264 yuv420p needs even frame sizes", received=f"{w}×{h}", expected="even W and H",
-                        fix="crop or resize to even dimensions")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf)}
-        for img in arr:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return path
+    encode_h264(path, arr, fps, crf=crf)
+    return Path(path)
 
 
 # --------------------------------------------------------------------------- whole videos
@@ -234,16 +341,20 @@ class _CachedVideoReader:
     def __init__(self, path: Path, fps_override: float | None, cache_frames: int, seek_gap: int) -> None:
         self.path = path
         self.container = _open_container(path)
-        self.stream = self.container.streams.video[0]
-        self.fps, self.num_frames = _stream_info(self.container, path, fps_override)
+        try:
+            self.stream = self.container.streams.video[0]
+            self.fps, self.num_frames = _stream_info(self.container, path, fps_override)
+            start = self.stream.start_time
+        except BaseException:  # a reader that fails to start must not leak its open container
+            self.container.close()
+            raise
+        self._start_pts = int(start) if start is not None else 0
         self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self.cache_frames = cache_frames
         self.seek_gap = seek_gap
         self._iter: Iterator | None = None
         self._next = 0  # index of the next frame the cursor will produce
         self.decoded = 0  # frames decoded so far (for tests/benchmarks)
-        start = self.stream.start_time
-        self._start_pts = int(start) if start is not None else 0
 
     def _index_of(self, frame) -> int:
         if frame.pts is None:
@@ -351,11 +462,17 @@ class VideoFileSource(FrameSource):
         self._readers.move_to_end(video_id)
         return r
 
+    def keyframe_index(self, video_id: str, timestamp: int) -> int:
+        """Frame nearest to time ``timestamp`` (round(t·fps), ties to the earlier frame)."""
+        return nearest_frame(timestamp, self.reader(video_id).fps)
+
+    def window(self, video_id: str, timestamp: int) -> tuple[int, list[int]]:
+        key = self.keyframe_index(video_id, timestamp)
+        return key, [key + o for o in frame_offsets(self.reader(video_id).fps, self.temporal_rule)]
+
     def indices(self, video_id: str, timestamp: int) -> list[int]:
         """Clamped frame indices sampled for ``timestamp``."""
-        r = self.reader(video_id)
-        key = int(round(timestamp * r.fps))
-        return clamp_indices([key + o for o in frame_offsets(r.fps, self.temporal_rule)], 0, r.num_frames - 1)
+        return clamp_indices(self.window(video_id, timestamp)[1], 0, self.reader(video_id).num_frames - 1)
 
     def clip(self, video_id: str, timestamp: int) -> np.ndarray:
         return self.reader(video_id).frames(self.indices(video_id, timestamp))
@@ -392,6 +509,7 @@ class ClipsSource(FrameSource):
         resolve_rule(temporal_rule, self.fps)
         self.cache_clips = cache_clips
         self._cache: OrderedDict[Path, np.ndarray] = OrderedDict()
+        self._first: dict[str, int] = {}
 
     def clip_path(self, video_id: str, sec: int) -> Path:
         """``<root>/<video_id>/<sec>.mp4``."""
@@ -406,6 +524,22 @@ class ClipsSource(FrameSource):
         if not d.is_dir():
             return []
         return sorted(int(p.stem) for p in d.glob("*.mp4") if re.fullmatch(r"\d+", p.stem))
+
+    def keyframe_index(self, video_id: str, timestamp: int) -> int:
+        """Index of the first frame of ``<timestamp>.mp4`` in the clips concatenated from the first one
+        (1-second clips of round(fps) frames each)."""
+        first = self._first.get(video_id)
+        if first is None:
+            secs = self.seconds(video_id)
+            if not secs:
+                raise DataError("no clips for video", received=str(self.root / video_id),
+                                expected=f"<root>/{video_id}/<sec>.mp4", fix="check the clips root")
+            first = self._first[video_id] = secs[0]
+        return (int(timestamp) - first) * int(round(self.fps))
+
+    def window(self, video_id: str, timestamp: int) -> tuple[int, list[int]]:
+        key = self.keyframe_index(video_id, timestamp)
+        return key, [key + o for o in frame_offsets(self.fps, self.temporal_rule)]
 
     def _decode(self, path: Path) -> np.ndarray:
         arr = self._cache.get(path)
@@ -494,14 +628,16 @@ class FramesDirSource(FrameSource):
         return n
 
     def keyframe_index(self, timestamp: int) -> int:
-        """0-based frame index of the keyframe of ``timestamp``."""
-        return int(round((timestamp - self.timestamp_start) * self.fps))
+        """0-based index of the frame nearest to time ``timestamp − timestamp_start`` (ties → earlier)."""
+        return nearest_frame(timestamp - self.timestamp_start, self.fps)
+
+    def window(self, video_id: str, timestamp: int) -> tuple[int, list[int]]:
+        key = self.keyframe_index(timestamp)
+        return key, [key + o for o in frame_offsets(self.fps, self.temporal_rule)]
 
     def indices(self, video_id: str, timestamp: int) -> list[int]:
         """Clamped 0-based frame indices sampled for ``timestamp``."""
-        key = self.keyframe_index(timestamp)
-        n = self.num_frames(video_id)
-        return clamp_indices([key + o for o in frame_offsets(self.fps, self.temporal_rule)], 0, n - 1)
+        return clamp_indices(self.window(video_id, timestamp)[1], 0, self.num_frames(video_id) - 1)
 
     def read(self, video_id: str, index0: int) -> np.ndarray:
         """One frame as RGB uint8 ``[H, W, 3]``."""
@@ -540,10 +676,11 @@ def make_source(kind: str, root: str | Path, *, fps: float | None = None, tempor
 
 
 def _resample(n_src: int, src_fps: float, dst_fps: float) -> list[int]:
-    """Source index nearest in time to each output frame j (time j/dst_fps) over the same duration."""
-    src, dst = Fraction(src_fps).limit_denominator(1001), Fraction(dst_fps).limit_denominator(1001)
-    n_dst = math.floor(n_src * dst / src)  # exact rationals: ties (j·src/dst = k + ½) round up
-    return [min(math.floor(j * src / dst + Fraction(1, 2)), n_src - 1) for j in range(n_dst)]
+    """Source index nearest in time to each output frame j (time j/dst_fps) over the same duration
+    (:func:`nearest_frame`: ties to the earlier source frame)."""
+    src, dst = as_rate(src_fps), as_rate(dst_fps)
+    n_dst = math.floor(n_src * dst / src)
+    return [min(nearest_frame(Fraction(j) / dst, src), n_src - 1) for j in range(n_dst)]
 
 
 def write_frames_layout(video_path: str | Path, out_root: str | Path, video_id: str, fps: float = 30,

@@ -4,7 +4,9 @@ The seed samples 16 frames at offsets −31, −27, …, +29 frames around the k
 (spec §2): one frame every 0.16 s, from −1.24 s to +1.16 s.  The runtime keeps that *time*
 spacing at any frame rate: each of the 16 sampling times takes the frame nearest in time
 (ties go to the earlier frame), so a 30-fps source is sampled at 0.16 s, not every 4th frame.
-At 25 fps this is exactly the seed's frames.  Sampling times before the first frame or after the
+At 25 fps this is exactly the seed's frames.  The offsets come from the data loaders' own rule
+(:func:`vmaedet.data.video.frame_offsets`, rule ``"time"``, exact rational arithmetic), so a
+stream and the dataset sample the same frames at every frame rate.  Sampling times before the first frame or after the
 last one take the first/last frame (the seed clamps indices the same way).
 
 Modes:
@@ -19,30 +21,34 @@ Keyframes: the first frame, then the first frame whose index is ≥ previous key
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..data import video
 from ..errors import ConfigError
 
-CLIP_LEN = 16
-FRAME_INTERVAL = 4
-SEED_FPS = 25.0
-MODES = ("centered", "causal")
+CLIP_LEN = video.NUM_FRAMES
+FRAME_INTERVAL = video.STRIDE
+SEED_FPS = float(video.SEED_FPS)
+MODES = video.WINDOWS
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"unknown stream mode {mode!r}", received=mode, expected=" or ".join(MODES))
 
 
 def sample_offsets(mode: str = "centered") -> np.ndarray:
     """The 16 sampling times relative to the keyframe, in seconds (float64)."""
-    if mode not in MODES:
-        raise ConfigError(f"unknown stream mode {mode!r}", received=mode, expected=" or ".join(MODES))
-    first = -31 if mode == "centered" else -FRAME_INTERVAL * (CLIP_LEN - 1)
-    return (first + FRAME_INTERVAL * np.arange(CLIP_LEN)) / SEED_FPS
+    _check_mode(mode)
+    return np.array([float(t) for t in video.sample_times(mode)], dtype=np.float64)  # [16]
 
 
 def frame_offsets(mode: str, fps: float) -> np.ndarray:
     """The 16 sampling offsets in frames at ``fps``: nearest frame in time, ties to the earlier one."""
-    return np.array([math.ceil(o * fps - 0.5 - 1e-9) for o in sample_offsets(mode)], dtype=np.int64)
+    _check_mode(mode)
+    return np.array(video.frame_offsets(fps, "time", window=mode), dtype=np.int64)  # [16]
 
 
 @dataclass
