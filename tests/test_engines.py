@@ -150,3 +150,53 @@ def test_bench_engines_script(tmp_path: Path) -> None:
     env = data["environment"]
     assert env["torch"] == torch.__version__ and env["cpu_cores"] >= 1 and env["python"]
     assert env["git_commit"] is None or len(env["git_commit"].split("-")[0]) == 40
+
+
+def test_onnxruntime_engine_feeds_the_names_the_manifest_gives(artifact: Path, tmp_path: Path) -> None:
+    """A graph whose inputs/output are named otherwise runs when its manifest names them."""
+    import onnx
+
+    from vmaedet.export.manifest import sha256_file
+
+    renames = {"clip": "video", "rois": "boxes"}
+    manifest = json.loads(artifact.with_name("m.onnx.json").read_text())
+    renames[manifest["input"]["names"]["output"]] = "action_logits"
+    graph = onnx.load(str(artifact))
+    for value in [*graph.graph.input, *graph.graph.output]:
+        value.name = renames.get(value.name, value.name)
+    for node in graph.graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    renamed = tmp_path / "renamed.onnx"
+    onnx.save(graph, str(renamed))
+    manifest["input"]["names"] = {"clip": "video", "rois": "boxes", "output": "action_logits"}
+    manifest["artifact"]["sha256"] = sha256_file(renamed)
+    (tmp_path / "renamed.onnx.json").write_text(json.dumps(manifest))
+    clip, rois = _inputs(3)
+    with OnnxRuntimeEngine(renamed, threads=1) as eng, OnnxRuntimeEngine(artifact, threads=1) as ref:
+        assert {i.name for i in eng.session.get_inputs()} == {"video", "boxes"}
+        torch.testing.assert_close(eng.infer(clip, rois), ref.infer(clip, rois), rtol=0, atol=1e-6)
+
+
+def test_onnxruntime_engine_takes_host_inputs_whatever_the_provider(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the CUDA provider first, inputs are still numpy feeds: device is "cpu", the provider is recorded."""
+    import onnxruntime as ort
+
+    gpu_first = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    class CudaFirstSession(ort.InferenceSession):
+        """Test double: a real CPU session that reports the CUDA provider first (no GPU here)."""
+
+        def __init__(self, path: str, opts: object, providers: list[str]) -> None:
+            assert providers == gpu_first  # the engine asked for CUDA first
+            super().__init__(path, opts, providers=["CPUExecutionProvider"])
+
+        def get_providers(self) -> list[str]:
+            return list(gpu_first)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: list(gpu_first))
+    monkeypatch.setattr(ort, "InferenceSession", CudaFirstSession)
+    with OnnxRuntimeEngine(artifact, threads=1) as eng:
+        assert eng.device == "cpu" and eng.providers == gpu_first
+        assert eng.describe()["providers"] == gpu_first and eng.describe()["device"] == "cpu"
+        assert eng.infer(*_inputs(2)).shape == (2, 80)

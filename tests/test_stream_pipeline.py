@@ -219,3 +219,87 @@ def test_cli_stream_and_its_errors(video: Path, proposals: Path, checkpoint: Pat
     assert rc == 0 and json.loads(st.read_text())["counters"]["frames_processed"] == N_FRAMES
     assert main(["stream", "--source", str(tmp_path / "missing.mp4"), "--checkpoint", str(checkpoint)]) == 2
     assert main(["stream", "--source", str(video), "--checkpoint", str(checkpoint), "--mode", "middle"]) == 2
+
+
+class TrackingSource(FileSource):
+    """Test double: a real file source that records open/close calls."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.opened = self.closed = 0
+
+    def open(self) -> None:
+        self.opened += 1
+        super().open()
+
+    def close(self) -> None:
+        self.closed += 1
+        super().close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("option", ["save", "jsonl", "csv", "stats"])
+@pytest.mark.parametrize("bad", ["under_a_file", "a_folder"])
+def test_a_bad_output_path_is_refused_before_the_source_opens_and_loses_nothing(
+        video: Path, proposals: Path, checkpoint: Path, tmp_path: Path, option: str, bad: str) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    (tmp_path / "folder.out").mkdir()
+    bad_path = blocker / f"out.{option}" if bad == "under_a_file" else tmp_path / "folder.out"
+    # an earlier run's outputs, which a refused run must leave as they are
+    earlier = {"jsonl": tmp_path / "old.jsonl", "csv": tmp_path / "old.csv"}
+    for path in earlier.values():
+        path.write_text("written by an earlier run\n")
+    outputs = {name: path for name, path in earlier.items() if name != option}
+    outputs[option] = bad_path
+    src = TrackingSource(video)
+    with pytest.raises(StreamError, match=f"--{option}") as info:
+        list(stream(src, checkpoint=checkpoint, detector=f"boxes:{proposals}", **outputs))
+    assert str(bad_path) in str(info.value) and "fix:" in str(info.value)
+    assert src.opened == 0 or src.closed >= src.opened
+    for name, path in earlier.items():
+        if name != option:
+            assert path.read_text() == "written by an earlier run\n"
+
+
+@pytest.mark.timeout(60)
+def test_outputs_opened_before_a_failing_source_are_closed(checkpoint: Path, proposals: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import vmaedet.runtime.pipeline as pipeline
+
+    made: list = []
+
+    class RecordingJsonl(pipeline.JsonlSink):
+        def __init__(self, path: Path) -> None:
+            super().__init__(path)
+            made.append(self)
+
+    class RecordingCsv(pipeline.AvaCsvSink):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(pipeline, "JsonlSink", RecordingJsonl)
+    monkeypatch.setattr(pipeline, "AvaCsvSink", RecordingCsv)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 4096)  # not a video
+    src = TrackingSource(broken)
+    with pytest.raises(StreamError, match="cannot open video file"):
+        list(stream(src, checkpoint=checkpoint, detector=f"boxes:{proposals}", jsonl=tmp_path / "e.jsonl",
+                    csv=tmp_path / "a.csv"))
+    assert len(made) == 2 and all(sink._fh.closed for sink in made)
+    assert src.opened == 1 and src.closed >= 1 and src._container is None
+
+
+def test_cli_refuses_a_bad_stats_path_up_front(video: Path, proposals: Path, checkpoint: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from vmaedet.cli.main import main
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    out = tmp_path / "kept.jsonl"
+    out.write_text("written by an earlier run\n")
+    rc = main(["stream", "--source", str(video), "--checkpoint", str(checkpoint), "--detector", f"boxes:{proposals}",
+               "--jsonl", str(out), "--stats", str(blocker / "s.json"), "--quiet"])
+    assert rc == 2 and "--stats" in capsys.readouterr().err
+    assert out.read_text() == "written by an earlier run\n"

@@ -159,3 +159,82 @@ def test_a_camera_that_cannot_open_lists_what_was_tried() -> None:
         src.open()
     with pytest.raises(StreamError, match="source not found"):
         open_source("/nonexistent/clip.mp4")
+
+
+def test_ring_nbytes_is_a_running_total_of_pushes_and_evictions() -> None:
+    from collections import deque
+
+    # 60×40 frames → short side 256 → 384×256 (both multiples of 16): 3·256·384 float32 per frame
+    per_frame = 3 * 256 * 384 * 4
+    ring = ClipRing(capacity=5)
+    for f in _ring_frames(8):  # capacity evicts 3
+        ring.push(f)
+    assert len(ring) == 5 and ring.nbytes() == 5 * per_frame
+    ring.evict_before(5.5 / 25)  # keeps frames 5, 6, 7 (frame 5 ties frame 6 at 5.5/25; ties → earlier)
+    assert len(ring) == 3 and ring.nbytes() == 3 * per_frame
+
+    class NoIteration(deque):
+        def __iter__(self):  # the per-frame hot path must not walk the ring
+            raise AssertionError("nbytes() iterated over the ring")
+
+    ring._entries = NoIteration(ring._entries)
+    assert ring.nbytes() == 3 * per_frame
+
+
+def test_normalize_clip_builds_its_constants_once_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmaedet.data.transforms import MEAN_RGB, STD_RGB, normalize_clip
+
+    frames = np.random.default_rng(1).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    normalize_clip(frames)  # the first call on this device may build them
+    made = []
+    real = torch.tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: made.append(a) or real(*a, **k))
+    outs = [normalize_clip(frames) for _ in range(3)]
+    assert made == []
+    # float64 hand computation: (x − mean) / std per channel, channels first
+    ref = (frames.astype(np.float64) - np.array(MEAN_RGB)) / np.array(STD_RGB)  # [T, H, W, 3]
+    for out in outs:
+        assert out.shape == (3, 2, 5, 7) and out.dtype == torch.float32
+        np.testing.assert_allclose(out.numpy(), ref.transpose(3, 0, 1, 2), rtol=0, atol=1e-5)
+
+
+def test_file_source_without_a_video_stream_closes_its_container(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typing import Any
+
+    import av
+
+    from vmaedet.runtime.sources import FileSource
+
+    path = tmp_path / "audio_only.wav"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for p in [*s.encode(frame), *s.encode(None)]:
+            c.mux(p)
+
+    opened: list[Any] = []
+    real_open = av.open
+
+    class Recording:
+        """Wraps a real container and records close()."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.closed = inner, False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def close(self) -> None:
+            self.closed = True
+            self.inner.close()
+
+    def recording_open(*args: Any, **kwargs: Any) -> Recording:
+        opened.append(Recording(real_open(*args, **kwargs)))
+        return opened[-1]
+
+    monkeypatch.setattr(av, "open", recording_open)
+    src = FileSource(path)
+    with pytest.raises(StreamError, match="no video stream"):
+        src.open()
+    assert len(opened) == 1 and opened[0].closed

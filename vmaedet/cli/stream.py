@@ -39,11 +39,14 @@ def stream_command(
     Example: vmaedet stream --source video.mp4 --checkpoint model.safetensors --save out.mp4 --jsonl events.jsonl
     """
     from ..runtime.pipeline import stream
+    from ..runtime.sinks import check_writable, write_stats_json
     from ..runtime.stats import StreamStats
 
     if (source is None) == (camera is None):
         raise ConfigError("give exactly one of --source or --camera", received=f"--source {source}, --camera {camera}",
                           expected="--source video.mp4 | rtsp://… | folder/ | 0, or --camera 0")
+    if stats is not None:
+        check_writable(stats, "--stats")  # before the model loads and the source opens
     st = StreamStats()
     n = 0
     for result in stream(camera if camera is not None else source, checkpoint=checkpoint, engine=engine, backend=backend,
@@ -56,7 +59,7 @@ def stream_command(
             console.print(f"frame {result.frame_index:6d}  t={result.timestamp:7.2f}s  persons={len(result)}  {acts}",
                           highlight=False, soft_wrap=True)
     if stats is not None:
-        st.write_json(stats)
+        write_stats_json(st, stats)
     console.print(st.table())
     outputs = [str(p) for p in (save, jsonl, csv, stats) if p is not None]
     console.print(f"{n} keyframes processed" + (f"; wrote {', '.join(outputs)}" if outputs else ""))

@@ -66,13 +66,23 @@ def resize_frames(frames: Sequence[np.ndarray] | np.ndarray, size_wh: tuple[int,
     return np.stack(out)
 
 
+#: device → (mean [3], std [3]) float32 tensors of :func:`normalize_clip` (built once per device).
+_NORM_CACHE: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _norm_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if device not in _NORM_CACHE:
+        _NORM_CACHE[device] = (torch.tensor(MEAN_RGB, dtype=torch.float32, device=device),  # [3]
+                               torch.tensor(STD_RGB, dtype=torch.float32, device=device))  # [3]
+    return _NORM_CACHE[device]
+
+
 def normalize_clip(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """``[T, H, W, 3]`` RGB (uint8 or float 0..255) → ``[3, T, H, W]`` float32, (x − mean)/std."""
     x = torch.as_tensor(frames).float()  # [T, H, W, 3]
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"frames must be [T, H, W, 3] RGB; received shape {tuple(x.shape)}")
-    mean = torch.tensor(MEAN_RGB, dtype=torch.float32, device=x.device)
-    std = torch.tensor(STD_RGB, dtype=torch.float32, device=x.device)
+    mean, std = _norm_constants(x.device)  # [3], [3]
     x = (x - mean) / std
     return x.permute(3, 0, 1, 2).contiguous()  # [3, T, H, W]
 

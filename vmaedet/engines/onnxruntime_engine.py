@@ -18,7 +18,6 @@ PROVIDER_ALIASES = {
     "tensorrt": "TensorrtExecutionProvider",
     "trt": "TensorrtExecutionProvider",
 }
-_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
 def _import_ort() -> Any:
@@ -48,8 +47,11 @@ def resolve_providers(requested: Sequence[str] | None, available: Sequence[str])
 class OnnxRuntimeEngine(Engine):
     """Run an exported ONNX artifact with onnxruntime.
 
-    Geometry, person capacity and precision come from the sidecar manifest ``<path>.json``; an
-    artifact without one, or whose bytes differ from what the manifest records, is refused.
+    Geometry, person capacity, precision and the graph's input/output names come from the sidecar
+    manifest ``<path>.json``; an artifact without one, or whose bytes differ from what the manifest
+    records, is refused.  Inputs are fed as host numpy arrays whatever the execution provider, so
+    ``device`` (where callers should keep the clip) is always ``"cpu"``; the providers in use are
+    ``providers``.
 
     Args:
         path: the ``.onnx`` file.
@@ -80,35 +82,39 @@ class OnnxRuntimeEngine(Engine):
                 expected=f"an opset-{manifest['opset']} graph written with onnxruntime {manifest['versions'].get('onnxruntime')}",
                 fix="upgrade onnxruntime, or re-export the model with this installation",
             ) from exc
+        self.names: dict[str, str] = dict(manifest["input"]["names"])  #: graph names of clip, rois, output
         self._check_graph(manifest, path)
-        device = "cuda" if self.session.get_providers()[0] in _GPU_PROVIDERS else "cpu"
-        super().__init__(precision=manifest["precision"], device=device,
+        self.providers: list[str] = list(self.session.get_providers())  #: execution providers in use, first preferred
+        # inputs are host arrays (numpy feeds) on every provider: callers keep clips on the CPU
+        super().__init__(precision=manifest["precision"], device="cpu",
                          input_hw=tuple(manifest["input"]["clip_hw"]), max_persons=manifest["input"]["max_persons"],
                          short_side=int(manifest["input"].get("short_side", 256)))
         self.path = path
         self.manifest = manifest
-        self._output = manifest["input"]["names"]["output"]
 
     def _check_graph(self, manifest: dict[str, Any], path: Path) -> None:
-        """The graph's inputs must be the ones the manifest describes."""
+        """The graph's inputs and output must be the ones the manifest names."""
         inputs = {i.name: i for i in self.session.get_inputs()}
-        clip = inputs.get(manifest["input"]["names"]["clip"])
-        if clip is None or list(clip.shape) != list(manifest["input"]["clip_shape"]) or "rois" not in inputs:
+        outputs = {o.name for o in self.session.get_outputs()}
+        clip = inputs.get(self.names["clip"])
+        if (clip is None or list(clip.shape) != list(manifest["input"]["clip_shape"]) or self.names["rois"] not in inputs
+                or self.names["output"] not in outputs):
             raise EngineError(f"the graph of {path} does not match its manifest",
-                              received={n: i.shape for n, i in inputs.items()},
-                              expected=f"clip {manifest['input']['clip_shape']}, rois [K, 5]", fix="re-export the model")
+                              received={"inputs": {n: i.shape for n, i in inputs.items()}, "outputs": sorted(outputs)},
+                              expected=f"inputs {self.names['clip']} {manifest['input']['clip_shape']}, "
+                                       f"{self.names['rois']} [K, 5]; output {self.names['output']}",
+                              fix="re-export the model")
 
     def _infer_impl(self, clip: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         feeds = {
-            "clip": np.ascontiguousarray(clip.detach().cpu().numpy(), dtype=np.float32),  # [1, 3, 16, H, W]
-            "rois": np.ascontiguousarray(rois.detach().cpu().numpy(), dtype=np.float32),  # [K, 5]
+            self.names["clip"]: np.ascontiguousarray(clip.detach().cpu().numpy(), dtype=np.float32),  # [1, 3, 16, H, W]
+            self.names["rois"]: np.ascontiguousarray(rois.detach().cpu().numpy(), dtype=np.float32),  # [K, 5]
         }
-        (logits,) = self.session.run([self._output], feeds)  # [K, 80]
+        (logits,) = self.session.run([self.names["output"]], feeds)  # [K, 80]
         return torch.from_numpy(np.asarray(logits, dtype=np.float32))
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]
 
     def describe(self) -> dict[str, Any]:
-        providers = self.session.get_providers() if self.session is not None else []
-        return {**super().describe(), "providers": providers, "artifact": str(self.path)}
+        return {**super().describe(), "providers": self.providers, "artifact": str(self.path)}

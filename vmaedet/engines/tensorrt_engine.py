@@ -4,8 +4,11 @@ The manifest (``<engine>.json``) is checked first — format, sha256, geometry, 
 version and GPU the plan was built for — so a plan from another machine is refused with the
 command that rebuilds it.  Buffers are torch CUDA tensors bound by name
 (``set_input_shape`` / ``set_tensor_address``) and run with ``execute_async_v3`` on a torch
-stream.  With ``cuda_graph=True`` the rois are padded to ``max_persons`` so one captured graph
-serves every call (the padded rows are independent and dropped).
+stream.  The private stream first waits for the caller's current stream (the clip may have been
+written there), and the caller's stream waits for the logits before they are copied to the CPU.
+With ``cuda_graph=True`` the rois are padded to ``max_persons`` so one captured graph serves every
+call (the padded rows are independent and dropped); the padding rows are kept on the GPU from the
+capture on and copied in place, so a call allocates nothing.
 """
 
 from __future__ import annotations
@@ -103,7 +106,9 @@ class TensorRTEngine(Engine):
         h, w = self.input_hw  # type: ignore[misc]
         k = int(self.max_persons)  # type: ignore[arg-type]
         clip = torch.zeros(1, 3, 16, h, w, dtype=self._dtypes[self._names["clip"]], device=self.device)  # [1, 3, 16, H, W]
-        rois = torch.tensor([_PAD_ROI] * k, dtype=torch.float32, device=self.device)  # [Kmax, 5]
+        pad = torch.tensor([_PAD_ROI] * k, dtype=torch.float32, device=self.device)  # [Kmax, 5] padding rows
+        rois = pad.clone()  # [Kmax, 5] the graph's bound rois, refilled in place per call
+        self._stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(self._stream):
             out = self._bind(clip, rois)  # [Kmax, 80]
             self._execute()  # first run outside capture (lazy allocations)
@@ -111,16 +116,18 @@ class TensorRTEngine(Engine):
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=self._stream):
             self._execute()
-        self._graph, self._static = graph, {"clip": clip, "rois": rois, "out": out}
+        self._graph, self._static = graph, {"clip": clip, "rois": rois, "pad": pad, "out": out}
 
     def _infer_impl(self, clip: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         k = rois.shape[0]
+        caller = torch.cuda.current_stream(self.device)
+        self._stream.wait_stream(caller)  # the clip/rois may still be being written on the caller's stream
         with torch.cuda.stream(self._stream):
             if self._graph is not None:
                 s = self._static
-                s["clip"].copy_(clip, non_blocking=True)
-                s["rois"].copy_(torch.tensor([_PAD_ROI], device=self.device).expand_as(s["rois"]))
-                s["rois"][:k].copy_(rois, non_blocking=True)
+                s["clip"].copy_(clip, non_blocking=True)  # [1, 3, 16, H, W]
+                s["rois"][:k].copy_(rois, non_blocking=True)  # [K, 5]
+                s["rois"][k:].copy_(s["pad"][k:])  # [Kmax − K, 5] padding rows, device to device
                 self._graph.replay()
                 out = s["out"][:k]  # [K, 80]
             else:
@@ -128,9 +135,9 @@ class TensorRTEngine(Engine):
                 rois_d = rois.to(self.device, torch.float32).contiguous()  # [K, 5]
                 out = self._bind(clip_d, rois_d)  # [K, 80]
                 self._execute()
-            result = out.float().cpu()
-        self._stream.synchronize()
-        return result
+            logits = out.float()  # [K, 80]
+        caller.wait_stream(self._stream)  # the logits are complete before the caller's stream reads them
+        return logits.cpu()  # [K, 80] synchronous copy on the caller's stream
 
     def close(self) -> None:
         self._graph, self._static = None, {}

@@ -42,6 +42,7 @@ class ClipRing:
         self.seed_quirk = seed_quirk
         self.short_side = short_side
         self._entries: deque[RingEntry] = deque()
+        self._nbytes = 0  #: running total of the entries' tensor bytes
         self.source_wh: tuple[int, int] | None = None
         self.resized_wh: tuple[int, int] | None = None
 
@@ -67,14 +68,19 @@ class ClipRing:
 
     def push(self, frame: Frame) -> None:
         """Preprocess and append a frame (evicting the oldest beyond capacity)."""
-        self._entries.append(RingEntry(frame.index, frame.time, self.preprocess(frame.image)))
+        tensor = self.preprocess(frame.image)  # [3, Hp, Wp]
+        self._entries.append(RingEntry(frame.index, frame.time, tensor))
+        self._nbytes += _tensor_bytes(tensor)
         while len(self._entries) > self.capacity:
-            self._entries.popleft()
+            self._pop_oldest()
 
     def evict_before(self, horizon: float) -> None:
         """Drop frames that cannot be the nearest frame to any sampling time ≥ ``horizon``."""
         while len(self._entries) > 1 and self._entries[1].time <= horizon:
-            self._entries.popleft()
+            self._pop_oldest()
+
+    def _pop_oldest(self) -> None:
+        self._nbytes -= _tensor_bytes(self._entries.popleft().tensor)
 
     def clip(self, targets: np.ndarray) -> tuple[torch.Tensor, list[int]]:
         """Nearest frame (ties → earlier) to each sampling time → ``[1, 3, T, Hp, Wp]`` and their indices."""
@@ -86,7 +92,12 @@ class ClipRing:
         return torch.stack(frames, dim=1)[None], [self._entries[i].index for i in picks]  # [1, 3, T, Hp, Wp]
 
     def nbytes(self) -> int:
-        return sum(e.tensor.numel() * e.tensor.element_size() for e in self._entries)
+        """Bytes held by the buffered tensors (a running total: O(1), called once per frame)."""
+        return self._nbytes
+
+
+def _tensor_bytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
 
 
 class DisplayRing:

@@ -33,7 +33,7 @@ from ..errors import ConfigError, StreamError, VmaedetError
 from ..ops.boxes import make_rois
 from .buffer import ClipRing, DisplayRing
 from .scheduler import KeyJob, Scheduler
-from .sinks import AvaCsvSink, JsonlSink, SinkWriter, WindowSink, top_actions
+from .sinks import AvaCsvSink, JsonlSink, SinkWriter, WindowSink, check_writable, top_actions, write_stats_json
 from .smoothing import ScoreSmoother
 from .sources import Closed, Frame, Mailbox, Source, SourceReader, open_source
 from .stats import StreamStats
@@ -288,29 +288,41 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
     """
     cfg = StreamConfig(stride=stride, threshold=threshold, mode=mode, max_persons=max_persons, realtime=realtime)
     Scheduler(mode, stride)  # validate options before opening anything
+    stats_path = None if stats is None or isinstance(stats, StreamStats) else Path(stats)
+    _check_outputs(save=save, jsonl=jsonl, csv=csv, stats=stats_path)
     st = stats if isinstance(stats, StreamStats) else StreamStats()
     src = open_source(source, fps=fps)
     eng = _resolve_engine(checkpoint, engine, backend, device)
     det = _resolve_detector(detector, max_persons, device)
     window = WindowSink() if show else None
-    src.open()
-    live = src.live if realtime is None else realtime
-    stop = threading.Event()
-    frames: Mailbox[Frame] = Mailbox(1 if live else cfg.queue_size, "latest" if live else "wait", stop)
-    out: Mailbox[tuple[str, Any]] = Mailbox(cfg.queue_size, "wait", stop, wait_for_close=True)
-    results: Mailbox[StreamResult] = Mailbox(256, "wait", stop)
-    rate = getattr(src, "rate", None) or Fraction(src.fps).limit_denominator(1001)
-    spacing = stride / src.fps
-    writer = SinkWriter(out, st, threshold, mp4=(Path(save), rate) if save else None, window=window,
-                        jsonl=JsonlSink(jsonl) if jsonl else None, csv=AvaCsvSink(csv, src.name, spacing) if csv else None)
-    worker = StreamWorker(src, frames, out, results, eng, det, cfg, st, lossless=not live, draws=writer.draws)
-    reader = SourceReader(src, frames, st, realtime=live)
-    st.info.update({"source": str(source), "video_id": src.name, "fps": src.fps, "live": live, "mode": mode,
-                    "stride": stride, "engine": eng.describe(), "ring_capacity": worker.ring.capacity})
+    sinks = _Opened()
+    try:  # outputs first, then the source; on any failure close what was opened
+        sinks.jsonl = JsonlSink(jsonl) if jsonl else None
+        sinks.csv = AvaCsvSink(csv, src.name) if csv else None
+        sinks.source = src  # closing is idempotent, also after a failed open
+        src.open()
+        live = src.live if realtime is None else realtime
+        stop = threading.Event()
+        frames: Mailbox[Frame] = Mailbox(1 if live else cfg.queue_size, "latest" if live else "wait", stop)
+        out: Mailbox[tuple[str, Any]] = Mailbox(cfg.queue_size, "wait", stop, wait_for_close=True)
+        results: Mailbox[StreamResult] = Mailbox(256, "wait", stop)
+        rate = getattr(src, "rate", None) or Fraction(src.fps).limit_denominator(1001)
+        if sinks.csv is not None:
+            sinks.csv.keyframe_spacing = stride / src.fps
+        writer = SinkWriter(out, st, threshold, mp4=(Path(save), rate) if save else None, window=window,
+                            jsonl=sinks.jsonl, csv=sinks.csv)
+        worker = StreamWorker(src, frames, out, results, eng, det, cfg, st, lossless=not live, draws=writer.draws)
+        reader = SourceReader(src, frames, st, realtime=live)
+        st.info.update({"source": str(source), "video_id": src.name, "fps": src.fps, "live": live, "mode": mode,
+                        "stride": stride, "engine": eng.describe(), "ring_capacity": worker.ring.capacity})
+    except BaseException:
+        sinks.close()
+        raise
     threads = (writer, worker, reader)
     for t in threads:
         t.start()
     completed = False
+    stats_error: StreamError | None = None
     try:
         while True:
             try:
@@ -325,11 +337,38 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
         src.close()
         st.finish()
         st.info["frames_written"] = writer.mp4.frames if writer.mp4 is not None else 0
-        if stats is not None and not isinstance(stats, StreamStats):
-            st.write_json(stats)
+        if stats_path is not None:
+            try:
+                write_stats_json(st, stats_path)
+            except StreamError as exc:  # raised below unless another error is already on its way
+                stats_error = exc
     if writer.error is not None:
         raise writer.error if isinstance(writer.error, VmaedetError) else StreamError(
             f"an output failed: {type(writer.error).__name__}: {writer.error}") from writer.error
+    if stats_error is not None:
+        raise stats_error
+
+
+@dataclass
+class _Opened:
+    """What ``stream()`` opened before its threads own it (closed if the set-up fails)."""
+
+    jsonl: JsonlSink | None = None
+    csv: AvaCsvSink | None = None
+    source: Source | None = None
+
+    def close(self) -> None:
+        for part in (self.jsonl, self.csv, self.source):
+            if part is not None:
+                part.close()
+
+
+def _check_outputs(*, save: str | Path | None, jsonl: str | Path | None, csv: str | Path | None,
+                   stats: Path | None) -> None:
+    """Refuse unwritable output paths before the engine, the source or any output file is opened."""
+    for path, option in ((save, "--save"), (jsonl, "--jsonl"), (csv, "--csv"), (stats, "--stats")):
+        if path:
+            check_writable(path, option)
 
 
 def _shutdown(reader: SourceReader, worker: StreamWorker, writer: SinkWriter, stop: threading.Event) -> None:

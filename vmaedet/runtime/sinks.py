@@ -55,15 +55,68 @@ def draw_overlay(image: np.ndarray, result: "StreamResult | None", threshold: fl
     return out
 
 
+def check_writable(path: str | Path, option: str) -> Path:
+    """Refuse an output path that cannot be written, before anything is opened or truncated.
+
+    Creates missing parent folders (as the sinks do); writes nothing else.
+
+    Args:
+        path: the output file.
+        option: the CLI option naming it (``--jsonl``), for the message.
+
+    Raises:
+        StreamError: the path is a folder, its parent cannot be created or is not writable.
+    """
+    path = Path(path)
+    expected = "a file path in a writable folder"
+    if path.is_dir():
+        raise StreamError(f"{option} names a folder, not a file", received=str(path), expected=expected,
+                          fix=f"give a file name, e.g. {option} {path / ('out' + (path.suffix or '.out'))}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StreamError(f"cannot create the folder of {option}", received=f"{path}: {exc.strerror or exc}",
+                          expected=expected, fix=f"choose another {option} path or create its folder") from exc
+    target = path if path.exists() else path.parent
+    if not os.access(target, os.W_OK):
+        raise StreamError(f"{option} is not writable", received=str(target), expected=expected,
+                          fix=f"choose another {option} path or fix its permissions")
+    return path
+
+
+def open_text_output(path: str | Path, option: str) -> Any:
+    """Open ``path`` for writing (UTF-8 text, truncated); an OSError becomes a :class:`StreamError`."""
+    path = check_writable(path, option)
+    try:
+        return open(path, "w", encoding="utf-8")  # noqa: SIM115 - the sink closes it
+    except OSError as exc:
+        raise StreamError(f"cannot write {option}", received=f"{path}: {exc.strerror or exc}",
+                          expected="a file path in a writable folder",
+                          fix=f"choose another {option} path or fix its permissions") from exc
+
+
+def write_stats_json(stats: StreamStats, path: str | Path) -> Path:
+    """Write the stats summary as JSON; an OSError becomes a :class:`StreamError`."""
+    try:
+        return stats.write_json(path)
+    except OSError as exc:
+        raise StreamError("cannot write --stats", received=f"{path}: {exc.strerror or exc}",
+                          expected="a file path in a writable folder",
+                          fix="choose another --stats path; the other outputs are complete") from exc
+
+
 class Mp4Sink:
     """H.264 (libx264, yuv420p) via PyAV at the source's exact frame rate; odd sizes padded to even."""
 
     def __init__(self, path: str | Path, rate: Fraction, width: int, height: int) -> None:
         import av
 
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._container = av.open(str(self.path), mode="w")
+        self.path = check_writable(path, "--save")
+        try:
+            self._container = av.open(str(self.path), mode="w")
+        except (OSError, av.error.FFmpegError) as exc:
+            raise StreamError("cannot write --save", received=f"{self.path}: {exc}",
+                              expected="a writable .mp4 path", fix="choose another --save path") from exc
         self._stream = self._container.add_stream("libx264", rate=rate)
         self._stream.width, self._stream.height = width + width % 2, height + height % 2
         self._stream.pix_fmt = "yuv420p"
@@ -125,8 +178,7 @@ class JsonlSink:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._fh = open_text_output(self.path, "--jsonl")
         self.lines = 0
 
     def write(self, line: str) -> None:
@@ -146,20 +198,26 @@ class AvaCsvSink:
     ties to the earlier keyframe) is written as ``video,SSSS,x1,y1,x2,y2,action_id,score`` rows
     (normalised boxes with the seed's +1, 5 decimals, all 80 actions per person) — the rows an
     AVA frame-mAP evaluation reads.
+
+    Args:
+        path: the CSV file (truncated).
+        video_id: first column of every row.
+        keyframe_spacing: seconds between keyframes; may be set later (``sink.keyframe_spacing = …``)
+            when the file is opened before the source's frame rate is known, but before the first ``add``.
     """
 
-    def __init__(self, path: str | Path, video_id: str, keyframe_spacing: float) -> None:
+    def __init__(self, path: str | Path, video_id: str, keyframe_spacing: float | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._fh = open_text_output(self.path, "--csv")
         self.video_id = video_id
-        self.half = keyframe_spacing / 2
+        self.keyframe_spacing = keyframe_spacing
         self._last_second = -1
         self.rows = 0
 
     def add(self, result: "StreamResult") -> None:
+        assert self.keyframe_spacing is not None, "set keyframe_spacing before the first add"
         second = int(round(result.timestamp))
-        if second <= self._last_second or abs(result.timestamp - second) > self.half + 1e-9:
+        if second <= self._last_second or abs(result.timestamp - second) > self.keyframe_spacing / 2 + 1e-9:
             return
         self._last_second = second
         for row in result.to_csv_rows(self.video_id, second):

@@ -84,8 +84,16 @@ class FileSource(Source):
         except (av.error.FFmpegError, OSError) as exc:
             raise StreamError(f"cannot open video file {self.path}", received=str(exc),
                               expected="a video readable by FFmpeg/PyAV", fix="check the file plays (e.g. ffprobe)") from exc
+        try:
+            self._start_decoding()
+        except BaseException:
+            self.close()  # never leave the container open behind an error
+            raise
+
+    def _start_decoding(self) -> None:
         if not self._container.streams.video:
-            raise StreamError(f"{self.path} has no video stream", received=str(self.path), expected="a video file")
+            raise StreamError(f"{self.path} has no video stream", received=str(self.path), expected="a video file",
+                              fix="pass a file with a video track (audio-only files cannot be streamed)")
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate
