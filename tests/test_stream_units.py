@@ -238,3 +238,27 @@ def test_file_source_without_a_video_stream_closes_its_container(tmp_path, monke
     with pytest.raises(StreamError, match="no video stream"):
         src.open()
     assert len(opened) == 1 and opened[0].closed
+
+
+def test_lossless_clip_takes_exact_indices_at_a_tie_rate() -> None:
+    """At 12.5 fps the time −1.24 s is exactly frame −15.5: a lossless source takes the
+    scheduler's exact offsets (ties → earlier), never a float-rounded neighbour."""
+    from vmaedet.runtime.scheduler import Scheduler
+
+    fps = 12.5
+    frames = [Frame(i, i / fps, np.full((8, 8, 3), i, np.uint8), 0.0) for i in range(60)]
+    ring = ClipRing(capacity=100)
+    for f in frames:
+        ring.push(f)
+    sched = Scheduler("centered", stride=8, fps=fps, lossless=True)
+    key = 30
+    _, picks = ring.clip(sched.targets(key / fps), key + sched.index_offsets)
+    assert picks == [key + int(o) for o in sched.index_offsets]
+    assert picks[0] == 14  # offset −16 (−15.5 rounds to the earlier frame)
+    _, edge = ring.clip(sched.targets(2 / fps), 2 + sched.index_offsets)
+    assert edge[0] == 0 and edge == sorted(edge)  # clamped at the start, as the seed clamps indices
+    with pytest.raises(StreamError, match="lacks frames"):
+        sparse = ClipRing(capacity=100)
+        for f in frames[1::2]:  # odd frames only; the offsets at 12.5 fps are even
+            sparse.push(f)
+        sparse.clip(sched.targets(key / fps), key + sched.index_offsets)

@@ -82,12 +82,27 @@ class ClipRing:
     def _pop_oldest(self) -> None:
         self._nbytes -= _tensor_bytes(self._entries.popleft().tensor)
 
-    def clip(self, targets: np.ndarray) -> tuple[torch.Tensor, list[int]]:
-        """Nearest frame (ties → earlier) to each sampling time → ``[1, 3, T, Hp, Wp]`` and their indices."""
+    def clip(self, targets: np.ndarray, indices: np.ndarray | None = None) -> tuple[torch.Tensor, list[int]]:
+        """The clip ``[1, 3, T, Hp, Wp]`` and the frame indices it took.
+
+        Live sources: the nearest buffered frame (ties → earlier) to each sampling time in ``targets``.
+        Lossless sources pass the exact frame ``indices`` (keyframe + the scheduler's offsets), which
+        are taken as they are, clamped to the first and last frame like the seed clamps to the video.
+        """
         if not self._entries:
             raise StreamError("no frames buffered for a clip", received="empty ring", expected="≥ 1 frame")
-        times = np.array([e.time for e in self._entries])  # [R]
-        picks = [int(np.argmin(np.abs(times - t))) for t in targets]  # argmin returns the first (earlier) tie
+        if indices is not None:
+            pos = {e.index: i for i, e in enumerate(self._entries)}
+            first, last = self._entries[0].index, self._entries[-1].index
+            wanted = [min(max(int(i), first), last) for i in indices]
+            missing = [i for i in wanted if i not in pos]
+            if missing:
+                raise StreamError("the clip ring lacks frames a keyframe needs", received=f"missing {missing[:4]}",
+                                  expected=f"frames {first}..{last} kept by the scheduler")
+            picks = [pos[i] for i in wanted]
+        else:
+            times = np.array([e.time for e in self._entries])  # [R]
+            picks = [int(np.argmin(np.abs(times - t))) for t in targets]  # argmin returns the first (earlier) tie
         frames = [self._entries[i].tensor for i in picks]
         return torch.stack(frames, dim=1)[None], [self._entries[i].index for i in picks]  # [1, 3, T, Hp, Wp]
 

@@ -179,7 +179,8 @@ class StreamWorker(threading.Thread):
 
     def _run(self, job: KeyJob) -> None:
         with self.stats.time("preprocess"):
-            clip, picks = self.ring.clip(job.targets)  # [1, 3, 16, Hp, Wp]
+            idx = job.index + self.sched.index_offsets if self.sched.lossless else None
+            clip, picks = self.ring.clip(job.targets, idx)  # [1, 3, 16, Hp, Wp]
         with self.stats.time("action"):
             logits = self.engine.infer(clip, self._rois(job))  # [N, 80]
         with self.stats.time("post"):
