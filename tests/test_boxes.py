@@ -69,3 +69,15 @@ def test_scale_boxes_per_axis() -> None:
 def test_bad_box_shape() -> None:
     with pytest.raises(ValueError, match=r"\[N, 4\]"):
         extend_boxes(np.zeros((3, 5)), (10, 10))
+
+
+def test_normalized_to_pixels_seed_convention_and_roundtrip() -> None:
+    from vmaedet.data.detections import detections_to_rows
+    from vmaedet.ops.boxes import normalized_to_pixels
+
+    # x1·W, y1·H, x2·W − 1, y2·H − 1 (csv2COCO + xywh→xyxy with TO_REMOVE = 1), clamped to the image.
+    px = normalized_to_pixels(np.array([[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 1.0, 1.0]]), (200, 100))
+    np.testing.assert_allclose(px, [[20, 20, 99, 59], [0, 0, 199, 99]])
+    # The detections writer's (x2 + 1) / W undoes it exactly.
+    rows = detections_to_rows(px[:1], np.zeros((1, 80)), "v", 902, (200, 100), (200, 100))
+    assert rows[0][2:6] == pytest.approx((0.1, 0.2, 0.5, 0.6), abs=1e-6)

@@ -281,10 +281,11 @@ def test_boxes_file_lookup(tmp_path: pathlib.Path) -> None:
     det = create_person_detector(f"boxes:{csv_path}", score_threshold=0.5)
     frame = np.zeros((100, 200, 3), np.uint8)
     got = det.detect(frame, timestamp=902.3, video_id="vidA")  # nearest keyframe: 902 ("0902")
-    np.testing.assert_allclose(got.boxes, [[20, 20, 100, 60]])  # 0.1·200, 0.2·100, 0.5·200, 0.6·100
+    # The seed's convention (TO_REMOVE = 1): 0.1·200, 0.2·100, 0.5·200 − 1, 0.6·100 − 1.
+    np.testing.assert_allclose(got.boxes, [[20, 20, 99, 59]])
     np.testing.assert_allclose(got.scores, [0.95])
     got = det.detect(frame, timestamp=902.7, video_id="vidA")  # nearest: 903
-    np.testing.assert_allclose(got.boxes, [[0, 0, 100, 50]])
+    np.testing.assert_allclose(got.boxes, [[0, 0, 99, 49]])
     assert len(det.detect(frame, timestamp=950.0, video_id="vidA")) == 0  # no keyframe within 1 s
     assert len(det.detect(frame, timestamp=902.0, video_id="other")) == 0
     with pytest.raises(ConfigError, match="several videos"):
@@ -298,7 +299,7 @@ def test_boxes_file_lookup(tmp_path: pathlib.Path) -> None:
 def test_boxes_file_bad_row(tmp_path: pathlib.Path) -> None:
     csv_path = tmp_path / "bad.csv"
     csv_path.write_text("vidA,902,0.1,zero,0.5,0.6,,0.9\n")
-    with pytest.raises(DataError, match="cannot be parsed"):
+    with pytest.raises(DataError, match=r"bad.csv:1: y1 'zero' is not a number"):
         create_person_detector(f"boxes:{csv_path}")
 
 
@@ -374,18 +375,18 @@ def test_onnx_ambiguous_layout_needs_suffix(tmp_path: pathlib.Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "spec, message",
+    "spec, error, message",
     [
-        ("foo", "Unknown person detector spec"),
-        ("ssdlite:extra", "Unknown person detector spec"),
-        ("onnx:", "Unknown person detector spec"),
-        ("onnx:/missing.onnx", "does not exist"),
-        ("onnx:/missing.onnx:yolox", "does not exist"),
-        ("boxes:/missing.csv", "does not exist"),
+        ("foo", ConfigError, "Unknown person detector spec"),
+        ("ssdlite:extra", ConfigError, "Unknown person detector spec"),
+        ("onnx:", ConfigError, "Unknown person detector spec"),
+        ("onnx:/missing.onnx", ConfigError, "does not exist"),
+        ("onnx:/missing.onnx:yolox", ConfigError, "does not exist"),
+        ("boxes:/missing.csv", DataError, "proposal CSV not found"),
     ],
 )
-def test_bad_specs(spec: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+def test_bad_specs(spec: str, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
         create_person_detector(spec)
 
 

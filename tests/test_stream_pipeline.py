@@ -93,7 +93,8 @@ def test_file_run_torch_writes_every_frame_and_matches_the_predictor(video: Path
     pred = Predictor(create_engine("torch", checkpoint).model)
     r = results[4]
     assert r.frame_index == 32 and r.clip_frames == _seed_clip_indices(32, N_FRAMES)
-    boxes = np.array([[0.1 * W, 0.2 * H, 0.5 * W, 0.85 * H]], np.float32)
+    # the proposals' normalised box in pixels with the seed's "+1" convention (x2·W − 1, y2·H − 1)
+    boxes = np.array([[0.1 * W, 0.2 * H, 0.5 * W - 1, 0.85 * H - 1]], np.float32)
     ref = pred(np.stack([decoded[i] for i in r.clip_frames]), boxes, np.array([0.9], np.float32))
     np.testing.assert_allclose(r.boxes, boxes, rtol=1e-6)
     np.testing.assert_allclose(r.raw_scores, ref.action_scores, rtol=1e-4, atol=1e-5)

@@ -117,3 +117,19 @@ def make_rois(
         b = scale_boxes(b, src_wh, image_wh)  # [N, 4] resized pixels
     ext = extend_boxes(b.float(), image_wh)  # [N, 4]
     return torch.cat((torch.full((ext.shape[0], 1), float(batch_index)), ext), dim=1)  # [N, 5]
+
+
+def normalized_to_pixels(boxes_xyxy: ArrayLike, image_wh: tuple[int, int]) -> ArrayLike:
+    """The seed's AVA CSV box → pixels (csv2COCO then ``BoxList`` xywh → xyxy, TO_REMOVE = 1).
+
+    x1·W, y1·H, x2·W − 1, y2·H − 1, clamped to [0, W − 1] × [0, H − 1] (``clip_to_image``).  The
+    inverse of the detections writer's ``(x2 + 1) / W`` (``vmaedet.data.detections``).
+    """
+    b, is_np = _as_tensor(boxes_xyxy)
+    w, h = image_wh
+    out = b.double() * torch.tensor([w, h, w, h], dtype=torch.float64)
+    out[:, 2:] -= 1
+    out[:, 0::2] = out[:, 0::2].clamp(0, w - 1)
+    out[:, 1::2] = out[:, 1::2].clamp(0, h - 1)
+    out = out.to(b.dtype)
+    return out.numpy() if is_np else out

@@ -32,7 +32,6 @@ Specs:
 
 from __future__ import annotations
 
-import csv
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import torch
 import torchvision
 
 from vmaedet.errors import BackendUnavailable, ConfigError, DataError
+from vmaedet.ops.boxes import normalized_to_pixels
 from vmaedet.runtime import ssdlite
 
 SPEC_HELP = "ssdlite | motion | onnx:PATH[:yolov8|yolox] | boxes:FILE"
@@ -451,26 +451,12 @@ class ProposalBoxes(PersonDetector):
 
     @staticmethod
     def _read(path: Path) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
-        if not path.is_file():
-            raise ConfigError("The proposals CSV does not exist.", received=str(path),
-                              expected="an AVA proposals CSV", fix=f"pass --detector boxes:FILE with a real file ({SPEC_HELP})")
+        from ..data.ava import read_proposals
+
         rows: dict[str, dict[int, dict[tuple[float, ...], float]]] = {}
-        with path.open(newline="") as handle:
-            for line_no, row in enumerate(csv.reader(handle), 1):
-                if not row or not "".join(row).strip():
-                    continue
-                try:
-                    if len(row) not in (6, 7, 8):
-                        raise ValueError(f"{len(row)} columns")
-                    box = tuple(float(v) for v in row[2:6])
-                    score = float(row[-1]) if len(row) >= 7 and row[-1].strip() else 1.0
-                    ts = int(float(row[1]))
-                except ValueError as exc:
-                    raise DataError("A proposals CSV row cannot be parsed.", received=f"{path}:{line_no}: {row} ({exc})",
-                                    expected="video_id,timestamp,x1,y1,x2,y2[,action],score (normalised)",
-                                    fix="fix or regenerate the proposals file") from exc
-                per_box = rows.setdefault(row[0], {}).setdefault(ts, {})
-                per_box[box] = max(score, per_box.get(box, 0.0))
+        for r in read_proposals(path):  # AVA proposals CSV: 8 columns, score last (errors name file:line)
+            per_box = rows.setdefault(r.video_id, {}).setdefault(r.timestamp, {})
+            per_box[r.box] = max(r.score, per_box.get(r.box, 0.0))
         if not rows:
             raise DataError("The proposals CSV holds no rows.", received=str(path), expected="at least one box",
                             fix="pass a non-empty proposals file")
@@ -499,7 +485,7 @@ class ProposalBoxes(PersonDetector):
             return Detections.empty()
         boxes, scores = per_ts[nearest]
         h, w = frame.shape[:2]
-        pixels = np.clip(boxes, 0.0, 1.0) * np.array([w, h, w, h], np.float32)  # [n, 4]
+        pixels = normalized_to_pixels(boxes, (w, h))  # [n, 4] the seed's convention
         return Detections(*_select(pixels, scores, self.score_threshold, self.max_persons, None))
 
 
