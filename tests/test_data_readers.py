@@ -122,8 +122,8 @@ def test_dataset_all_sources_same_boxes(layouts, tmp_path):
         # 64×48 → seed resize: oh = 256, ow = int(256·64/48) = 341
         assert s["size"] == (341, 256) and s["orig_size"] == (64, 48)
         assert s["clip"].shape == (3, 16, 256, 341)
-        # one box (two action rows merged), scaled x·64·341/64, y·48·256/48
-        torch.testing.assert_close(s["boxes"], torch.tensor([[0.25 * 341, 0.125 * 256, 0.75 * 341, 0.875 * 256]]))
+        # one box (two action rows merged): the seed's pixels (16, 6, 0.75·64 − 1, 0.875·48 − 1), scaled ·341/64, ·256/48
+        torch.testing.assert_close(s["boxes"], torch.tensor([[16 * 341 / 64, 6 * 256 / 48, 47 * 341 / 64, 41 * 256 / 48]]))
         assert s["labels"].shape == (1, 80) and s["labels"].sum() == 0  # test: no labels
     tr = AVADataset(layouts / "videos", gt, split_train=True, crop_size=128)
     s = tr[0]
@@ -192,7 +192,8 @@ def test_proposals_csv_threshold_and_coco_json(layouts, tmp_path):
     rows = read_proposals(dets, coco_images=images)
     # xyxy = (16, 12, 16 + 32 − 1, 12 + 24 − 1) = (16, 12, 47, 35) in 64×48 px
     assert rows[0].key == ("vid_a", 2)
-    np.testing.assert_allclose(rows[0].box, (16 / 64, 12 / 48, 47 / 64, 35 / 48))
+    # pixels (16, 12, 16 + 32 − 1, 12 + 24 − 1), stored like a CSV box: x2 as (47 + 1) / 64
+    np.testing.assert_allclose(rows[0].box, (16 / 64, 12 / 48, 48 / 64, 36 / 48))
     ds = AVADataset(layouts / "videos", gt, split_train=False, proposals=dets, coco_images=images)
     s = ds[0]
     torch.testing.assert_close(s["boxes"], torch.tensor([[16 * 341 / 64, 12 * 256 / 48, 47 * 341 / 64, 35 * 256 / 48]]))

@@ -90,3 +90,20 @@ def test_train_transform_end_to_end_hand_computed():
 def test_crop_larger_than_frame_is_an_error():
     with pytest.raises(ValueError, match="does not fit"):
         random_crop(np.zeros((1, 100, 100, 3), np.uint8), np.zeros((0, 4)), 224, random.Random(0))
+
+
+def test_augment_without_crop_keeps_every_person_and_the_frame() -> None:
+    import random
+
+    from vmaedet.data.transforms import augment
+
+    frames = np.zeros((16, 128, 170, 3), np.uint8)
+    boxes = np.array([[150.0, 10.0, 169.0, 120.0]], np.float32)  # at the right edge: a 112 crop could cut it
+    for seed in range(20):
+        clip, out, size = augment(frames, boxes, random.Random(seed), crop_size=0)
+        assert clip.shape == (3, 16, 128, 170) and size == (170, 128)
+        # unflipped, or flipped with the seed's rule x1' = W − x2 − 1, x2' = W − x1 − 1
+        assert out.tolist() in ([[150.0, 10.0, 169.0, 120.0]], [[0.0, 10.0, 19.0, 120.0]])
+    # With the seed's crop the same person can fall outside (a degenerate box that keeps its labels).
+    outs = [augment(frames, boxes, random.Random(s), crop_size=112)[1] for s in range(20)]
+    assert any((o[0, 2] - o[0, 0]) <= 0 for o in outs)

@@ -9,8 +9,10 @@ Readers (every malformed row raises :class:`vmaedet.errors.DataError` naming ``f
 * excluded timestamps and label maps via :mod:`vmaedet.evaluation.io`; timestamps may be written
   ``902`` or ``0902``.
 
-Boxes are kept normalised; the dataset multiplies by the frame size (CSV: x·W, y·H). The COCO path
-applies the seed's xywh → xyxy "−1" convention (x2 = x + w − 1) in json pixels before normalising.
+Boxes are kept normalised; the dataset turns them into pixels with the seed's convention
+(``vmaedet.ops.boxes.normalized_to_pixels``: x1·W, y1·H, x2·W − 1, y2·H − 1 — csv2COCO followed by
+BoxList's xywh → xyxy with TO_REMOVE = 1). COCO-json proposals are stored so that the same
+conversion gives back the seed's (x, y, x + w − 1, y + h − 1).
 
 Dataset contract: :class:`AVADataset`, :func:`collate_clips`, :func:`build_dataset`.
 """
@@ -30,11 +32,14 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..evaluation.io import read_exclusions, read_labelmap
-from .transforms import normalize_clip, resize_boxes, resize_frames, seed_resize_size, train_transform
+from ..ops.boxes import normalized_to_pixels
+from .transforms import augment, normalize_clip, resize_boxes, resize_frames, seed_resize_size, train_transform
 from .video import FrameSource, make_source
 
 NUM_CLASSES = 80
 Key = tuple[str, int]
+#: (clip [3, 16, h, w], boxes [N, 4] in clip pixels, clip (w, h), source (w, h)) of one sample.
+_Sample = tuple[torch.Tensor, np.ndarray, tuple[int, int], tuple[int, int]]
 
 
 # --------------------------------------------------------------------------- rows
@@ -198,7 +203,9 @@ def read_coco_proposals(path: str | Path, images: dict[int, tuple[str, int, int,
     """The seed's person detections ``[{image_id, bbox: [x, y, w, h] px, score}]`` as normalised rows.
 
     xyxy = (x, y, x + w − 1, y + h − 1) (the seed's BoxList convention), clipped to the json
-    image [0, W − 1] × [0, H − 1] and divided by (W, H). Entry numbers stand in for line numbers.
+    image [0, W − 1] × [0, H − 1], then stored normalised like a CSV box: (x1 / W, y1 / H,
+    (x2 + 1) / W, (y2 + 1) / H), so that the dataset's ``normalized_to_pixels`` gives these pixels
+    back.  Entry numbers stand in for line numbers.
     """
     p = _require_file(path, "proposal json")
     data = _load_json(p)
@@ -220,7 +227,7 @@ def read_coco_proposals(path: str | Path, images: dict[int, tuple[str, int, int,
         movie, ts, iw, ih = images[image_id]
         x1, y1 = min(max(x, 0.0), iw - 1), min(max(y, 0.0), ih - 1)
         x2, y2 = min(max(x + w - 1, 0.0), iw - 1), min(max(y + h - 1, 0.0), ih - 1)
-        rows.append(BoxRow(movie, ts, (x1 / iw, y1 / ih, x2 / iw, y2 / ih), None, None, score, i + 1))
+        rows.append(BoxRow(movie, ts, (x1 / iw, y1 / ih, (x2 + 1) / iw, (y2 + 1) / ih), None, None, score, i + 1))
     return rows
 
 
@@ -299,6 +306,12 @@ class AVADataset(Dataset):
         temporal_rule: "auto" | "frames" | "time" (see :mod:`vmaedet.data.video`).
         timestamp_start: first timestamp of a frames folder (900 for real AVA, 0 for synthetic).
         crop_size, short_side, seed_quirk: transform geometry (spec §2).
+        cache: keep each keyframe's 16 *resized* uint8 frames in memory after their first decode, so
+            later epochs decode nothing (16·w'·h'·3 bytes per keyframe: 1.0 MiB at short side 128 for
+            320×240 sources). A miss decodes all keyframes of that video in time order (~2.5× faster
+            than shuffled seeking). Crop / jitter / flip are still drawn per (seed, epoch, index) from
+            the cached frames, so samples equal the uncached path's. The cache lives in the process
+            that reads the dataset: use ``num_workers=0`` (fresh workers each epoch start empty).
     """
 
     def __init__(
@@ -320,6 +333,7 @@ class AVADataset(Dataset):
         crop_size: int = 224,
         short_side: int = 256,
         seed_quirk: bool = True,
+        cache: bool = False,
     ) -> None:
         if isinstance(root_or_frames_source, FrameSource):
             self.source = root_or_frames_source
@@ -329,6 +343,8 @@ class AVADataset(Dataset):
         self.split_train = split_train
         self.seed, self.epoch = seed, 0
         self.crop_size, self.short_side, self.seed_quirk = crop_size, short_side, seed_quirk
+        self.cache = bool(cache)
+        self._resized: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}  # index → ([16, h', w', 3], source (w, h))
         self.labelmap = read_labelmap(labelmap) if labelmap is not None else None
         excluded = read_exclusions(exclusions) if exclusions is not None else set()
         gt_path = Path(annotations_csv)
@@ -360,20 +376,59 @@ class AVADataset(Dataset):
     def __len__(self) -> int:
         return len(self.keys)
 
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes held by the decoded-clip cache (0 without ``cache``)."""
+        return sum(frames.nbytes for frames, _ in self._resized.values())
+
+    def _decode_resized(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """``([16, h', w', 3]`` uint8 frames resized by the seed rule, source (w, h)) of sample ``i``."""
+        frames = self.source.clip(*self.keys[i])  # [16, H, W, 3] uint8
+        h, w = frames.shape[1:3]
+        size = seed_resize_size(w, h, short_side=self.short_side, seed_quirk=self.seed_quirk)
+        return resize_frames(frames, size), (w, h)  # [16, h', w', 3]
+
+    def _resized_frames(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """The cached resized frames of sample ``i``; a miss decodes every keyframe of its video in time
+        order (forward decoding, no seek per keyframe), each exactly once."""
+        if i not in self._resized:
+            vid = self.keys[i][0]
+            for j in range(len(self.keys)):  # keys are sorted: a video's keyframes are contiguous, in time order
+                if self.keys[j][0] == vid and j not in self._resized:
+                    self._resized[j] = self._decode_resized(j)
+        return self._resized[i]
+
+    def _transform(self, i: int, boxes_norm: np.ndarray) -> _Sample:
+        """(clip ``[3, 16, h, w]``, boxes ``[N, 4]`` clip px, clip (w, h), source (w, h)) of sample ``i``."""
+        return self._transform_cached(i, boxes_norm) if self.cache else self._transform_decoded(i, boxes_norm)
+
+    def _transform_decoded(self, i: int, boxes_norm: np.ndarray) -> _Sample:
+        frames = self.source.clip(*self.keys[i])  # [16, H, W, 3] uint8
+        h, w = frames.shape[1:3]
+        boxes = normalized_to_pixels(boxes_norm.astype(np.float32), (w, h))  # [N, 4] source px (seed: x2·W − 1)
+        if self.split_train:
+            rng = random.Random(sample_seed(self.seed, self.epoch, i))
+            clip, out_boxes, size = train_transform(frames, boxes, rng, self.crop_size, self.short_side,
+                                                    self.seed_quirk)
+            return clip, out_boxes, size, (w, h)
+        size = seed_resize_size(w, h, short_side=self.short_side, seed_quirk=self.seed_quirk)
+        return normalize_clip(resize_frames(frames, size)), resize_boxes(boxes, (w, h), size), size, (w, h)
+
+    def _transform_cached(self, i: int, boxes_norm: np.ndarray) -> _Sample:
+        resized, (w, h) = self._resized_frames(i)  # [16, h', w', 3]
+        size = (resized.shape[2], resized.shape[1])
+        boxes = resize_boxes(normalized_to_pixels(boxes_norm.astype(np.float32), (w, h)), (w, h), size)  # [N, 4]
+        if not self.split_train:
+            return normalize_clip(resized), boxes, size, (w, h)
+        rng = random.Random(sample_seed(self.seed, self.epoch, i))  # the draws train_transform makes
+        clip, boxes, size = augment(resized, boxes, rng, self.crop_size)
+        return clip, boxes, size, (w, h)
+
     def __getitem__(self, i: int) -> dict:
         vid, ts = self.keys[i]
         e = self.entries[(vid, ts)]
-        frames = self.source.clip(vid, ts)  # [16, H, W, 3] uint8
-        h, w = frames.shape[1:3]
-        boxes = np.asarray(e.boxes, np.float64).reshape(-1, 4) * np.array([w, h, w, h])  # [N, 4] source px
-        if self.split_train:
-            rng = random.Random(sample_seed(self.seed, self.epoch, i))
-            clip, out_boxes, size = train_transform(frames, boxes.astype(np.float32), rng, self.crop_size,
-                                                    self.short_side, self.seed_quirk)
-        else:
-            size = seed_resize_size(w, h, short_side=self.short_side, seed_quirk=self.seed_quirk)
-            clip = normalize_clip(resize_frames(frames, size))  # [3, 16, h', w']
-            out_boxes = resize_boxes(boxes.astype(np.float32), (w, h), size)
+        boxes_norm = np.asarray(e.boxes, np.float64).reshape(-1, 4)  # [N, 4] normalised
+        clip, out_boxes, size, (w, h) = self._transform(i, boxes_norm)
         labels = np.stack(e.labels) if self.split_train else np.zeros((len(e.boxes), NUM_CLASSES))
         return {
             "clip": clip,

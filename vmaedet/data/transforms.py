@@ -194,8 +194,27 @@ def train_transform(
     size = seed_resize_size(w, h, short_side=short_side, seed_quirk=seed_quirk)
     arr = resize_frames(arr, size)  # [T, h', w', 3]
     b = resize_boxes(boxes, (w, h), size)
-    arr, b = random_crop(arr, b, crop_size, rng)  # [T, crop, crop, 3]
+    return augment(arr, b, rng, crop_size)
+
+
+def augment(resized: np.ndarray, boxes: np.ndarray, rng: random.Random,
+            crop_size: int = 224) -> tuple[torch.Tensor, np.ndarray, tuple[int, int]]:
+    """The seed's training augmentation after the resize: crop → HSV jitter → flip → normalise.
+
+    Random draws in this order: crop x, crop y (only when cropping), hue, sat, val, flip.
+
+    Args:
+        resized: ``[T, h, w, 3]`` RGB uint8 frames already resized.
+        boxes: ``[N, 4]`` pixels of ``resized``.
+        crop_size: the seed's square crop (224); 0 keeps the whole resized frame (no crop, so no
+            person falls outside the clip and training sees the test geometry).
+
+    Returns:
+        (``[3, T, h', w']`` normalised clip, ``[N, 4]`` boxes in clip pixels, (w', h')).
+    """
+    arr, b = (random_crop(resized, boxes, crop_size, rng) if crop_size
+              else (resized, np.asarray(boxes, np.float32).reshape(-1, 4)))  # [T, h', w', 3]
     arr = color_jitter(arr, rng)
     if rng.random() < 0.5:
         arr, b = hflip(arr, b)
-    return normalize_clip(arr), b, (crop_size, crop_size)
+    return normalize_clip(arr), b, (arr.shape[2], arr.shape[1])

@@ -128,7 +128,11 @@ def detection_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 # -- model ------------------------------------------------------------------------------------
 def build_model(cfg: TrainConfig) -> nn.Module:
-    """Random init of ``model.arch``, or the weights of ``model.init`` (any official layout)."""
+    """Random init of ``model.arch``, or the weights of ``model.init`` (any official layout).
+
+    ``short_side`` is set to the data's (``data.kwargs.short_side``, default 256), so the saved
+    checkpoints are evaluated, exported and streamed at the resolution they were trained at.
+    """
     from ..models import create_detector
 
     opts = {"drop_path": cfg.model.drop_path, "grad_checkpointing": cfg.model.grad_checkpointing,
@@ -139,6 +143,8 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         model = load_detector(cfg.model.init, arch=cfg.model.arch, **opts)
     else:
         model = create_detector(cfg.model.arch, **opts)
+    # The test geometry saved with the checkpoints (evaluation, export, stream) is the one trained at.
+    model.short_side = int(cfg.data.kwargs.get("short_side", 256))
     return model.train()  # type: ignore[union-attr]
 
 
