@@ -18,7 +18,7 @@ from vmaedet.train.loop import detection_loss, jitter_rois, sample_generator
 from vmaedet.train.optim import actual_lr, build_optimizer, layer_id, param_groups, set_lr
 from vmaedet.train.schedule import CosineSchedule
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "vmaedet" / "configs"
 
 
 def test_layer_ids_and_scales_by_hand() -> None:
@@ -140,6 +140,7 @@ def test_config_yaml_overrides_and_errors(tmp_path: Path) -> None:
 ])
 def test_shipped_configs_match_the_spec_table(name: str, arch: str, lr: float, ld: float, epochs: int, ckpt: bool) -> None:
     cfg = load_config(CONFIGS / f"{name}.yaml")
+    assert load_config(name) == cfg  # built-in name resolves to the packaged file
     assert (cfg.model.arch, cfg.optim.lr, cfg.optim.layer_decay, cfg.schedule.epochs, cfg.model.grad_checkpointing) == \
         (arch, lr, ld, epochs, ckpt)
     assert (cfg.train.batch_size, cfg.optim.weight_decay, cfg.model.drop_path, cfg.schedule.warmup_epochs) == (128, 0.05, 0.2, 5)

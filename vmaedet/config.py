@@ -24,9 +24,8 @@ import yaml
 
 from .errors import ConfigError
 
-#: Built-in config names resolve here first (package data), then in the checkout's ``configs/``.
+#: Built-in config names (``tiny``, ``vit_b_k400ft``, …) are the YAML files shipped in the package.
 PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-REPO_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclass(frozen=True)
@@ -227,16 +226,15 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A YAML path, or a built-in name (``tiny``, ``vit_b_pretrain``) from the package / ``configs/``."""
+    """A YAML path, or a built-in name (``tiny``, ``vit_b_pretrain``) shipped in ``vmaedet/configs/``."""
     p = Path(name_or_path)
     if p.is_file():
         return p
     stem = p.name[:-5] if p.name.endswith(".yaml") else p.name
-    for d in (PACKAGE_CONFIG_DIR, REPO_CONFIG_DIR):
-        cand = d / f"{stem}.yaml"
-        if str(p) == p.name and cand.is_file():
-            return cand
-    builtin = sorted({c.stem for d in (PACKAGE_CONFIG_DIR, REPO_CONFIG_DIR) if d.is_dir() for c in d.glob("*.yaml")})
+    cand = PACKAGE_CONFIG_DIR / f"{stem}.yaml"
+    if str(p) == p.name and cand.is_file():
+        return cand
+    builtin = sorted(c.stem for c in PACKAGE_CONFIG_DIR.glob("*.yaml"))
     close = difflib.get_close_matches(stem, builtin, n=1)
     raise ConfigError(
         f"config not found: {name_or_path}",

@@ -56,7 +56,7 @@ def synth(
         hist.add_row(str(a), action_name(a), str(n))
     console.print(hist)
     console.print(f"next: [bold]vmaedet data check {out}[/]  then  "
-                  "[bold]vmaedet train --config configs/tiny.yaml[/]")
+                  f"[bold]vmaedet train --config tiny --data {out}[/]")
 
 
 def register(app: typer.Typer) -> None:
