@@ -23,7 +23,8 @@ from .distributed import DistInfo, ShardSampler, all_gather_objects, init_distri
 BOX_THRESH = 0.8  # the seed's box_thresh for test proposals
 
 
-def _autocast(device: torch.device, amp: bool, cpu_bf16: bool) -> Any:
+def autocast_for(device: torch.device, amp: bool, cpu_bf16: bool) -> Any:
+    """fp16 autocast on CUDA when ``amp`` (the seed); bf16 on CPU when ``cpu_bf16``; else none."""
     import contextlib
 
     if device.type == "cuda" and amp:
@@ -70,7 +71,7 @@ def infer_rows(model: nn.Module, dataset: Dataset, info: DistInfo, batch_size: i
         rois_t = torch.cat(rois).to(info.device) if rois else torch.zeros(0, 5)  # [K, 5]
         if rois_t.shape[0] == 0:
             continue
-        with _autocast(info.device, amp, cpu_bf16):
+        with autocast_for(info.device, amp, cpu_bf16):
             logits = model(clip, rois_t)  # [K, 80]
         probs = torch.sigmoid(logits.float()).cpu()  # [K, 80]
         start = 0

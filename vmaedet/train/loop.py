@@ -30,6 +30,7 @@ from ..ops.boxes import random_aug
 from . import checkpointing as ckpt
 from .distributed import (DistInfo, ResumableDistributedSampler, all_gather_objects, all_reduce_mean, barrier,
                           init_distributed)
+from .evaluate import autocast_for
 from .optim import actual_lr, build_optimizer, set_lr
 from .schedule import CosineSchedule
 
@@ -113,11 +114,7 @@ def jitter_rois(rois: torch.Tensor, sizes: Sequence[tuple[int, int]], indices: S
 # -- precision --------------------------------------------------------------------------------
 def autocast_context(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
     """fp16 autocast on CUDA when ``runtime.amp``; bf16 on CPU when ``runtime.cpu_bf16``; else none."""
-    if device.type == "cuda" and cfg.runtime.amp:
-        return torch.autocast("cuda", dtype=torch.float16)
-    if device.type == "cpu" and cfg.runtime.cpu_bf16:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return autocast_for(device, cfg.runtime.amp, cfg.runtime.cpu_bf16)
 
 
 def detection_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
