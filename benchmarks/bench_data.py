@@ -7,17 +7,15 @@ Writes benchmarks/results/bench_data.json with the environment.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader
 
 from vmaedet.data.ava import build_dataset, collate_clips
+from vmaedet.envinfo import environment, write_json
 from vmaedet.data.synthetic import generate
 from vmaedet.data.video import write_clips_layout, write_frames_layout
 
@@ -52,13 +50,9 @@ def main() -> None:
     out = {
         "benchmark": "bench_data", "config": vars(args) | {"width": 320, "height": 240, "fps": 25},
         "results": results,
-        "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                        "torch_threads": torch.get_num_threads()},
+        "environment": environment() | {"loadavg_1min": os.getloadavg()[0]},
     }
-    path = Path(__file__).parent / "results" / "bench_data.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
+    path = write_json(Path(__file__).parent / "results" / "bench_data.json", out)
     print(f"wrote {path}")
 
 

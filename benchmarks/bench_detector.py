@@ -11,10 +11,8 @@ environment to ``benchmarks/results/bench_detector.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
-import platform
 import time
 from typing import Callable
 
@@ -54,9 +52,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import cv2
-    import onnxruntime
     import torch
 
+    from vmaedet.envinfo import environment, write_json
     from vmaedet.runtime import ssdlite
     from vmaedet.runtime.persons import create_person_detector
 
@@ -84,15 +82,10 @@ def main() -> None:
     report = {
         "benchmark": "ssdlite person detector, per frame (bikes.mp4 frame 110, 640×272 → 300×300)",
         "iters": args.iters, "warmup": args.warmup, "results": results,
-        "environment": {
-            "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__,
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "loadavg_1min": os.getloadavg()[0], "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        },
+        "environment": environment() | {"opencv": cv2.__version__, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                                        "loadavg_1min": os.getloadavg()[0]},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    write_json(args.out, report)
     for name, r in results.items():
         print(f"{name:22s} p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms")
     print(f"wrote {args.out}")
