@@ -138,6 +138,16 @@ def _open_engine(name: str, precision: str, model: ActionDetector, cfg: BenchCon
     return create_engine(name, art)
 
 
+def _unavailable(name: str) -> str | None:
+    """Why an engine cannot run here at all (None when it can)."""
+    if name == "tensorrt":
+        from .export.tensorrt import tensorrt_status
+
+        ok, why = tensorrt_status()
+        return None if ok else why.split(";")[0]
+    return None
+
+
 def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure every (engine, precision, persons) combination; return the JSON-ready result."""
     from .envinfo import environment
@@ -175,8 +185,12 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] | None = Non
 
     results: list[dict[str, Any]] = []
     for name in cfg.engines:
+        unavailable = _unavailable(name)
         for precision in cfg.precisions:
             base = {"engine": name, "precision": precision, "device": cfg.device}
+            if unavailable:
+                results.append({**base, "status": "skipped", "reason": unavailable})
+                continue
             if precision not in SUPPORTED.get(name, {precision}):
                 results.append({**base, "status": "skipped",
                                 "reason": f"{name} is not benchmarked in {precision} (supported: {sorted(SUPPORTED[name])})"})

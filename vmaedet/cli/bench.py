@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -76,19 +77,22 @@ def bench(
 
 def _print_table(result: dict) -> None:
     cfg = result["config"]
-    table = Table(title=f"{cfg['variant']}  clip 1×3×16×{cfg['input_hw'][0]}×{cfg['input_hw'][1]}  on {cfg['device']}")
-    for col in ("engine", "precision", "persons", "p50 ms", "p95 ms", "clips/s", "GFLOP/clip", "GFLOP/s", "% of peak", "max |Δ score|", "status"):
-        table.add_column(col, justify="right" if col not in ("engine", "precision", "status") else "left")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True, title=f"{cfg['variant']}  clip 1×3×16×{cfg['input_hw'][0]}×{cfg['input_hw'][1]}  on {cfg['device']}")
+    for col in ("engine", "prec", "K", "p50 ms", "p95 ms", "clip/s", "GFLOP", "GFLOP/s", "%peak", "max|Δs|"):
+        table.add_column(col, justify="right" if col not in ("engine", "prec") else "left", no_wrap=True)
+    skipped = [r for r in result["results"] if r["status"] != "ok"]
     for r in result["results"]:
         if r["status"] != "ok":
-            table.add_row(r["engine"], r["precision"], "", "", "", "", "", "", "", "", f"[yellow]skipped[/]: {r['reason']}")
             continue
         frac = r["fraction_of_peak"]
-        table.add_row(r["engine"], r["precision"], str(r["persons"]), f"{r['latency_ms']['p50']:.1f}",
-                      f"{r['latency_ms']['p95']:.1f}", f"{r['clips_per_s']:.2f}", f"{r['flops_per_clip'] / 1e9:.1f}",
-                      f"{r['achieved_flops_per_s'] / 1e9:.1f}", f"{100 * frac:.1f}" if frac else "–",
-                      f"{r['max_abs_score_diff']:.2e}", "[green]ok[/]")
+        table.add_row(r["engine"], r["precision"], str(r["persons"]), f"{r['latency_ms']['p50']:.0f}",
+                      f"{r['latency_ms']['p95']:.0f}", f"{r['clips_per_s']:.2f}", f"{r['flops_per_clip'] / 1e9:.0f}",
+                      f"{r['achieved_flops_per_s'] / 1e9:.0f}", f"{100 * frac:.0f}" if frac else "–",
+                      f"{r['max_abs_score_diff']:.1e}")
     console.print(table)
+    console.print("K = persons per clip; GFLOP counted per clip; %peak = achieved ÷ a same-dtype matmul measured in this run")
+    for r in skipped:
+        console.print(f"[yellow]skipped[/] {r['engine']} {r['precision']}: {r['reason']}")
     peaks = ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in result["peak_flops_per_s"].items())
     console.print(f"measured matmul peak: {peaks}")
 
