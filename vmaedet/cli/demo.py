@@ -10,7 +10,7 @@ import typer
 
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder (data, checkpoints, ONNX, annotated mp4, JSONL).")] = Path("demo_out"),
-    videos: Annotated[int, typer.Option(min=2, help="Synthetic videos (20 % held out for validation).")] = 10,
+    videos: Annotated[int, typer.Option(min=2, help="Synthetic videos (20 % held out for validation).")] = 30,
     seconds: Annotated[int, typer.Option(min=5, help="Seconds per synthetic video.")] = 12,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (default: the tiny config's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data and the training run.")] = 0,
