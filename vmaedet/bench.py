@@ -252,6 +252,7 @@ def plot_latency(result: dict[str, Any], path: str | Path) -> Path:
     cfg = result["config"]
     ax.set_xlabel("persons per clip")
     ax.set_ylabel("p50 latency (ms)")
+    ax.set_ylim(bottom=0)  # from zero: run-to-run noise must not look like a trend
     ax.set_title(f"{cfg['variant']} 16×{cfg['input_hw'][0]}×{cfg['input_hw'][1]} on {cfg['device']}")
     ax.grid(alpha=0.3)
     ax.legend()
