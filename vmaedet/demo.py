@@ -218,7 +218,7 @@ def print_summary(s: dict[str, Any]) -> None:
         "vmaedet info vit_b_ava.pth",
         "vmaedet convert vit_b_ava.pth vit_b.safetensors",
         "vmaedet export vit_b.safetensors --format onnx --source-size 1920x1080 --out export/",
-        "vmaedet verify export/model.onnx",
+        "vmaedet verify export/vit_b_256x464_fp32.onnx",
         "vmaedet stream --source your_video.mp4 --checkpoint vit_b.safetensors --save out.mp4 --jsonl events.jsonl",
         "vmaedet export vit_b.safetensors --trt          # on a machine with TensorRT and a GPU",
     ):
