@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from ..evaluation.io import read_exclusions, read_labelmap
 from ..ops.boxes import normalized_to_pixels
-from .transforms import augment, normalize_clip, resize_boxes, resize_frames, seed_resize_size, train_transform
+from .transforms import augment, normalize_clip, resize_boxes, resize_clip, resize_frames, seed_resize_size, train_transform
 from .video import FrameSource, make_source
 
 NUM_CLASSES = 80
@@ -411,8 +411,8 @@ class AVADataset(Dataset):
             clip, out_boxes, size = train_transform(frames, boxes, rng, self.crop_size, self.short_side,
                                                     self.seed_quirk)
             return clip, out_boxes, size, (w, h)
-        size = seed_resize_size(w, h, short_side=self.short_side, seed_quirk=self.seed_quirk)
-        return normalize_clip(resize_frames(frames, size)), resize_boxes(boxes, (w, h), size), size, (w, h)
+        resized, _, size = resize_clip(frames, self.short_side, self.seed_quirk)  # [16, h', w', 3]
+        return normalize_clip(resized), resize_boxes(boxes, (w, h), size), size, (w, h)
 
     def _transform_cached(self, i: int, boxes_norm: np.ndarray) -> _Sample:
         resized, (w, h) = self._resized_frames(i)  # [16, h', w', 3]

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..ops.boxes import scale_boxes
+
 #: RGB mean and std of the seed (Detectron's BGR mean reversed; not ImageNet's).
 MEAN_RGB: tuple[float, float, float] = (122.7717, 115.9465, 102.9801)
 STD_RGB: tuple[float, float, float] = (57.375, 57.375, 57.375)
@@ -97,6 +99,17 @@ def pad_to_multiple(clip: torch.Tensor, divisible: int = SIZE_DIVISIBLE) -> torc
     return F.pad(clip, (0, pw, 0, ph))
 
 
+def resize_clip(frames: Sequence[np.ndarray] | np.ndarray, short_side: int = SHORT_SIDE,
+                seed_quirk: bool = True) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+    """The seed's resize of one clip: ``[T, H, W, 3]`` uint8 → (``[T, h', w', 3]``, source (W, H), resized (w', h'))."""
+    arr = np.asarray(frames)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"frames must be T RGB images [H, W, 3] of one size; received array of shape {arr.shape}")
+    h, w = arr.shape[1:3]
+    size = seed_resize_size(w, h, short_side=short_side, seed_quirk=seed_quirk)
+    return resize_frames(arr, size), (w, h), size
+
+
 def test_transform(frames: Sequence[np.ndarray] | np.ndarray, seed_quirk: bool = True,
                    short_side: int = SHORT_SIDE) -> tuple[torch.Tensor, tuple[int, int]]:
     """The seed's test preprocessing of one clip.
@@ -108,12 +121,7 @@ def test_transform(frames: Sequence[np.ndarray] | np.ndarray, seed_quirk: bool =
     Returns:
         (``[3, T, Hp, Wp]`` normalised, zero-padded clip; resized unpadded (W, H)).
     """
-    arr = np.asarray(frames)
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(f"frames must be T RGB images [H, W, 3] of one size; received array of shape {arr.shape}")
-    h, w = arr.shape[1:3]
-    size = seed_resize_size(w, h, short_side=short_side, seed_quirk=seed_quirk)
-    resized = resize_frames(arr, size)  # [T, h', w', 3]
+    resized, _, size = resize_clip(frames, short_side, seed_quirk)  # [T, h', w', 3]
     return pad_to_multiple(normalize_clip(resized)), size
 test_transform.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
@@ -126,8 +134,7 @@ test_transform.__test__ = False  # type: ignore[attr-defined]  # not a pytest te
 
 def resize_boxes(boxes: np.ndarray, src_wh: tuple[int, int], dst_wh: tuple[int, int]) -> np.ndarray:
     """``BoxList.resize``: scale x by dst_W/src_W and y by dst_H/src_H (``[N, 4]`` xyxy float32)."""
-    rx, ry = dst_wh[0] / src_wh[0], dst_wh[1] / src_wh[1]
-    return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * np.array([rx, ry, rx, ry], np.float32)).astype(np.float32)
+    return scale_boxes(np.asarray(boxes, dtype=np.float32).reshape(-1, 4), src_wh, dst_wh)
 
 
 def random_crop(frames: np.ndarray, boxes: np.ndarray, crop: int, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
@@ -187,14 +194,8 @@ def train_transform(
     Returns:
         (``[3, T, crop, crop]`` normalised clip (unpadded), ``[N, 4]`` float32 boxes in clip pixels, (w, h)).
     """
-    arr = np.asarray(frames)
-    if arr.ndim != 4 or arr.shape[-1] != 3:
-        raise ValueError(f"frames must be T RGB images [H, W, 3] of one size; received array of shape {arr.shape}")
-    h, w = arr.shape[1:3]
-    size = seed_resize_size(w, h, short_side=short_side, seed_quirk=seed_quirk)
-    arr = resize_frames(arr, size)  # [T, h', w', 3]
-    b = resize_boxes(boxes, (w, h), size)
-    return augment(arr, b, rng, crop_size)
+    arr, src, size = resize_clip(frames, short_side, seed_quirk)  # [T, h', w', 3]
+    return augment(arr, resize_boxes(boxes, src, size), rng, crop_size)
 
 
 def augment(resized: np.ndarray, boxes: np.ndarray, rng: random.Random,

@@ -39,13 +39,10 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def library_versions() -> dict[str, str | None]:
     """Versions of the libraries an artifact depends on (None when not installed)."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("vmaedet", "torch", "torchvision", "onnx", "onnxruntime", "tensorrt"):
-        try:
-            versions[name] = getattr(__import__(name), "__version__", None)
-        except Exception:  # noqa: BLE001 - an absent optional library is recorded as None
-            versions[name] = None
-    return versions
+    from ..envinfo import _version
+
+    return {"python": platform.python_version(),
+            **{name: _version(name) for name in ("vmaedet", "torch", "torchvision", "onnx", "onnxruntime", "tensorrt")}}
 
 
 def write_manifest(artifact: str | Path, manifest: Mapping[str, Any]) -> Path:
