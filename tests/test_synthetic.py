@@ -17,7 +17,7 @@ import pytest
 
 from vmaedet.cli.main import main
 from vmaedet.data.synthetic import (
-    PersonScript, Segment, VideoScript, generate, make_video_script, render_video,
+    FORMAT, PersonScript, Segment, VideoScript, generate, make_video_script, render_video,
 )
 from vmaedet.errors import DataError
 from vmaedet.labels import AVA_ACTIONS
@@ -63,7 +63,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_meta_and_layout(dataset: Path) -> None:
     meta = json.loads((dataset / "meta.json").read_text())
-    assert meta["format"] == "vmaedet-synth-1"
+    assert meta["format"] == FORMAT == "vmaedet-synth-2"
     assert (meta["fps"], meta["width"], meta["height"], meta["seed"]) == (FPS, W, H, SEED)
     assert list(meta["videos"]) == [f"synth_{i:03d}" for i in range(VIDEOS)]
     splits = [v["split"] for v in meta["videos"].values()]
@@ -208,6 +208,34 @@ def test_boxes_contain_figure_pixels_in_decoded_video(dataset: Path) -> None:
                            max(0, math.floor(x1 * W) - 3):math.ceil(x2 * W) + 3] = True
             assert mask.sum() > 100, (script.video_id, t)
             assert not (mask & ~inside).any(), (script.video_id, t, int((mask & ~inside).sum()))
+
+
+def test_figures_keep_to_their_lanes() -> None:
+    """Figures walk in disjoint vertical strips (few overlaps), and a runner turns at its lane's edges
+    rather than crossing the frame, so it stays near its keyframe box over a clip window."""
+    from vmaedet.data.synthetic import _timeline, _trajectory
+
+    def positions(p: PersonScript, script: VideoScript) -> np.ndarray:
+        t = np.arange(script.frames) / script.fps
+        return _trajectory(p, t, _timeline(p, t)[1], script.width)[0]  # [N] x of the figure's pivot foot
+
+    seen_multi = False
+    for i in range(6):
+        script = make_video_script(SEED, i, seconds=SECONDS, max_persons=4)
+        lanes = sorted(p.lane for p in script.persons)
+        assert lanes[0][0] == 0.0 and lanes[-1][1] == W
+        assert all(a[1] == b[0] for a, b in zip(lanes, lanes[1:]))  # disjoint, covering the width
+        seen_multi |= len(lanes) > 1
+        for p in script.persons:
+            x = positions(p, script)
+            lo = max(p.lane[0], 0.25 * p.height_px) - 1e-6
+            hi = min(p.lane[1], W - 0.25 * p.height_px) + 1e-6
+            if lo <= hi:
+                assert lo <= x.min() and x.max() <= hi, (i, p.person_id, p.lane, x.min(), x.max())
+    assert seen_multi
+    runner = replace(_one_person(10, seconds=8, x0=100.0, height_px=100.0).persons[0], lane=(60.0, 140.0))
+    x = positions(runner, replace(_one_person(10, seconds=8), persons=(runner,)))
+    assert 60.0 <= x.min() and x.max() <= 140.0 and np.ptp(x) > 40.0  # it runs, and turns inside its lane
 
 
 def _one_person(pose: int, extra: int | None = None, *, seconds: int = 6, x0: float = 160.0,

@@ -49,10 +49,13 @@ ACTION_IDS: tuple[int, ...] = tuple(sorted(POSE_ACTIONS + EXTRA_ACTIONS))
 
 _LABEL_TYPES = {**{a: "PERSON_MOVEMENT" for a in POSE_ACTIONS}, **{a: "PERSON_INTERACTION" for a in EXTRA_ACTIONS}}
 
-#: Horizontal speed of each pose action in figure heights per second (0 for actions in place).
-_SPEED = {14: 0.45, 10: 1.15}
+#: Horizontal speed of each pose action in figure heights per second (0 for actions in place).  Slow
+#: enough that a figure stays largely inside its keyframe box over the ~2.6 s clip window: the seed's
+#: detector averages its features over time before pooling a box, so a figure that crosses several
+#: body widths in a clip leaves little of itself in its own box (and other figures pass through it).
+_SPEED = {14: 0.15, 10: 0.4}
 
-FORMAT = "vmaedet-synth-1"
+FORMAT = "vmaedet-synth-2"
 MIN_SECONDS = 5
 
 # Pose parameter vector (angles in radians, lengths in figure heights):
@@ -223,6 +226,7 @@ class PersonScript:
     thickness: int            # limb line width in pixels
     phase: float              # gait phase offset (radians)
     segments: tuple[Segment, ...]
+    lane: tuple[float, float] | None = None  # x range (pixels) the figure walks in; None: the whole frame
 
     def segment_at(self, t: float) -> Segment:
         """The segment active at time ``t`` seconds."""
@@ -310,15 +314,17 @@ def make_video_script(
     render_seed = int(ss.generate_state(1)[0])
     palette = tuple(tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(3))
     n = int(rng.integers(1, max_persons + 1))
+    lanes = rng.permutation(n)  # figure i walks in lane lanes[i] of n equal vertical strips: few overlaps
     persons = []
     for pid in range(n):
         h = float(rng.uniform(0.3, 0.8)) * height
         ground = float(rng.uniform(min(h * 1.05, height - 4), height - 4))
+        lane = (float(lanes[pid]) * width / n, float(lanes[pid] + 1) * width / n)
         persons.append(PersonScript(
-            person_id=pid, height_px=h, ground_y=ground, x0=float(rng.uniform(0.15, 0.85)) * width,
+            person_id=pid, height_px=h, ground_y=ground, x0=float(rng.uniform(*lane)),
             facing=int(rng.choice([-1, 1])), color=_figure_color(rng, palette),
             thickness=max(2, int(round(0.045 * h))), phase=float(rng.uniform(0, 2 * math.pi)),
-            segments=_segments(rng, seconds),
+            segments=_segments(rng, seconds), lane=lane,
         ))
     return VideoScript(f"synth_{index:03d}", width, height, fps, seconds, render_seed, palette, tuple(persons))
 
@@ -391,12 +397,18 @@ def _timeline(person: PersonScript, t: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _trajectory(person: PersonScript, t: np.ndarray, pose: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Horizontal position and facing per frame: walking and running move, turning at the frame edges."""
+    """Horizontal position and facing per frame: walking and running move, turning at the edges of the
+    figure's lane (or of the frame)."""
     x = np.empty(t.size)
     facing = np.empty(t.size)
     pos, face = person.x0, float(person.facing)
     margin = 0.25 * person.height_px
     lo, hi = margin, width - margin
+    if person.lane is not None:
+        lo, hi = max(lo, person.lane[0]), min(hi, person.lane[1])
+        if lo > hi:  # a lane narrower than the figure: stay at its centre
+            lo = hi = float(np.clip(0.5 * (person.lane[0] + person.lane[1]), margin, width - margin))
+        pos = float(np.clip(pos, lo, hi))
     dt = float(t[1] - t[0]) if t.size > 1 else 0.0
     prev_pose = -1
     for i in range(t.size):
