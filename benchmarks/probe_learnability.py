@@ -138,18 +138,15 @@ def run_learner(name: str, train: Split, val: Split, arch: str, epochs: int, lr:
                 seed: int) -> dict[str, Any]:
     """Train one learner; return its per-epoch val mAP, final per-class AP and wall time."""
     torch.manual_seed(seed)
-    cols = slice(None)
     if name == "pseudo":
         y_train, med = pixel_labels(train)
         y_val, _ = pixel_labels(val, med)
     else:
         y_train, y_val = train["labels"], val["labels"]
     n_cls = y_train[0].shape[1]
-    if name == "cnn":
-        model: nn.Module = CNNDetector(n_cls)
-    else:
-        model = create_detector(arch)
-        cols = [a - 1 for a in ACTION_IDS][:n_cls] if name != "pseudo" else list(range(n_cls))
+    # the detector's logit i is AVA id i + 1; the CNN and the pseudo-label run use the first n_cls outputs
+    cols = [a - 1 for a in ACTION_IDS] if name == "vit" else list(range(n_cls))
+    model: nn.Module = CNNDetector(n_cls) if name == "cnn" else create_detector(arch)
     opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=0.05)
     n = len(train["frames"])
     per_epoch = max(n // batch, 1)
@@ -203,13 +200,14 @@ def main(argv: list[str] | None = None) -> int:
             root = Path(tmp) / "data"
             generate(root, videos=args.videos, seconds=args.seconds, seed=args.seed)
         train, val = load_split(root, "train", args.short_side), load_split(root, "val", args.short_side)
+        val_prevalence = torch.cat(val["labels"]).mean(0)  # [A]
         figures: dict[str, Any] = {
             "videos": args.videos, "seconds": args.seconds, "seed": args.seed, "short_side": args.short_side,
             "arch": args.arch, "epochs": args.epochs, "lr": args.lr, "batch": args.batch,
             "train_keyframes": len(train["frames"]), "train_boxes": int(sum(len(b) for b in train["boxes"])),
             "val_boxes": int(sum(len(b) for b in val["boxes"])),
             # a random scorer's expected AP is the class prevalence
-            "random_mAP": float(torch.cat(val["labels"]).mean(0)[torch.cat(val["labels"]).sum(0) > 0].mean()),
+            "random_mAP": float(val_prevalence[val_prevalence > 0].mean()),
             "learners": {},
         }
         for name in args.learners.split(","):
