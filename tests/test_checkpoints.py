@@ -159,3 +159,17 @@ def test_short_side_travels_with_the_checkpoint(tmp_path: Path) -> None:
     assert b.short_side == 128
     clip, rois, size = Predictor(b).preprocess(np.zeros((16, 240, 320, 3), np.uint8), np.zeros((0, 4)))
     assert size == (170, 128) and clip.shape == (1, 3, 16, 128, 176)
+
+
+def test_safetensors_header_length_starting_with_a_pickle_byte(tmp_path: Path) -> None:
+    """A header length ≡ 0x80 (mod 256) starts the file like a pickle; it must still load as safetensors."""
+    model = create_detector("vit_micro")
+    for pad in range(300):
+        path = save_detector(model, tmp_path / f"m{pad}.safetensors", extra={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a 0x80 first byte")
+    loaded, rep = load_detector(path, return_report=True)
+    assert rep.layout == "vmaedet" and rep.extra["pad"] == "x" * pad
+    _same(model.state_dict(), loaded.state_dict())

@@ -43,13 +43,17 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     model = create_detector(request.param).eval()
     with torch.no_grad():  # make the logits non-trivial (the seed's head init is 0.001·N(0, .02))
         model.head.weight.normal_(0, 0.5)
+        for m in model.modules():  # a conv stem's BatchNorm: statistics other than the identity's
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
     out = tmp_path_factory.mktemp(request.param) / "model.onnx"
     result = export_onnx(model, out, input_hw=HW, max_persons=MAX_PERSONS)
     return model, result
 
 
 def test_small_variants_are_covered() -> None:
-    assert {"vit_micro", "vit_seed_tiny", "vit_tiny"} <= set(SMALL_VARIANTS)
+    assert {"vit_micro", "vit_seed_tiny", "vit_tiny", "vit_tiny_convstem"} <= set(SMALL_VARIANTS)
 
 
 @pytest.mark.parametrize("k", [0, 1, 7, MAX_PERSONS])

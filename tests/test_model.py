@@ -147,8 +147,8 @@ def _forward_backward(name: str) -> None:
     out = m(clip, rois)
     assert out.shape == (3, 80)
     out.sum().backward()
-    assert m.patch_embed.proj.weight.grad is not None and m.blocks[0].attn.q_bias.grad is not None
-    assert all(p.grad is not None for p in m.parameters())
+    assert m.blocks[0].attn.q_bias.grad is not None
+    assert all(p.grad is not None for p in m.parameters())  # the stem's too
 
 
 @pytest.mark.parametrize("name", SMALL)

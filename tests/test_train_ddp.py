@@ -38,11 +38,12 @@ def _load(path: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_torchrun_two_ranks_matches_single_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("arch", ["vit_micro", "vit_tiny_convstem"])  # the tiny config's model: BatchNorm in its stem
+def test_torchrun_two_ranks_matches_single_process(tmp_path: Path, arch: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ddp_script, ddp_out = _script(tmp_path, "ddp")
-    single_script, single_out = _script(tmp_path, "single")
-    other_script, other_out = _script(tmp_path, "other", "train.seed=5")
+    ddp_script, ddp_out = _script(tmp_path, "ddp", f"model.arch={arch}")
+    single_script, single_out = _script(tmp_path, "single", f"model.arch={arch}")
+    other_script, other_out = _script(tmp_path, "other", f"model.arch={arch}", "train.seed=5")
     procs = [subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(ddp_script)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)]
     for script in (single_script, other_script):

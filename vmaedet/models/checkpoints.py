@@ -94,8 +94,9 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 
 def _looks_like_safetensors(path: Path, magic: bytes) -> bool:
-    header_len = int.from_bytes(magic, "little")
-    return 0 < header_len < path.stat().st_size and header_len < 100_000_000
+    """An 8-byte little-endian header length that fits the file, then the JSON header's ``{``."""
+    header_len = int.from_bytes(magic[:8], "little")
+    return magic[8:9] == b"{" and 0 < header_len < path.stat().st_size and header_len < 100_000_000
 
 
 def _strip(sd: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -142,7 +143,7 @@ def _classify(obj: Any, path: Path) -> tuple[str, dict[str, torch.Tensor], dict[
     sd = _strip(sd, ("module.", "backbone.", "encoder."))
     if layout == "state-dict" and "fc_norm.weight" in sd:
         layout = "kinetics"
-    if "patch_embed.proj.weight" not in sd:
+    if "patch_embed.proj.weight" not in sd and "patch_embed.proj.conv4.weight" not in sd:
         raise CheckpointError(
             f"{path} is not a VideoMAE detector or backbone checkpoint",
             received=f"no 'patch_embed.proj.weight' among {len(sd)} keys (e.g. {sorted(sd)[:5]})",
@@ -153,8 +154,9 @@ def _classify(obj: Any, path: Path) -> tuple[str, dict[str, torch.Tensor], dict[
 
 def _shape_config(sd: Mapping[str, torch.Tensor], arch: str | None, path: Path) -> tuple[str | None, BackboneConfig | None]:
     """Variant name (or None) and a config inferred from the weight shapes."""
-    w = sd["patch_embed.proj.weight"]
-    if w.ndim != 5 or tuple(w.shape[1:]) != (3, 2, 16, 16):
+    stem = "conv" if "patch_embed.proj.conv4.weight" in sd else "tubelet"
+    w = sd["patch_embed.proj.conv4.weight" if stem == "conv" else "patch_embed.proj.weight"]
+    if stem == "tubelet" and (w.ndim != 5 or tuple(w.shape[1:]) != (3, 2, 16, 16)):
         raise CheckpointError(
             f"{path}: patch embedding has an unexpected shape",
             received=tuple(w.shape), expected="[D, 3, 2, 16, 16]",
@@ -165,10 +167,10 @@ def _shape_config(sd: Mapping[str, torch.Tensor], arch: str | None, path: Path) 
     hidden = int(sd[hidden_key].shape[0]) if hidden_key in sd else 4 * dim
     if arch is not None:
         return resolve_name(arch), None
-    name = infer_variant(dim, depth, hidden)
+    name = infer_variant(dim, depth, hidden, stem)
     if name is not None:
         return name, None
-    if dim % 64 == 0:  # official sizes use 64-wide heads (ViT-H: 80, registered)
+    if dim % 64 == 0 and stem == "tubelet":  # official sizes use 64-wide heads (ViT-H: 80, registered)
         return None, BackboneConfig(embed_dim=dim, depth=depth, num_heads=dim // 64, mlp_ratio=hidden / dim)
     raise CheckpointError(
         f"{path}: cannot infer the variant from the weight shapes",
@@ -216,11 +218,12 @@ def load_detector(
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory", expected="a checkpoint file (.safetensors or .pth)")
     with open(path, "rb") as fh:
-        magic = fh.read(8)
-    if len(magic) < 8:
+        magic = fh.read(9)
+    if len(magic) < 9:
         raise CheckpointError(f"{path} is empty or truncated ({len(magic)} bytes)", expected="a checkpoint file")
 
-    is_torch = magic.startswith(b"PK") or magic[:1] == b"\x80"
+    # a safetensors header length can start with 0x80 (a pickle's first byte): test safetensors first
+    is_torch = not _looks_like_safetensors(path, magic) and (magic.startswith(b"PK") or magic[:1] == b"\x80")
     if not is_torch and path.suffix != ".safetensors" and not _looks_like_safetensors(path, magic):
         raise CheckpointError(
             f"{path} is not a checkpoint: it is neither a PyTorch file (zip/pickle) nor safetensors",
@@ -247,7 +250,7 @@ def load_detector(
                                variant=cfg_dict.get("variant"))
         model.short_side = int(cfg_dict.get("short_side", 256))
     else:
-        if "patch_embed.proj.weight" not in sd:
+        if "patch_embed.proj.weight" not in sd and "patch_embed.proj.conv4.weight" not in sd:
             raise CheckpointError(f"{path} is not a VideoMAE detector checkpoint", received=f"keys {sorted(sd)[:5]}")
         name, cfg = _shape_config(sd, arch, path)
         if name is not None:

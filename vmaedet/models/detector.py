@@ -76,6 +76,16 @@ def vit_tiny() -> BackboneConfig:
     return BackboneConfig(embed_dim=128, depth=4, num_heads=2)
 
 
+@register_model("tiny-convstem")
+def vit_tiny_convstem() -> BackboneConfig:
+    """The demo's CPU model: ``vit_tiny``'s blocks and head behind a 3D-conv stem (:class:`ConvStem`).
+
+    Trained from scratch on ~200 synthetic clips, the plain tubelet ViT memorises its training
+    videos; the conv stem gives it locality and it learns (README, *Training on a CPU*).
+    """
+    return BackboneConfig(embed_dim=128, depth=4, num_heads=2, stem="conv", head_init_scale=1.0)
+
+
 #: Variants that are the published sizes (the rest are test/demo variants).
 OFFICIAL_VARIANTS = (
     "vit_small_patch16_224",
@@ -129,7 +139,7 @@ class ActionDetector(VideoMAEBackbone):
         self.head = nn.Linear(cfg.embed_dim, num_classes)
         self.apply(init_weights)
         with torch.no_grad():  # the seed scales the head's init by init_scale = 0.001
-            self.head.weight.mul_(0.001)
+            self.head.weight.mul_(cfg.head_init_scale)
 
     def forward_features(self, clip: torch.Tensor) -> torch.Tensor:
         """``[B, 3, 16, H, W]`` → time-averaged map ``[B, D, H/16, W/16]``."""
@@ -170,10 +180,11 @@ def create_detector(name: str, num_classes: int = NUM_CLASSES, **overrides: obje
     return ActionDetector(cfg, num_classes=num_classes, variant=canonical)
 
 
-def infer_variant(embed_dim: int, depth: int, mlp_hidden: int) -> str | None:
-    """Registered variant whose shapes match, or None."""
+def infer_variant(embed_dim: int, depth: int, mlp_hidden: int, stem: str = "tubelet") -> str | None:
+    """Registered variant whose shapes (and stem) match, or None."""
     for name in list_models():
         cfg = _REGISTRY[name]()
-        if cfg.embed_dim == embed_dim and cfg.depth == depth and int(cfg.embed_dim * cfg.mlp_ratio) == mlp_hidden:
+        if cfg.embed_dim == embed_dim and cfg.depth == depth and int(cfg.embed_dim * cfg.mlp_ratio) == mlp_hidden \
+                and cfg.stem == stem:
             return name
     return None

@@ -6,14 +6,20 @@
   forward (cached per grid; at the training grid 14×14 it is the identity).
 * Pre-norm blocks, q/v bias with a zero k bias, q scaled before the product, exact-erf GELU,
   LayerNorm eps 1e-6, final norm over all tokens.
+
+``BackboneConfig.stem = "conv"`` swaps the tubelet embedding for a small 3D-conv stem with the same
+output grid (:class:`ConvStem`).  No official checkpoint has one: it exists for the tiny demo model
+trained from scratch on a CPU, where a ViT without locality does not learn (README, *Training*).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -36,6 +42,8 @@ class BackboneConfig:
     drop_path: float = 0.0  # stochastic depth of the last block (linspace from 0)
     attn_impl: str = "sdpa"  # "sdpa" (fused kernel) or "naive" (the seed's explicit matmuls)
     grad_checkpointing: bool = False  # recompute blocks in backward (saves memory for L/H)
+    stem: str = "tubelet"  # "tubelet": the seed's Conv3d 2×16×16; "conv": ConvStem (demo variant only)
+    head_init_scale: float = 0.001  # the seed's init_scale of the head; 1.0 for the from-scratch demo variant
 
     @property
     def head_dim(self) -> int:
@@ -91,12 +99,76 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x.div(keep_prob) * keep
 
 
-class PatchEmbed(nn.Module):
-    """Conv3d tubelet embedding: ``[B, 3, 16, H, W]`` → ``[B, D, 8, H/16, W/16]``."""
+class GlobalBatchNorm3d(nn.BatchNorm3d):
+    """BatchNorm3d whose training statistics cover the whole batch across torch.distributed ranks.
 
-    def __init__(self, embed_dim: int) -> None:
+    One process and N ranks at the same total batch then normalise alike (and reach the same
+    weights within float tolerance).  Unlike ``nn.SyncBatchNorm`` it runs on any backend, gloo on
+    the CPU included: the per-channel sums travel through the autograd-aware
+    ``torch.distributed.nn.functional.all_reduce``.  Outside training, or in a single process, it is
+    ``nn.BatchNorm3d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = (0, 2, 3, 4)
+        count = x.new_tensor([x.numel() / x.shape[1]])  # elements per channel on this rank
+        total = all_reduce(torch.cat([x.sum(dims), count]))  # [C + 1]
+        n = total[-1]
+        mean = total[:-1] / n  # [C]
+        centred = x - mean.view(1, -1, 1, 1, 1)
+        var = all_reduce((centred * centred).sum(dims)) / n  # [C], biased, as BatchNorm normalises
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach(), m)
+                self.running_var.lerp_(var.detach() * n / (n - 1), m)  # unbiased, as BatchNorm keeps it
+        y = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1, 1)
+        if self.affine:
+            y = y * self.weight.view(1, -1, 1, 1, 1) + self.bias.view(1, -1, 1, 1, 1)
+        return y
+
+
+class ConvStem(nn.Sequential):
+    """Four 3D convolutions (BatchNorm, ReLU): ``[B, 3, 16, H, W]`` → ``[B, D, 8, H/16, W/16]``.
+
+    The tubelet embedding's output grid, reached by a conv stack with locality ("early convolutions
+    help transformers see better", Xiao et al., 2021): time stride 2 in the second layer, space
+    stride 2 in each.  Batch statistics are global across ranks (:class:`GlobalBatchNorm3d`).
+    """
+
+    def __init__(self, embed_dim: int, widths: tuple[int, int, int] = (32, 64, 64)) -> None:
+        chans = (3, *widths, embed_dim)
+        kernels = ((3, 5, 5), (3, 3, 3), (3, 3, 3), (3, 3, 3))
+        strides = ((1, 2, 2), (2, 2, 2), (1, 2, 2), (1, 2, 2))
+        layers: list[tuple[str, nn.Module]] = []
+        for i, (k, st) in enumerate(zip(kernels, strides), start=1):
+            pad = tuple(x // 2 for x in k)
+            layers += [(f"conv{i}", nn.Conv3d(chans[i - 1], chans[i], k, st, pad, bias=False)),
+                       (f"bn{i}", GlobalBatchNorm3d(chans[i])), (f"relu{i}", nn.ReLU())]
+        super().__init__(OrderedDict(layers))
+
+
+class PatchEmbed(nn.Module):
+    """Tubelet embedding: ``[B, 3, 16, H, W]`` → ``[B, D, 8, H/16, W/16]``.
+
+    ``stem="tubelet"`` is the seed's Conv3d 2×16×16 (key ``patch_embed.proj.weight``);
+    ``stem="conv"`` a :class:`ConvStem` (keys ``patch_embed.proj.conv1.weight`` …).
+    """
+
+    def __init__(self, embed_dim: int, stem: str = "tubelet") -> None:
         super().__init__()
-        self.proj = nn.Conv3d(3, embed_dim, kernel_size=(TUBELET, PATCH, PATCH), stride=(TUBELET, PATCH, PATCH))
+        if stem == "tubelet":
+            self.proj: nn.Module = nn.Conv3d(3, embed_dim, kernel_size=(TUBELET, PATCH, PATCH),
+                                             stride=(TUBELET, PATCH, PATCH))
+        elif stem == "conv":
+            self.proj = ConvStem(embed_dim)
+        else:
+            raise ValueError(f"unknown stem {stem!r}; expected 'tubelet' (the seed) or 'conv'")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
@@ -176,7 +248,7 @@ class VideoMAEBackbone(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.embed_dim
-        self.patch_embed = PatchEmbed(d)
+        self.patch_embed = PatchEmbed(d, cfg.stem)
         # A plain attribute, as in the seed: not a Parameter, not a buffer, not in the state_dict.
         self.pos_table = sinusoid_table(TABLE_LEN, d)  # [1, 1568, D]
         self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
