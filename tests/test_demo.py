@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vmaedet.demo import DemoConfig, demo_ok, print_summary, run_demo
+from vmaedet.demo import DemoConfig, demo_ok, learned, print_summary, run_demo
 
 
 @pytest.mark.slow
@@ -37,5 +37,11 @@ def test_demo_small_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "demo summary" in out and "vmaedet export" in out
     # One epoch does not learn: the demo's own check must say so rather than claim success.
     fails = demo_ok(summary)
-    if summary["trained_mAP"] <= 2 * summary["baseline_mAP"]:
+    if not learned(summary["baseline_mAP"], summary["trained_mAP"]):
         assert any("learning" in f for f in fails)
+
+
+def test_learning_check() -> None:
+    assert learned(0.2, 0.34) and learned(0.1, 0.2)
+    assert not learned(0.2, 0.29)  # +0.09
+    assert not learned(0.3, 0.44)  # +0.14 but only 1.47×

@@ -113,7 +113,7 @@ def test_jitter_uses_each_samples_size_and_generator() -> None:
 def test_config_yaml_overrides_and_errors(tmp_path: Path) -> None:
     cfg = load_config("tiny", ["optim.lr=1e-3", "model.init=null", "optim.betas=[0.8, 0.9]", "train.batch_size=4"])
     assert isinstance(cfg, TrainConfig) and cfg.optim.lr == 1e-3 and cfg.optim.betas == (0.8, 0.9)
-    assert cfg.model.arch == "vit_tiny" and cfg.train.batch_size == 4
+    assert cfg.model.arch == "vit_tiny_convstem" and cfg.train.batch_size == 4
     assert parse_override("a.b=1e-3") == ("a.b", "1e-3") and load_config(None, ["optim.lr=1e-3"]).optim.lr == 1e-3
     with pytest.raises(ConfigError, match="did you mean 'schedule.epochs'"):
         load_config(None, ["schedule.epoch=3"])
