@@ -31,7 +31,7 @@ console = Console()
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo run (the defaults take about 2 minutes on 2 CPU cores after set-up)."""
+    """Sizes of the demo run (the defaults take about 7 minutes on 2 CPU cores after set-up)."""
 
     out: Path = Path("demo_out")
     videos: int = 30  # synthetic videos (the last 20 % are the held-out val split; fewer make val mAP noise)

