@@ -33,9 +33,8 @@ from vmaedet.config import load_config  # noqa: E402
 from vmaedet.data.synthetic import generate  # noqa: E402
 from vmaedet.envinfo import environment, write_json  # noqa: E402
 from vmaedet.models.checkpoints import save_detector  # noqa: E402
-import torch  # noqa: E402
 from vmaedet.train.evaluate import evaluate_checkpoint  # noqa: E402
-from vmaedet.train.loop import build_datasets, build_model, train  # noqa: E402
+from vmaedet.train.loop import build_datasets, initial_model, train  # noqa: E402
 
 
 def _load() -> list[float]:
@@ -61,8 +60,7 @@ def run(work: Path, videos: int, seconds: int, seed: int, overrides: list[str]) 
     out["config"] = cfg.to_dict()
 
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.train.seed)  # as train() seeds: the baseline is the run's own initial weights
-    untrained = build_model(cfg).eval()
+    untrained = initial_model(cfg)  # the run's own starting weights
     base_ckpt = save_detector(untrained, work / "baseline" / "untrained.safetensors")
     out["mAP_untrained"] = evaluate_checkpoint(base_ckpt, data, split="val", out_dir=work / "baseline",
                                                device="cpu", num_workers=0)["mAP"]

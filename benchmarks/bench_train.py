@@ -1,9 +1,9 @@
 """Training-step throughput (clips/s): forward + BCE×K + backward + AdamW, data already in memory.
 
-Cases: the tiny config with the seed's plain ``vit_tiny`` (112², batch 8; the figures in
-benchmarks/README predate the config's switch to ``vit_tiny_convstem``, so the case pins ``vit_tiny``) and ViT-S at 224² (the seed's training geometry),
-fp32 and bf16 autocast on the CPU, fp16 + GradScaler on CUDA when present.  Data loading is left
-out (it is measured by the data benchmarks); the loop is the one ``vmaedet train`` runs.
+Cases: the tiny config with the seed's plain ``vit_tiny`` pinned (112², batch 8; the figures in
+benchmarks/README predate the config's switch to ``vit_tiny_convstem``) and ViT-S at 224² (the seed's
+training geometry), fp32 and bf16 autocast on the CPU, fp16 + GradScaler on CUDA when present.  Data
+loading is left out (it is measured by the data benchmarks); the loop is the one ``vmaedet train`` runs.
 Writes ``benchmarks/results/bench_train.json`` with the environment.
 
     python benchmarks/bench_train.py [--steps 5] [--warmup 2] [--vit-s-batch 2]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -87,7 +86,8 @@ def _rank(rank: int, world: int, store: str, x: torch.Tensor, w: torch.Tensor, q
 
 
 @pytest.mark.slow
-def test_global_batch_norm_across_two_gloo_ranks_equals_one_process(tmp_path: Path) -> None:
+def test_global_batch_norm_across_two_gloo_ranks_equals_one_process(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Two ranks with half the batch each: the outputs, input gradients, summed weight gradients and
     running statistics of one BatchNorm over the whole batch (float64 reference)."""
     torch.manual_seed(0)
@@ -96,7 +96,7 @@ def test_global_batch_norm_across_two_gloo_ranks_equals_one_process(tmp_path: Pa
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     procs = [ctx.Process(target=_rank, args=(r, 2, str(tmp_path / "store"), x, w, q)) for r in range(2)]
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited by the spawned ranks
     for p in procs:
         p.start()
     results = sorted((q.get(timeout=120) for _ in procs), key=lambda r: r[0])

@@ -133,3 +133,16 @@ def test_cli_train_then_evaluate_checkpoint_on_synthetic_data(tmp_path: Path) ->
     kept = [r for r in read_proposals(data / "annotations" / "proposals_val.csv") if r.score >= 0.8 and r.key not in excluded]
     rows = (tmp_path / "ev" / "detections.csv").read_text().splitlines()
     assert len(rows) == 80 * len(kept)  # every proposal ≥ 0.8 scored for all 80 classes
+
+
+def test_initial_model_is_the_weights_train_starts_from(tmp_path: Path) -> None:
+    """With lr 0 the trained weights stay the initial ones: ``initial_model`` must reproduce them."""
+    from vmaedet.train.loop import initial_model, train
+
+    cfg = toy_config(tmp_path, "schedule.epochs=1", "optim.lr=0", "optim.min_lr=0")
+    res = train(cfg, train_dataset=ToyAVADataset(8), collate_fn=toy_collate, evaluate_fn=_no_eval)
+    start = initial_model(cfg).state_dict()
+    other = initial_model(toy_config(tmp_path / "o", "train.seed=5")).state_dict()
+    for k, v in res.model.state_dict().items():
+        assert torch.equal(v, start[k]), k
+    assert any(not torch.equal(v, other[k]) for k, v in start.items())  # the seed does matter

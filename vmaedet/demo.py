@@ -85,7 +85,6 @@ def _stream_run(label: str, source: Path, out: Path, say: Callable[[str], None],
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every step; return (and write to ``out/summary.json``) the summary."""
-    import torch
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from .config import load_config
@@ -93,7 +92,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from .export.onnx import export_onnx
     from .models.checkpoints import load_detector, save_detector
     from .train.evaluate import evaluate_checkpoint
-    from .train.loop import build_model, train
+    from .train.loop import initial_model, train
     from .verify import run_ladder
 
     out = cfg.out.resolve()
@@ -128,8 +127,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         # 2. baseline ----------------------------------------------------------------------
         step(1)
         say("untrained model on the val split")
-        torch.manual_seed(tcfg.train.seed)  # as train() seeds: the baseline is the run's own initial weights
-        untrained = build_model(tcfg).eval()
+        untrained = initial_model(tcfg)  # the run's own starting weights
         base_ckpt = save_detector(untrained, out / "baseline" / "untrained.safetensors")
         base = evaluate_checkpoint(base_ckpt, data, split="val", out_dir=out / "baseline", device="cpu", num_workers=0)
         summary["baseline_mAP"] = base["mAP"]

@@ -99,6 +99,15 @@ def _looks_like_safetensors(path: Path, magic: bytes) -> bool:
     return magic[8:9] == b"{" and 0 < header_len < path.stat().st_size and header_len < 100_000_000
 
 
+#: The key that identifies each patch-embedding stem (``BackboneConfig.stem``) in a state dict.
+_STEM_KEYS = {"tubelet": "patch_embed.proj.weight", "conv": "patch_embed.proj.conv4.weight"}
+
+
+def _stem_of(sd: Mapping[str, torch.Tensor]) -> str | None:
+    """``"tubelet"`` (the seed's), ``"conv"`` (ConvStem), or None when the state dict has no patch embedding."""
+    return next((stem for stem, key in _STEM_KEYS.items() if key in sd), None)
+
+
 def _strip(sd: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for k, v in sd.items():
@@ -143,7 +152,7 @@ def _classify(obj: Any, path: Path) -> tuple[str, dict[str, torch.Tensor], dict[
     sd = _strip(sd, ("module.", "backbone.", "encoder."))
     if layout == "state-dict" and "fc_norm.weight" in sd:
         layout = "kinetics"
-    if "patch_embed.proj.weight" not in sd and "patch_embed.proj.conv4.weight" not in sd:
+    if _stem_of(sd) is None:
         raise CheckpointError(
             f"{path} is not a VideoMAE detector or backbone checkpoint",
             received=f"no 'patch_embed.proj.weight' among {len(sd)} keys (e.g. {sorted(sd)[:5]})",
@@ -154,8 +163,8 @@ def _classify(obj: Any, path: Path) -> tuple[str, dict[str, torch.Tensor], dict[
 
 def _shape_config(sd: Mapping[str, torch.Tensor], arch: str | None, path: Path) -> tuple[str | None, BackboneConfig | None]:
     """Variant name (or None) and a config inferred from the weight shapes."""
-    stem = "conv" if "patch_embed.proj.conv4.weight" in sd else "tubelet"
-    w = sd["patch_embed.proj.conv4.weight" if stem == "conv" else "patch_embed.proj.weight"]
+    stem = _stem_of(sd) or "tubelet"
+    w = sd[_STEM_KEYS[stem]]
     if stem == "tubelet" and (w.ndim != 5 or tuple(w.shape[1:]) != (3, 2, 16, 16)):
         raise CheckpointError(
             f"{path}: patch embedding has an unexpected shape",
@@ -223,8 +232,9 @@ def load_detector(
         raise CheckpointError(f"{path} is empty or truncated ({len(magic)} bytes)", expected="a checkpoint file")
 
     # a safetensors header length can start with 0x80 (a pickle's first byte): test safetensors first
-    is_torch = not _looks_like_safetensors(path, magic) and (magic.startswith(b"PK") or magic[:1] == b"\x80")
-    if not is_torch and path.suffix != ".safetensors" and not _looks_like_safetensors(path, magic):
+    is_safetensors = _looks_like_safetensors(path, magic)
+    is_torch = not is_safetensors and (magic.startswith(b"PK") or magic[:1] == b"\x80")
+    if not is_torch and path.suffix != ".safetensors" and not is_safetensors:
         raise CheckpointError(
             f"{path} is not a checkpoint: it is neither a PyTorch file (zip/pickle) nor safetensors",
             received=f"first bytes {magic!r}",
@@ -250,7 +260,7 @@ def load_detector(
                                variant=cfg_dict.get("variant"))
         model.short_side = int(cfg_dict.get("short_side", 256))
     else:
-        if "patch_embed.proj.weight" not in sd and "patch_embed.proj.conv4.weight" not in sd:
+        if _stem_of(sd) is None:
             raise CheckpointError(f"{path} is not a VideoMAE detector checkpoint", received=f"keys {sorted(sd)[:5]}")
         name, cfg = _shape_config(sd, arch, path)
         if name is not None:

@@ -145,6 +145,15 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return model.train()  # type: ignore[union-attr]
 
 
+def initial_model(cfg: TrainConfig) -> nn.Module:
+    """The weights ``train(cfg)`` starts from on rank 0 (seeded as it seeds), in eval mode.
+
+    The demo and the learning benchmark score these as the untrained baseline of the same run.
+    """
+    torch.manual_seed(cfg.train.seed)
+    return build_model(cfg).eval()
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DDP) else model
 
