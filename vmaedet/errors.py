@@ -68,3 +68,12 @@ class BackendUnavailable(EngineError):
 
 class StreamError(VmaedetError, RuntimeError):
     """A streaming source, sink or worker failed."""
+
+
+class OutputError(VmaedetError, RuntimeError):
+    """An output cannot be written: it is also an input, it exists without permission to replace it,
+    or the write failed (no space left, read-only file system, permission). Nothing partial is left."""
+
+
+class UsageError(VmaedetError, ValueError):
+    """A value given on the command line or to the Python API is out of range or inconsistent."""
