@@ -157,15 +157,53 @@ def test_cli_trt_fails_cleanly_without_tensorrt(tmp_path: Path) -> None:
 
 
 # -- real TensorRT (skipped here) -----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def fp16_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vmaedet.export.onnx import export_onnx
+#: Largest |logit| of the parity model: realistic logits (|logit| ≈ 1–10), so a plugin that returns
+#: zeros (logits = bias = 0) or garbage is off by whole units, far outside the tolerance below.
+LOGIT_SCALE = 6.0
+PARITY_CLIP_SEED = 1
+PARITY_ROIS = torch.tensor([[0, 3.0, 5.0, 60.0, 50.0], [0, 0.0, 0.0, 79.0, 63.0], [0, 30.0, 20.0, 31.0, 21.0],
+                            [0, 40.0, 8.0, 72.0, 60.0], [0, 12.0, 30.0, 30.0, 62.0]])  # [5, 5] in 64×80 clip pixels
+
+
+def _parity_clip() -> torch.Tensor:
+    return torch.randn(1, 3, 16, 64, 80, generator=torch.Generator().manual_seed(PARITY_CLIP_SEED))  # [1, 3, 16, H, W]
+
+
+def realistic_detector() -> torch.nn.Module:
+    """vit_micro with a head re-initialised so the parity inputs give |logit| up to LOGIT_SCALE.
+
+    The registry's head is scaled by the seed's init_scale 0.001 (logits ≈ 2e-4): any tolerance passes
+    then, even for a RoIAlign that returns zeros.  Here the head is N(0, 1), bias 0, rescaled so the
+    largest |logit| on the parity inputs is exactly LOGIT_SCALE (logits are linear in the weight).
+    """
     from vmaedet.models import create_detector
 
     torch.manual_seed(0)
     model = create_detector("vit_micro").eval()
+    with torch.no_grad():
+        model.head.bias.zero_()
+        torch.nn.init.normal_(model.head.weight, std=1.0)
+        logits = model(_parity_clip(), PARITY_ROIS)  # [K, 80]
+        model.head.weight.mul_(LOGIT_SCALE / logits.abs().max())
+    return model
+
+
+def test_parity_model_has_realistic_logits() -> None:
+    """CPU: the model the GPU parity tests use has logits of order 1–10, not 1e-4."""
+    with torch.no_grad():
+        logits = realistic_detector()(_parity_clip(), PARITY_ROIS)  # [K, 80]
+    peak = float(logits.abs().max())
+    assert 1.0 <= peak <= 10.0 and abs(peak - LOGIT_SCALE) < 1e-4
+    assert float(logits.abs().median()) >= 0.3  # spread out, not a few outliers over a flat zero
+    assert float((logits[0] - logits[1]).abs().max()) > 0.5  # different persons, different logits
+
+
+@pytest.fixture(scope="module")
+def fp16_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vmaedet.export.onnx import export_onnx
+
     out = tmp_path_factory.mktemp("trt") / "micro_fp16.onnx"
-    return export_onnx(model, out, input_hw=(64, 80), max_persons=8, precision="fp16").path
+    return export_onnx(realistic_detector(), out, input_hw=(64, 80), max_persons=8, precision="fp16").path
 
 
 @pytest.mark.trt
@@ -173,20 +211,29 @@ def fp16_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("roi_align,aot,cuda_graph", [("plugin", True, True), ("plugin", False, False), ("builtin", True, True)])
 def test_engine_matches_torch(fp16_onnx: Path, tmp_path: Path, roi_align: str, aot: bool, cuda_graph: bool) -> None:
+    import json
+
     from vmaedet.engines import create_engine
-    from vmaedet.models import create_detector
 
     plan = build_engine(fp16_onnx, tmp_path / f"m_{roi_align}_{aot}.engine", max_persons=8, opt_persons=4,
                         workspace_gb=1, timing_cache=tmp_path / "cache.bin", roi_align=roi_align, aot=aot, progress=False)
-    assert (tmp_path / "cache.bin").exists()
-    torch.manual_seed(0)
-    model = create_detector("vit_micro").eval()
-    clip = torch.randn(1, 3, 16, 64, 80)  # [1, 3, 16, H, W]
-    rois = torch.tensor([[0, 3.0, 5.0, 60.0, 50.0], [0, 0.0, 0.0, 79.0, 63.0], [0, 30.0, 20.0, 31.0, 21.0]])
+    built = json.loads(Path(str(plan) + ".json").read_text())["tensorrt"]
+    assert built["timing_cache"]["saved"] and (tmp_path / built["timing_cache"]["file"]).exists()
+    assert built["roi_align"]["implementation"] == ("builtin" if roi_align == "builtin" else "aot" if aot else "jit")
+    assert built["num_layers"] > 0 and built["attention"]["fused_attention"] in (True, False, None)
+    model = realistic_detector()
+    clip, rois = _parity_clip(), PARITY_ROIS
     with torch.no_grad():
-        ref = model(clip, rois)  # [K, 80]
+        ref = model(clip, rois)  # [K, 80], |logit| up to LOGIT_SCALE
+    assert 1.0 <= float(ref.abs().max()) <= 10.0
     with create_engine("tensorrt", plan, cuda_graph=cuda_graph) as engine:
-        got = engine.infer(clip, rois)
+        got = engine.infer(clip, rois)  # [K, 80]
         assert engine.infer(clip, rois[:0]).shape == (0, 80)
-        torch.testing.assert_close(engine.infer(clip, rois[:1]), got[:1], rtol=0, atol=1e-3)  # rows independent
-    torch.testing.assert_close(got, ref, rtol=0, atol=5e-2)  # FP16 body vs FP32 torch
+        torch.testing.assert_close(engine.infer(clip, rois[:1]), got[:1], rtol=0, atol=1e-3 * LOGIT_SCALE)  # rows independent
+        torch.testing.assert_close(engine.infer(clip, rois[2:4]), got[2:4], rtol=0, atol=1e-3 * LOGIT_SCALE)
+    # FP16 body vs FP32 torch: 2 % of the logit scale, and twice the ONNX FP16 gate on sigmoid scores.
+    # Zeros from the RoIAlign would miss by up to LOGIT_SCALE (50× the tolerance).
+    tol = 0.02 * LOGIT_SCALE
+    assert tol <= 0.05 * float(ref.abs().max())
+    torch.testing.assert_close(got, ref, rtol=0, atol=tol)
+    assert float((got.sigmoid() - ref.sigmoid()).abs().max()) <= 2e-2

@@ -4,7 +4,23 @@
 the built-in ``ROIAlign_TRT``, see :mod:`vmaedet.export.surgery`), parses the graph into a
 strongly typed network (precisions come from the graph: FP16 body, FP32 islands), adds an
 optimisation profile over the number of persons K, and writes ``<engine>`` plus its sidecar
-manifest (TensorRT version, GPU and compute capability, precision, ONNX sha256, plugin version).
+manifest (TensorRT version, GPU and compute capability, precision, ONNX sha256, plugin version,
+AOT or JIT plugin, layer count, whether the engine's layers show fused attention).
+
+Supported TensorRT: **10.9 ≤ version < 12** (10.9 is the first release with ``tensorrt.plugin``'s
+``aot_impl``; 11.x removed the weak-typing APIs such as ``Builder.platform_has_fast_fp16`` and
+``ICudaEngine.device_memory_size``).  This module and the engine use only APIs present in both 10.x
+and 11.x; any other version is refused with a clear error before anything is built or loaded.
+
+Building needs the full ``tensorrt`` package (a ``Builder``, the ONNX parser).  Running an engine
+needs only a ``Runtime``: :func:`tensorrt_runtime_status` accepts ``tensorrt``, then the runtime-only
+``tensorrt_lean`` and ``tensorrt_dispatch`` packages (which, per NVIDIA's documentation, run
+version-compatible plans: build with ``version_compatible=True`` / ``--version-compatible``).
+
+Timing cache: the file given is keyed by GPU (name, compute capability) and TensorRT version, so one
+path can serve several machines; a cache TensorRT rejects (other GPU/version, damaged) is replaced by
+a fresh one with a logged warning.  The plan is written (atomically) as soon as the build ends;
+everything after it (inspection, cache, manifest extras) can only warn, never lose the engine.
 
 TensorRT is imported lazily: this module imports on any machine, and everything TensorRT-specific
 fails with :class:`~vmaedet.errors.BackendUnavailable` saying what is missing and how to install it.
@@ -14,17 +30,31 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
+import json
+import logging
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple
 
 from ..errors import BackendUnavailable, ConfigError, EngineError, ExportError
+from ..safeio import atomic_path
 from .manifest import check_artifact_hash, library_versions, read_manifest, sha256_file, write_manifest
 from .plugins import PLUGIN_VERSION, ROI_ALIGN_MAX_ID
 from .surgery import ROI_ALIGN_MODES, prepare_roi_align
 
+log = logging.getLogger(__name__)
+
+#: Supported TensorRT versions: MIN_VERSION ≤ (major, minor) < (MAX_MAJOR_EXCLUSIVE, 0).
+MIN_VERSION = (10, 9)
+MAX_MAJOR_EXCLUSIVE = 12
+SUPPORTED_RANGE = f"{MIN_VERSION[0]}.{MIN_VERSION[1]} ≤ TensorRT < {MAX_MAJOR_EXCLUSIVE}"
+#: Python modules that provide a TensorRT ``Runtime``, in the order they are tried for running engines.
+RUNTIME_MODULES = ("tensorrt", "tensorrt_lean", "tensorrt_dispatch")
+
 INSTALL_HINT = (
-    "install TensorRT on a machine with an NVIDIA GPU and driver: "
+    f"install TensorRT ({SUPPORTED_RANGE}) on a machine with an NVIDIA GPU and driver: "
     "`pip install tensorrt` with NVIDIA's package index as the extra index URL (NVIDIA's TensorRT "
     "installation guide gives it; the packages on PyPI proper are stubs that download from NVIDIA's index), "
     "or run inside an NGC TensorRT or PyTorch container, which ships TensorRT, CUDA and Triton"
@@ -38,54 +68,130 @@ class TensorRTStatus(NamedTuple):
     reason: str
 
 
-def _import_tensorrt() -> Any:
-    import tensorrt as trt  # noqa: PLC0415 - optional, imported only when asked for
+def _import_tensorrt(name: str = "tensorrt") -> Any:
+    """Import a TensorRT Python module (``tensorrt``, ``tensorrt_lean`` or ``tensorrt_dispatch``)."""
+    return importlib.import_module(name)
 
-    return trt
+
+def parse_version(version: str) -> tuple[int, int] | None:
+    """``"10.13.0.35"`` → ``(10, 13)``; None when the string does not start with ``major.minor``."""
+    m = re.match(r"\s*(\d+)\.(\d+)", str(version))
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def version_problem(version: str) -> str | None:
+    """Why TensorRT ``version`` is not supported (a sentence), or None when it is."""
+    parsed = parse_version(version)
+    if parsed is None:
+        return f"TensorRT reports an unreadable version {version!r}; vmaedet supports {SUPPORTED_RANGE}"
+    if parsed < MIN_VERSION:
+        return (f"TensorRT {version} is too old: vmaedet supports {SUPPORTED_RANGE} "
+                f"(tensorrt.plugin's AOT plugins and the strongly typed build it relies on)")
+    if parsed[0] >= MAX_MAJOR_EXCLUSIVE:
+        return (f"TensorRT {version} is newer than vmaedet supports ({SUPPORTED_RANGE}); a new major "
+                "release removes APIs, so it is refused rather than half-working")
+    return None
+
+
+def _cuda_problem(module: str, version: str) -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return "torch is not importable (vmaedet runs TensorRT on torch CUDA tensors)"
+    if not torch.cuda.is_available():
+        return f"{module} {version} imports but no CUDA GPU is visible to torch"
+    return None
+
+
+def _probe(module: str, *, need_builder: bool) -> tuple[Any | None, str]:
+    """Import ``module``, check its version and CUDA, create a Builder (or a Runtime); (module or None, reason)."""
+    try:
+        trt = _import_tensorrt(module)
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
+        return None, f"the {module} Python package is not importable ({type(exc).__name__}: {exc})"
+    version = str(getattr(trt, "__version__", "unknown"))
+    problem = version_problem(version) or _cuda_problem(module, version)
+    if problem:
+        return None, problem
+    what = "Builder" if need_builder else "Runtime"
+    factory = getattr(trt, what, None)
+    if factory is None:
+        return None, (f"{module} {version} has no {what}" +
+                      (" (a runtime-only install: it runs engines but cannot build them)" if need_builder else ""))
+    try:
+        obj = factory(trt.Logger(trt.Logger.ERROR))
+    except Exception as exc:  # noqa: BLE001 - a failing probe means "not usable"
+        return None, f"{module} {version} imports but a {what} cannot be created ({type(exc).__name__}: {exc})"
+    if obj is None:
+        return None, f"{module} {version} imports but CUDA initialisation failed (no {what})"
+    return trt, f"{module} {version}"
+
+
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(torch.cuda.current_device())
 
 
 def tensorrt_status() -> TensorRTStatus:
-    """Probe TensorRT for real: importable, a CUDA GPU visible, and a ``Builder`` that works.
+    """Can engines be **built** here: the full ``tensorrt`` package in range, a CUDA GPU, a working ``Builder``.
 
     Importable is not usable: TensorRT's Python bindings import on a CPU-only machine and only
-    fail at CUDA initialisation, so this creates a Builder and asks it for the GPU's properties.
+    fail at CUDA initialisation, so this creates a Builder (an API present in 10.x and 11.x).
     """
-    try:
-        trt = _import_tensorrt()
-    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-        return TensorRTStatus(False, f"the tensorrt Python package is not importable ({type(exc).__name__}: {exc}); {INSTALL_HINT}")
-    try:
-        import torch
+    trt, reason = _probe("tensorrt", need_builder=True)
+    if trt is None:
+        return TensorRTStatus(False, f"{reason}; {INSTALL_HINT}" if "not importable" in reason else reason)
+    return TensorRTStatus(True, f"TensorRT {trt.__version__} on {_device_name()}")
 
-        if not torch.cuda.is_available():
-            return TensorRTStatus(False, f"TensorRT {trt.__version__} imports but no CUDA GPU is visible to torch")
-    except ImportError:
-        return TensorRTStatus(False, "torch is not importable (vmaedet runs TensorRT on torch CUDA tensors)")
-    try:
-        builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
-        ok = builder is not None and builder.platform_has_fast_fp16 is not None
-    except Exception as exc:  # noqa: BLE001 - a failing probe means "not usable"
-        return TensorRTStatus(False, f"TensorRT {trt.__version__} imports but a Builder cannot be created ({exc})")
-    if not ok:
-        return TensorRTStatus(False, f"TensorRT {trt.__version__} imports but CUDA initialisation failed")
-    return TensorRTStatus(True, f"TensorRT {trt.__version__} on {torch.cuda.get_device_name(0)}")
+
+def tensorrt_runtime_status() -> TensorRTStatus:
+    """Can engines be **run** here: ``tensorrt``, ``tensorrt_lean`` or ``tensorrt_dispatch`` with a working ``Runtime``.
+
+    The reason of a usable status starts with the module name (``"tensorrt_lean 10.13.0 on …"``).
+    """
+    reasons = []
+    for module in RUNTIME_MODULES:
+        trt, reason = _probe(module, need_builder=False)
+        if trt is not None:
+            return TensorRTStatus(True, f"{reason} on {_device_name()}")
+        reasons.append(reason)
+    return TensorRTStatus(False, "; ".join(reasons) + f"; {INSTALL_HINT}")
 
 
 def require_tensorrt() -> Any:
-    """The ``tensorrt`` module, or :class:`BackendUnavailable` naming what is missing and the fix."""
-    status = tensorrt_status()
-    if not status.available:
-        raise BackendUnavailable("TensorRT is not usable on this machine", received=status.reason,
-                                 expected="tensorrt ≥ 10.9 with a CUDA GPU", fix=INSTALL_HINT)
-    return _import_tensorrt()
+    """The full ``tensorrt`` module (for building), or :class:`BackendUnavailable` naming what is missing."""
+    trt, reason = _probe("tensorrt", need_builder=True)
+    if trt is None:
+        raise BackendUnavailable("TensorRT is not usable on this machine (building an engine needs the full "
+                                 "tensorrt package with a Builder and a CUDA GPU)", received=reason,
+                                 expected=f"tensorrt with {SUPPORTED_RANGE} and a CUDA GPU", fix=INSTALL_HINT)
+    return trt
 
 
-def gpu_identity() -> dict[str, Any]:
-    """Name and compute capability of the current CUDA device (what an engine is bound to)."""
+def require_tensorrt_runtime() -> tuple[Any, str]:
+    """``(module, name)`` of the first usable TensorRT runtime (:data:`RUNTIME_MODULES`), or :class:`BackendUnavailable`."""
+    reasons = []
+    for module in RUNTIME_MODULES:
+        trt, reason = _probe(module, need_builder=False)
+        if trt is not None:
+            return trt, module
+        reasons.append(reason)
+    raise BackendUnavailable("TensorRT is not usable on this machine (running an engine needs a TensorRT runtime "
+                             "and a CUDA GPU)", received="; ".join(reasons),
+                             expected=f"tensorrt, tensorrt_lean or tensorrt_dispatch with {SUPPORTED_RANGE}",
+                             fix=INSTALL_HINT)
+
+
+def gpu_identity(device: Any = None) -> dict[str, Any]:
+    """Name and compute capability of a CUDA device (default: the current one), what an engine is bound to."""
     import torch
 
-    major, minor = torch.cuda.get_device_capability()
-    return {"name": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}"}
+    index = torch.cuda.current_device() if device is None else torch.device(device).index
+    if index is None:
+        index = torch.cuda.current_device()
+    major, minor = torch.cuda.get_device_capability(index)
+    return {"name": torch.cuda.get_device_name(index), "compute_capability": f"{major}.{minor}"}
 
 
 def check_engine_compat(manifest: Mapping[str, Any], *, tensorrt_version: str, gpu_name: str,
@@ -93,18 +199,181 @@ def check_engine_compat(manifest: Mapping[str, Any], *, tensorrt_version: str, g
     """Refuse an engine built with another TensorRT version or for another GPU.
 
     TensorRT plans are tied to the exact TensorRT version and to the GPU's compute capability
-    (kernels are chosen per SM); a mismatch fails at deserialisation or runs slowly.
+    (kernels are chosen per SM); a mismatch fails at deserialisation or runs slowly.  A plan built
+    version-compatible (``tensorrt.version_compatible`` in the manifest) runs on the same or a later
+    TensorRT; the GPU must still match.
     """
     built = manifest.get("tensorrt") or {}
     rebuild = f"rebuild it here: vmaedet export CKPT --trt (the ONNX recorded in {Path(engine_path).name}.json)"
-    if built.get("version") != tensorrt_version:
-        raise EngineError(f"{engine_path} was built with another TensorRT version", received=built.get("version"),
+    problem = version_problem(tensorrt_version)
+    if problem:
+        raise EngineError(f"cannot run {engine_path}: {problem}", received=tensorrt_version,
+                          expected=SUPPORTED_RANGE, fix=INSTALL_HINT)
+    built_version = built.get("version")
+    if built.get("version_compatible"):
+        here, there = parse_version(tensorrt_version), parse_version(str(built_version))
+        if there is None or here is None or here < there:
+            raise EngineError(f"{engine_path} is version-compatible but was built with a newer TensorRT than this one",
+                              received=built_version, expected=f"≤ {tensorrt_version}", fix=rebuild)
+    elif built_version != tensorrt_version:
+        raise EngineError(f"{engine_path} was built with another TensorRT version", received=built_version,
                           expected=tensorrt_version, fix=rebuild)
     gpu = built.get("gpu") or {}
     if gpu.get("compute_capability") != compute_capability or gpu.get("name") != gpu_name:
         raise EngineError(f"{engine_path} was built for another GPU",
                           received=f"{gpu.get('name')} (sm {gpu.get('compute_capability')})",
                           expected=f"{gpu_name} (sm {compute_capability})", fix=rebuild)
+
+
+# -- engine inspection ------------------------------------------------------------------------------
+#: Markers of a fused attention kernel in a layer's name, type or tactic (lower case).  Conservative:
+#: ``attention`` alone is not one (ONNX-derived names of *unfused* MatMul/Softmax layers contain it,
+#: e.g. ``…_[scaled_dot_product_attention]_…_matrix_multiply``); ``mha`` must stand as a token.
+_FUSED_ATTENTION_TOKENS = ("fmha", "flash_attention", "flashattention", "fused_multihead_attention",
+                           "multiheadattention", "multi_head_attention", "kgen_mha")
+_MHA_TOKEN = re.compile(r"(^|[^a-z0-9])mha([^a-z0-9]|$)")
+_ATTENTION_LAYER_TYPES = {"mha", "attention", "fusedattention"}
+
+
+def _layer_text(layer: Any) -> tuple[str, str]:
+    """(name, type + tactic) of one layer entry of the inspector's JSON, lower case."""
+    if isinstance(layer, str):
+        return layer.lower(), ""
+    if isinstance(layer, Mapping):
+        return (str(layer.get("Name", "")).lower(),
+                f"{layer.get('LayerType', '')} {layer.get('TacticName', '')}".lower())
+    return "", ""
+
+
+def _is_fused_attention(layer: Any) -> bool:
+    name, kind = _layer_text(layer)
+    if isinstance(layer, Mapping) and str(layer.get("LayerType", "")).strip().lower() in _ATTENTION_LAYER_TYPES:
+        return True
+    for text in (name, kind):
+        if any(tok in text for tok in _FUSED_ATTENTION_TOKENS) or _MHA_TOKEN.search(text):
+            return True
+    return False
+
+
+def attention_fusion(engine_info: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Whether an engine's layers show fused attention, from ``IEngineInspector`` JSON (10.x or 11.x schema).
+
+    Args:
+        engine_info: ``inspector.get_engine_information(LayerInformationFormat.JSON)`` (a string or parsed).
+
+    Returns:
+        ``{"fused_attention": True | False | None, "fused_attention_layers": n, "layers": n,
+        "detail": "detailed" | "layer_names_only" | "none", "examples": [up to 3 layer names]}``.
+        ``True``: at least one layer whose name, type or tactic carries a fused-attention marker
+        (``fmha``, ``mha`` as a token, ``flash_attention``, …).  ``False``: only with detailed layer
+        information (``ProfilingVerbosity.DETAILED``: types and tactics present) and no marker.
+        ``None``: cannot tell (names only and no marker, no layers, unparsable JSON).
+    """
+    try:
+        data = json.loads(engine_info) if isinstance(engine_info, (str, bytes)) else engine_info
+    except (TypeError, ValueError):
+        return {"fused_attention": None, "fused_attention_layers": 0, "layers": 0, "detail": "none", "examples": []}
+    layers = data.get("Layers") if isinstance(data, Mapping) else None
+    if not isinstance(layers, list) or not layers:
+        return {"fused_attention": None, "fused_attention_layers": 0, "layers": 0, "detail": "none", "examples": []}
+    detailed = any(isinstance(layer, Mapping) and ("LayerType" in layer or "TacticName" in layer) for layer in layers)
+    fused = [layer for layer in layers if _is_fused_attention(layer)]
+    names = [layer if isinstance(layer, str) else str(layer.get("Name", "")) for layer in fused[:3]]
+    verdict: bool | None = True if fused else (False if detailed else None)
+    return {"fused_attention": verdict, "fused_attention_layers": len(fused), "layers": len(layers),
+            "detail": "detailed" if detailed else "layer_names_only", "examples": names}
+
+
+def inspect_plan(trt: Any, plan: Any, logger: Any, *, version_compatible: bool = False) -> dict[str, Any]:
+    """Deserialise ``plan`` and report its layer count and fused attention (:func:`attention_fusion`)."""
+    runtime = trt.Runtime(logger)
+    if version_compatible:  # the plan embeds TensorRT's lean runtime (host code); we just built it
+        runtime.engine_host_code_allowed = True
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        raise ExportError("TensorRT could not deserialise the plan it just built for inspection")
+    info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+    report = attention_fusion(info)
+    report["num_layers"] = int(engine.num_layers)
+    return report
+
+
+# -- timing cache -----------------------------------------------------------------------------------
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "gpu"
+
+
+def timing_cache_path(base: str | Path, *, tensorrt_version: str, gpu: Mapping[str, Any]) -> Path:
+    """The cache file for this GPU and TensorRT version: ``cache.bin`` → ``cache-<gpu>-sm<cc>-trt<version>.bin``.
+
+    A timing cache is only valid for the GPU and TensorRT version that wrote it (TensorRT checks a
+    header and refuses others); keying the file name lets one path serve several machines.
+    """
+    base = Path(base)
+    cc = str(gpu.get("compute_capability", "")).replace(".", "")
+    key = f"{_slug(str(gpu.get('name', 'gpu')))}-sm{cc}-trt{_slug(tensorrt_version)}"
+    return base.with_name(f"{base.stem}-{key}{base.suffix}")
+
+
+def _attach_timing_cache(config: Any, cache_path: Path | None, warn: Callable[[str], None],
+                         fallback: Path | None = None) -> dict[str, Any]:
+    """Create and attach a timing cache (read from ``cache_path``, else ``fallback``, when usable); a manifest record.
+
+    ``fallback`` is the path exactly as given (a cache written by ``trtexec --timingCacheFile`` or
+    copied by hand); the keyed ``cache_path`` wins when both exist.  ``set_timing_cache(…,
+    ignore_mismatch=False)`` returns False for a cache of another GPU or TensorRT version;
+    ``create_timing_cache`` may return None (or raise) for damaged bytes.  Either way the build goes
+    on with a fresh cache and a warning; the file read is not modified (the fresh cache is saved to
+    ``cache_path``).
+    """
+    state: dict[str, Any] = {"file": cache_path.name if cache_path else None, "loaded": False, "saved": False}
+    source = next((p for p in (cache_path, fallback) if p is not None and p.is_file()), None)
+    blob = b""
+    if source is not None:
+        try:
+            blob = source.read_bytes()
+        except OSError as exc:
+            warn(f"timing cache {source} is unreadable ({exc}); starting a fresh one")
+    if blob:
+        try:
+            cache = config.create_timing_cache(blob)
+        except Exception as exc:  # noqa: BLE001 - damaged bytes: fall back, never fail the build for a cache
+            cache, reason = None, f"{type(exc).__name__}: {exc}"
+        else:
+            reason = "TensorRT could not read it"
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            state.update(loaded=True, read_from=source.name)  # type: ignore[union-attr]
+            return state
+        if cache is not None:
+            reason = "it was written for another GPU or TensorRT version (TensorRT refused it)"
+        warn(f"timing cache {source} not used: {reason}; starting a fresh one (saved to {cache_path})")
+    try:
+        cache = config.create_timing_cache(b"")
+        attached = cache is not None and bool(config.set_timing_cache(cache, ignore_mismatch=False))
+    except Exception as exc:  # noqa: BLE001
+        attached, state["error"] = False, f"{type(exc).__name__}: {exc}"
+    if not attached:
+        warn("TensorRT could not attach a fresh timing cache; building without one")
+    state["attached"] = attached
+    return state
+
+
+def _save_timing_cache(config: Any, cache_path: Path, state: dict[str, Any], warn: Callable[[str], None]) -> None:
+    """Serialise the builder's timing cache to ``cache_path``; failures only warn (the plan is already written)."""
+    try:
+        cache = config.get_timing_cache()
+        if cache is None:
+            warn("TensorRT returned no timing cache after the build; nothing saved")
+            return
+        data = cache.serialize()
+        if data is None:
+            warn("TensorRT could not serialise the timing cache; nothing saved")
+            return
+        with atomic_path(cache_path, what="the TensorRT timing cache") as tmp:
+            tmp.write_bytes(memoryview(data))
+        state["saved"] = True
+    except Exception as exc:  # noqa: BLE001 - the engine is written; a cache is an optimisation
+        warn(f"could not save the timing cache to {cache_path} ({type(exc).__name__}: {exc}); the engine is fine")
 
 
 # -- builder ----------------------------------------------------------------------------------------
@@ -135,6 +404,17 @@ def _parse(trt: Any, logger: Any, network: Any, graph_bytes: bytes, onnx_path: P
                           fix="check that the plugin loaded (roi_align=plugin needs Triton) or try --roi-align builtin")
 
 
+def _network_flags(trt: Any) -> int:
+    """Strongly typed network: the flag in 10.x; 11.x is always strongly typed (the flag, if present, is a no-op)."""
+    flag = getattr(getattr(trt, "NetworkDefinitionCreationFlag", None), "STRONGLY_TYPED", None)
+    if flag is None:
+        if (parse_version(trt.__version__) or (0, 0)) < (11, 0):
+            raise ExportError(f"TensorRT {trt.__version__} has no strongly typed networks",
+                              expected=SUPPORTED_RANGE, fix=INSTALL_HINT)
+        return 0
+    return 1 << int(flag)
+
+
 def build_engine(
     onnx_path: str | Path,
     out_path: str | Path,
@@ -146,6 +426,7 @@ def build_engine(
     roi_align: str = "plugin",
     progress: bool | Callable[[str], None] = True,
     aot: bool = True,
+    version_compatible: bool = False,
 ) -> Path:
     """Build a TensorRT engine from an exported ONNX artifact (and its manifest).
 
@@ -154,17 +435,23 @@ def build_engine(
         out_path: the engine file; its manifest goes to ``<out_path>.json``.
         max_persons / opt_persons: the K profile is min 1, opt ``opt_persons``, max ``max_persons``.
         workspace_gb: builder workspace limit.
-        timing_cache: file read (if present) and rewritten after the build; speeds up rebuilds.
+        timing_cache: base path of the timing cache; the file used is keyed by GPU and TensorRT
+            version (:func:`timing_cache_path`), read if present and usable (else the path as given,
+            e.g. a ``trtexec`` cache, if usable), written after the build.
         roi_align: "plugin" (fused ``vmaedet::RoIAlignMax``) or "builtin" (``ROIAlign_TRT``).
         progress: print stages and timings (or a callable receiving each message).
-        aot: plugin mode only: embed the Triton PTX (engine runs without Python) instead of the JIT callback.
+        aot: plugin mode only: embed the Triton PTX (AOT: the engine runs without Python, torch,
+            Triton or ``tensorrt.plugin``) instead of the JIT Python callback (CLI: ``--jit``).
+        version_compatible: build a version-compatible plan (``BuilderFlag.VERSION_COMPATIBLE``):
+            runs on this or a later TensorRT and on the runtime-only ``tensorrt_lean`` /
+            ``tensorrt_dispatch`` packages; can be slower.
 
     Returns:
         ``out_path``.
 
     Raises:
-        ConfigError: bad profile/workspace/mode.  BackendUnavailable: no TensorRT/GPU here.
-        ExportError: parse or build failure.
+        ConfigError: bad profile/workspace/mode.  BackendUnavailable: no TensorRT/GPU here, or a
+        version outside 10.9 ≤ TensorRT < 12.  ExportError: parse or build failure.
     """
     _check_build_args(max_persons, opt_persons, workspace_gb, roi_align)
     onnx_path, out_path = Path(onnx_path), Path(out_path)
@@ -172,6 +459,9 @@ def build_engine(
     check_artifact_hash(onnx_path, source)
     trt = require_tensorrt()
     say = _reporter(progress)
+
+    warn = log.warning  # shown on stderr (logging's last resort) unless the application configures logging
+
     import onnx
 
     t0 = time.perf_counter()
@@ -181,23 +471,28 @@ def build_engine(
         from .plugins import roi_align_max_trt  # noqa: F401 - registers the tensorrt.plugin definitions
     say(f"graph surgery ({roi_align} RoIAlign): {time.perf_counter() - t0:.1f} s")
 
+    gpu = gpu_identity()
     logger = trt.Logger(trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    network = builder.create_network(_network_flags(trt))
     t1 = time.perf_counter()
     _parse(trt, logger, network, graph_bytes, onnx_path)
     say(f"parsed {network.num_layers} layers: {time.perf_counter() - t1:.1f} s")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer types/tactics for the inspector
+    if version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     names = source["input"]["names"]
     profile = builder.create_optimization_profile()
     profile.set_shape(names["rois"], (1, 5), (opt_persons, 5), (max_persons, 5))
     config.add_optimization_profile(profile)
-    cache_path = Path(timing_cache) if timing_cache else None
-    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path and cache_path.exists() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    cache_path = timing_cache_path(timing_cache, tensorrt_version=trt.__version__, gpu=gpu) if timing_cache else None
+    cache_state = _attach_timing_cache(config, cache_path, warn, fallback=Path(timing_cache) if timing_cache else None)
+    if cache_state["loaded"]:
+        say(f"timing cache: {cache_state['read_from']}")
 
     t2 = time.perf_counter()
     say(f"building the engine (K profile 1/{opt_persons}/{max_persons}, workspace {workspace_gb:g} GiB); this takes minutes")
@@ -207,18 +502,26 @@ def build_engine(
                           fix="retry with a larger --workspace-gb, or --roi-align builtin to rule out the plugin")
     build_s = time.perf_counter() - t2
     say(f"built in {build_s:.1f} s")
-    if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        cache_path.write_bytes(memoryview(config.get_timing_cache().serialize()))
-        say(f"timing cache saved to {cache_path}")
+    with atomic_path(out_path, what="the TensorRT engine") as tmp:  # first: nothing after this loses the build
+        tmp.write_bytes(memoryview(plan))
 
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_bytes(memoryview(plan))
-    tmp.replace(out_path)
-    manifest = engine_manifest(source, out_path, trt_version=trt.__version__, gpu=gpu_identity(), roi_align=roi_align,
+    if cache_path is not None:
+        _save_timing_cache(config, cache_path, cache_state, warn)
+        if cache_state["saved"]:
+            say(f"timing cache saved to {cache_path}")
+    try:
+        inspection = inspect_plan(trt, plan, logger, version_compatible=version_compatible)
+    except Exception as exc:  # noqa: BLE001 - inspection is informative only
+        inspection = {"fused_attention": None, "error": f"{type(exc).__name__}: {exc}"}
+        warn(f"could not inspect the engine's layers ({inspection['error']}); fused attention not recorded")
+    if inspection.get("fused_attention") is False:
+        say("note: no layer of the engine shows a fused attention kernel (see tensorrt.attention in the manifest)")
+    manifest = engine_manifest(source, out_path, trt_version=trt.__version__, gpu=gpu, roi_align=roi_align,
                                aot=aot, onnx_sha256=source["artifact"]["sha256"],
                                parsed_sha256=_sha256_bytes(graph_bytes),
-                               profile=(1, opt_persons, max_persons), workspace_gb=workspace_gb, build_s=build_s)
+                               profile=(1, opt_persons, max_persons), workspace_gb=workspace_gb, build_s=build_s,
+                               version_compatible=version_compatible, inspection=inspection,
+                               timing_cache=cache_state if cache_path is not None else None)
     write_manifest(out_path, manifest)
     say(f"wrote {out_path} ({out_path.stat().st_size / 2**20:.1f} MiB) + {out_path.name}.json")
     return out_path
@@ -230,20 +533,36 @@ def _sha256_bytes(data: bytes) -> str:
 
 def engine_manifest(source: Mapping[str, Any], engine_path: Path, *, trt_version: str, gpu: Mapping[str, Any],
                     roi_align: str, aot: bool, onnx_sha256: str, parsed_sha256: str,
-                    profile: tuple[int, int, int], workspace_gb: float, build_s: float) -> dict[str, Any]:
-    """The engine's manifest: the ONNX artifact's contract plus what binds the plan to this machine."""
+                    profile: tuple[int, int, int], workspace_gb: float, build_s: float,
+                    version_compatible: bool = False, inspection: Mapping[str, Any] | None = None,
+                    timing_cache: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The engine's manifest: the ONNX artifact's contract plus what binds the plan to this machine.
+
+    ``tensorrt.roi_align.implementation`` is ``"aot"`` (PTX inside the plan: running needs no
+    Python plugin), ``"jit"`` (a Python callback: running imports the plugin module, torch, Triton
+    and ``tensorrt.plugin``) or ``"builtin"`` (``ROIAlign_TRT``); ``aot`` keeps the boolean.
+    """
     manifest = copy.deepcopy(dict(source))
     manifest["artifact"] = {"file": engine_path.name, "format": "tensorrt", "sha256": sha256_file(engine_path),
                             "bytes": engine_path.stat().st_size, "onnx_file": source["artifact"]["file"],
                             "onnx_sha256": onnx_sha256}
     manifest["input"] = {**manifest["input"], "max_persons": profile[2]}
+    plugin = roi_align == "plugin"
+    inspection = dict(inspection or {})
     manifest["tensorrt"] = {
         "version": trt_version, "gpu": dict(gpu), "strongly_typed": True,
-        "roi_align": {"mode": roi_align, "plugin": ROI_ALIGN_MAX_ID if roi_align == "plugin" else "ROIAlign_TRT",
-                      "plugin_version": PLUGIN_VERSION if roi_align == "plugin" else "2",
-                      "aot": bool(aot) if roi_align == "plugin" else None},
+        "version_compatible": bool(version_compatible),
+        "roi_align": {"mode": roi_align, "plugin": ROI_ALIGN_MAX_ID if plugin else "ROIAlign_TRT",
+                      "plugin_version": PLUGIN_VERSION if plugin else "2",
+                      "aot": bool(aot) if plugin else None,
+                      "implementation": ("aot" if aot else "jit") if plugin else "builtin"},
         "parsed_onnx_sha256": parsed_sha256, "profile_persons": list(profile), "workspace_gb": workspace_gb,
         "build_seconds": round(build_s, 1),
+        "num_layers": inspection.get("num_layers"),
+        "attention": {k: inspection[k] for k in ("fused_attention", "fused_attention_layers", "detail", "examples",
+                                                   "error") if k in inspection} or {"fused_attention": None},
     }
+    if timing_cache is not None:
+        manifest["tensorrt"]["timing_cache"] = dict(timing_cache)
     manifest["versions"] = library_versions()
     return manifest
