@@ -117,7 +117,9 @@ def test_parity_fixture_every_intermediate(fixtures_dir) -> None:
         m = load_detector(d / ckpt)
         with torch.no_grad():
             clip = torch.from_numpy(z["in_clip"])
-            np.testing.assert_allclose(m.patch_embed(clip).numpy(), z["patch_embed_out"], atol=2e-6)
+            # A 1536-term fp32 dot product with outputs up to ~3: float64 of the same conv is 4.6e-6 from the
+            # fixture, and oneDNN kernels differ by CPU (3.1e-6 on an AMD EPYC), so 2e-6 was below fp32 rounding.
+            np.testing.assert_allclose(m.patch_embed(clip).numpy(), z["patch_embed_out"], atol=1e-5)
             np.testing.assert_array_equal(m.pos_table.numpy(), z["pos_embed_table"])
             np.testing.assert_allclose(m.pos_embed(8, 11).numpy(), z["pos_embed_interp"], atol=1e-6)
             tokens, h, w = m.forward_tokens(clip)
