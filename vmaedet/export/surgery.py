@@ -5,8 +5,12 @@ The exported graph pools persons with the standard ``RoiAlign`` (legacy ``output
 ``ReduceMax`` over axes 2, 3 (with ``keepdims=0``, or ``keepdims=1`` and a Squeeze/Reshape/Flatten).
 
 * ``roi_align="plugin"`` replaces that subgraph by one ``vmaedet::RoIAlignMax`` node
-  (features ``[B, C, h, w]``, rois ``[K, 5]`` float32 → ``[K, C]``) that TensorRT's ONNX parser
-  maps to our ``tensorrt.plugin`` definition (``plugin_namespace``/``plugin_version``/``aot``).
+  (features **channels-last** ``[B, h, w, C]``, rois ``[K, 5]`` float32 → ``[K, C]``) that
+  TensorRT's ONNX parser maps to our ``tensorrt.plugin`` definition
+  (``plugin_namespace``/``plugin_version``/``aot``).  The channels-last map is taken from before
+  the backbone's transpose where the graph has one (``Transpose(0,3,1,2)``, or the time mean of
+  ``Transpose(0,4,1,2,3)`` of the ``[B, T, h, w, C]`` tokens, rewritten as a mean over axis 1);
+  otherwise a ``Transpose(0,2,3,1)`` is inserted.
 * ``roi_align="builtin"`` keeps the standard op (TensorRT maps it to ``ROIAlign_TRT``) and only
   makes the attributes TensorRT's importer defaults differently explicit (``sampling_ratio``).
 """
@@ -94,12 +98,48 @@ def _ancestry(name: str, producers: dict[str, onnx.NodeProto]) -> list[str]:
     return chain
 
 
-def _reduce_axes(graph: onnx.GraphProto, node: onnx.NodeProto) -> list[int] | None:
+def _reduce_axes(graph: onnx.GraphProto, node: onnx.NodeProto, rank: int = 4) -> list[int] | None:
     axes = _attr(node, "axes", None)
     if axes is None and len(node.input) > 1 and node.input[1]:
         value = _constant_value(graph, node.input[1])
         axes = None if value is None else value.reshape(-1).tolist()
-    return None if axes is None else sorted(int(a) % 4 for a in axes)  # type: ignore[union-attr]
+    return None if axes is None else sorted(int(a) % rank for a in axes)  # type: ignore[union-attr]
+
+
+def _perm(node: onnx.NodeProto | None) -> list[int] | None:
+    if node is None or node.op_type != "Transpose":
+        return None
+    perm = _attr(node, "perm", None)
+    return None if perm is None else [int(p) for p in perm]  # type: ignore[union-attr]
+
+
+def _channels_last(graph: onnx.GraphProto, features: str, opset: int, i: int) -> tuple[str, list[onnx.NodeProto]]:
+    """A tensor holding ``features`` ``[B, C, h, w]`` as ``[B, h, w, C]``, and the nodes that make it.
+
+    * ``features = Transpose(x, perm=[0, 3, 1, 2])``: ``x`` itself, no node;
+    * ``features = ReduceMean(Transpose(t, perm=[0, 4, 1, 2, 3]), axes=[2], keepdims=0)`` (the
+      backbone's time mean of ``[B, T, h, w, C]`` tokens): ``ReduceMean(t, axes=[1], keepdims=0)``;
+    * anything else: ``Transpose(features, perm=[0, 2, 3, 1])``.
+    """
+    producers = _producers(graph)
+    node = producers.get(features)
+    if _perm(node) == [0, 3, 1, 2]:
+        return node.input[0], []  # type: ignore[union-attr]
+    if node is not None and node.op_type == "ReduceMean" and int(_attr(node, "keepdims", 1)) == 0:  # type: ignore[arg-type]
+        src = producers.get(node.input[0])
+        if _perm(src) == [0, 4, 1, 2, 3] and _reduce_axes(graph, node, rank=5) == [2]:
+            name = f"roi_align_max_{i}_features_nhwc"
+            if opset >= 18:
+                axes = f"roi_align_max_{i}_mean_axes"
+                graph.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), axes))
+                mean = helper.make_node("ReduceMean", [src.input[0], axes], [name], keepdims=0,  # type: ignore[union-attr]
+                                        name=f"roi_align_max_{i}_time_mean")
+            else:
+                mean = helper.make_node("ReduceMean", [src.input[0]], [name], axes=[1], keepdims=0,  # type: ignore[union-attr]
+                                        name=f"roi_align_max_{i}_time_mean")
+            return name, [mean]
+    name = f"roi_align_max_{i}_features_nhwc"
+    return name, [helper.make_node("Transpose", [features], [name], perm=[0, 2, 3, 1], name=f"roi_align_max_{i}_to_nhwc")]
 
 
 def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
@@ -204,13 +244,13 @@ def to_plugin_graph(model: onnx.ModelProto, *, aot: bool = True) -> onnx.ModelPr
     for i, m in enumerate(matches):
         position = list(graph.node).index(m.roi_align)
         rois = m.rois
-        new_nodes = []
+        features, new_nodes = _channels_last(graph, m.features, _opset(out), i)  # [B, h, w, C]
         if types.get(rois, TensorProto.FLOAT) != TensorProto.FLOAT:
             rois = f"{m.rois}_fp32_{i}"
             new_nodes.append(helper.make_node("Cast", [m.rois], [rois], to=TensorProto.FLOAT, name=f"roi_align_max_{i}_rois_fp32"))
         pooled = f"{m.output}_kc" if m.keeps_4d else m.output
         new_nodes.append(helper.make_node(
-            ROI_ALIGN_MAX_OP, [m.features, rois], [pooled], name=f"roi_align_max_{i}", domain=PLUGIN_NAMESPACE,
+            ROI_ALIGN_MAX_OP, [features, rois], [pooled], name=f"roi_align_max_{i}", domain=PLUGIN_NAMESPACE,
             plugin_namespace=PLUGIN_NAMESPACE, plugin_version=PLUGIN_VERSION, spatial_scale=m.spatial_scale,
             pooled_size=m.pooled_size, sampling_ratio=m.sampling_ratio, aligned=m.aligned, aot=int(aot),
         ))

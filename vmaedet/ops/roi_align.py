@@ -173,7 +173,8 @@ def roi_align_max_triton(
 
     Runs on CUDA tensors, or on CPU tensors when ``TRITON_INTERPRET=1`` was set before Triton
     was imported.  Features FP16 or FP32, rois FP32; accumulation in FP32; output ``[K, C]`` in
-    the features' dtype on the features' device.
+    the features' dtype on the features' device.  ``features`` is indexed ``[B, C, h, w]``; the
+    kernel reads it channels-last (no copy when it is ``torch.channels_last`` in memory).
     """
     check_roi_inputs(features, rois, pooled_size, sampling_ratio)
     if features.device.type != "cuda" and not triton_interpreting():
@@ -193,10 +194,11 @@ def roi_align_max_triton(
         raise BackendUnavailable(
             f"Triton is not importable ({exc})", fix="pip install triton (it ships with CUDA builds of torch)",
         ) from exc
-    feats = features.contiguous()  # [B, C, h, w]
+    # The kernel reads channels-last [B, h, w, C]: free for a torch.channels_last map, one copy otherwise.
+    feats = features.permute(0, 2, 3, 1).contiguous()  # [B, h, w, C]
     boxes = rois.to(device=features.device, dtype=torch.float32).contiguous()  # [K, 5]
-    out = torch.empty(boxes.shape[0], feats.shape[1], dtype=feats.dtype, device=feats.device)  # [K, C]
-    if boxes.shape[0] == 0 or feats.shape[1] == 0:
+    out = torch.empty(boxes.shape[0], feats.shape[3], dtype=feats.dtype, device=feats.device)  # [K, C]
+    if boxes.shape[0] == 0 or feats.shape[3] == 0:
         return out
     launch_roi_align_max(feats, boxes, out, spatial_scale=spatial_scale, pooled_size=pooled_size,
                          sampling_ratio=sampling_ratio, aligned=aligned)
