@@ -27,6 +27,7 @@ arrays built in the same order), so results equal the official evaluator run wit
 from __future__ import annotations
 
 import heapq
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .io import AvaRows, read_ava_csv, read_exclusions, read_labelmap
+from .io import AvaRows, check_gt_boxes, read_ava_csv, read_exclusions, read_labelmap
 
-__all__ = ["EvalResult", "PROTOCOLS", "evaluate_frame_map"]
+__all__ = ["EvalResult", "EvalWarning", "PROTOCOLS", "check_detection_rows", "evaluate_frame_map"]
 
 #: Protocol names accepted by :func:`evaluate_frame_map`.
 PROTOCOLS: tuple[str, ...] = ("official", "seed")
@@ -67,6 +68,8 @@ class EvalResult:
     labelmap: dict[int, str] = field(default_factory=dict)
     num_gt: dict[int, int] = field(default_factory=dict)
     num_detections: dict[int, int] = field(default_factory=dict)
+    #: one sentence per oddity of the inputs (scores outside [0, 1], duplicated rows, …)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """``{"mAP", "per_class_ap" (string keys, null = no ground truth), "protocol", counts}``."""
@@ -76,6 +79,7 @@ class EvalResult:
             "protocol": self.protocol,
             "num_gt": {str(k): v for k, v in self.num_gt.items()},
             "num_detections": {str(k): v for k, v in self.num_detections.items()},
+            **({"warnings": list(self.warnings)} if self.warnings else {}),
         }
 
 
@@ -107,6 +111,11 @@ def evaluate_frame_map(
         raise DataError("the detections have no scores", received=det_rows.source or "AvaRows without scores",
                         expected="detection rows video_id,timestamp,x1,y1,x2,y2,action_id,score",
                         fix="pass the detection CSV as detections and the ground truth as gt")
+    if isinstance(gt, AvaRows):  # a file is checked as it is read
+        check_gt_boxes(gt_rows)
+    input_warnings = check_detection_rows(det_rows, gt_rows)
+    for message in input_warnings:
+        warnings.warn(message, EvalWarning, stacklevel=2)
     names = _labelmap_dict(labelmap)
     excluded = read_exclusions(exclusions) if isinstance(exclusions, (str, Path)) else set(exclusions or ())
 
@@ -133,7 +142,103 @@ def evaluate_frame_map(
         labelmap={int(c): names[int(c)] for c in class_ids},
         num_gt={int(c): int(num_gt[c]) for c in class_ids},
         num_detections={int(c): n_det.get(int(c), 0) for c in class_ids},
+        warnings=input_warnings,
     )
+
+
+class EvalWarning(UserWarning):
+    """The evaluation inputs are legal but odd (scores outside [0, 1], duplicated rows)."""
+
+
+#: Detections whose integer "scores" sit on ground-truth boxes for at least this fraction of rows are
+#: taken for a ground-truth file (its 8th column, the person id, read as a score).
+GT_LIKE_FRACTION = 0.5
+
+
+def check_detection_rows(det: AvaRows, gt: AvaRows | None = None) -> list[str]:
+    """Oddities of detection rows, one sentence each; a ground-truth file given as detections is refused.
+
+    * every score an integer and most rows exactly a ground-truth row (video, time, box, action):
+      the ground truth was passed as detections (its person ids read as scores) → :class:`DataError`;
+    * scores outside [0, 1] (legal for the ranking, but not the probabilities the toolkit writes);
+    * duplicated rows (the same video, time, box, action and score more than once).
+    """
+    out: list[str] = []
+    scores = det.scores
+    if scores is None or not len(det):
+        return out
+    source = det.source or "the detections"
+    integral = bool(np.all(scores == np.round(scores)))
+    if integral and gt is not None and len(gt):
+        on_gt = _rows_in(det, gt)
+        if on_gt >= GT_LIKE_FRACTION * len(det):
+            raise DataError(
+                f"{source} looks like a ground-truth file, not detections: every score is an integer "
+                f"({_range(scores)}) and {on_gt} of {len(det)} rows are exactly ground-truth rows",
+                received=f"{len(det)} rows whose 8th column holds values like {', '.join(f'{v:g}' for v in np.unique(scores)[:5])}",
+                expected="detection rows video_id,timestamp,x1,y1,x2,y2,action_id,score with scores in [0, 1]",
+                fix="pass the model's detection CSV (e.g. what 'vmaedet eval --checkpoint' or 'stream --csv' writes); "
+                    "a ground-truth file read as detections scores its person ids and gives a meaningless mAP near 1.0")
+    outside = int(np.count_nonzero((scores < 0) | (scores > 1)))
+    if outside:
+        note = " (all integers ≥ 1: person ids rather than scores?)" if integral and scores.min() >= 1 else ""
+        out.append(f"{source}: {outside} of {len(det)} scores lie outside [0, 1] ({_range(scores)}){note}; "
+                   "only their order counts for AP")
+    dup = _duplicate_rows(det)
+    if dup:
+        out.append(f"{source}: {dup} of {len(det)} rows repeat an earlier row exactly (same video, time, box, "
+                   "action and score); each copy counts as a separate detection (false positives)")
+    return out
+
+
+def _range(x: np.ndarray) -> str:
+    return f"from {float(x.min()):g} to {float(x.max()):g}"
+
+
+def _row_hash(rows: AvaRows, videos: dict[str, int], with_scores: bool) -> np.ndarray:
+    """``[N]`` uint64 hash of (video, timestamp, box, action[, score]) per row (collisions are re-checked)."""
+    vid = np.array([videos.setdefault(v, len(videos)) for v in rows.videos], dtype=np.uint64)[rows.video_index]
+    cols = [vid, rows.timestamps.astype(np.uint64), *(np.ascontiguousarray(rows.boxes[:, i]).view(np.uint64)
+                                                        for i in range(4)), rows.action_ids.astype(np.uint64)]
+    if with_scores and rows.scores is not None:
+        cols.append(np.ascontiguousarray(rows.scores, dtype=np.float64).view(np.uint64))
+    h = np.full(len(rows), np.uint64(1469598103934665603))
+    with np.errstate(over="ignore"):
+        for c in cols:
+            h = (h ^ c) * np.uint64(1099511628211)
+            h ^= h >> np.uint64(29)
+    return h
+
+
+def _row_matrix(rows: AvaRows, videos: dict[str, int], idx: np.ndarray, with_scores: bool) -> np.ndarray:
+    vid = np.array([videos[v] for v in rows.videos], dtype=np.float64)[rows.video_index[idx]]
+    cols = [vid, rows.timestamps[idx].astype(np.float64), *rows.boxes[idx].T, rows.action_ids[idx].astype(np.float64)]
+    if with_scores and rows.scores is not None:
+        cols.append(rows.scores[idx])
+    return np.stack(cols, axis=1)  # [n, 7 or 8]
+
+
+def _duplicate_rows(det: AvaRows) -> int:
+    """How many rows repeat an earlier row exactly (hash first, then an exact check of the candidates)."""
+    videos: dict[str, int] = {}
+    h = _row_hash(det, videos, True)
+    _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+    cand = np.flatnonzero(counts[inverse.reshape(-1)] > 1)
+    if not len(cand):
+        return 0
+    m = _row_matrix(det, videos, cand, True)
+    return int(len(m) - len(np.unique(m, axis=0)))
+
+
+def _rows_in(det: AvaRows, gt: AvaRows) -> int:
+    """How many detection rows equal a ground-truth row in video, timestamp, box and action."""
+    videos: dict[str, int] = {}
+    hd, hg = _row_hash(det, videos, False), _row_hash(gt, videos, False)
+    cand = np.flatnonzero(np.isin(hd, hg))
+    if not len(cand):
+        return 0
+    gm = {tuple(r) for r in _row_matrix(gt, videos, np.flatnonzero(np.isin(hg, hd[cand])), False).tolist()}
+    return sum(tuple(r) in gm for r in _row_matrix(det, videos, cand, False).tolist())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -202,11 +202,19 @@ def _ort_session(path: Path, device: str) -> "onnxruntime.InferenceSession":  # 
         import onnxruntime as ort
     except ImportError as exc:
         raise BackendUnavailable("onnxruntime is not installed.", received=str(exc), expected="onnxruntime",
-                                 fix="pip install onnxruntime") from exc
+                                 fix="install vmaedet[cpu] (onnxruntime) or vmaedet[gpu] (onnxruntime-gpu)") from exc
     providers = ["CPUExecutionProvider"]
     if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
-    return ort.InferenceSession(str(path), providers=providers)
+    try:
+        return ort.InferenceSession(str(path), providers=providers)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises InvalidProtobuf, Fail, … for unusable files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"the detector file {path} is not an ONNX model onnxruntime can load",
+                        received=f"{type(exc).__name__}: {first[:300]}",
+                        expected="an ONNX detector graph (.onnx) with a YOLOv8 or YOLOX output layout",
+                        fix="export the detector to ONNX again, or choose another person detector "
+                            f"({SPEC_HELP})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,6 +470,16 @@ class ProposalBoxes(PersonDetector):
                             fix="pass a non-empty proposals file")
         return {vid: {ts: (np.asarray(list(b), np.float32).reshape(-1, 4), np.asarray(list(b.values()), np.float32))
                       for ts, b in per_ts.items()} for vid, per_ts in rows.items()}
+
+    def coverage_warning(self, video_id: str) -> str | None:
+        """A sentence when the proposals hold no box for ``video_id`` (every frame would have 0 persons)."""
+        if video_id in self.table:
+            return None
+        videos = sorted(self.table)
+        shown = ", ".join(videos[:5]) + (f", … ({len(videos)} videos)" if len(videos) > 5 else "")
+        return (f"the proposals file {self.path} has no rows for the video {video_id!r} (it holds {shown}); "
+                "every frame will have 0 persons and no actions. Name the video file after its video id, or "
+                "pass the proposals of this video.")
 
     def _detect(self, frame: np.ndarray, frame_index: int | None, timestamp: float | None,
                 video_id: str | None) -> Detections:

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import StreamError
+from ..errors import OutputError, StreamError
 from ..labels import AVA_ACTIONS
+from ..safeio import ensure_parent, output_error
 from .sources import Closed, Frame, Mailbox
 from .stats import StreamStats
 
@@ -55,6 +56,9 @@ def draw_overlay(image: np.ndarray, result: "StreamResult | None", threshold: fl
     return out
 
 
+_EXAMPLE_SUFFIX = {"--save": ".mp4", "--jsonl": ".jsonl", "--csv": ".csv", "--stats": ".json"}
+
+
 def check_writable(path: str | Path, option: str) -> Path:
     """Refuse an output path that cannot be written, before anything is opened or truncated.
 
@@ -71,7 +75,7 @@ def check_writable(path: str | Path, option: str) -> Path:
     expected = "a file path in a writable folder"
     if path.is_dir():
         raise StreamError(f"{option} names a folder, not a file", received=str(path), expected=expected,
-                          fix=f"give a file name, e.g. {option} {path / ('out' + (path.suffix or '.out'))}")
+                          fix=f"give a file name, e.g. {option} {path / ('out' + (path.suffix or _EXAMPLE_SUFFIX.get(option, '.out')))}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -96,24 +100,95 @@ def open_text_output(path: str | Path, option: str) -> Any:
 
 
 def write_stats_json(stats: StreamStats, path: str | Path) -> Path:
-    """Write the stats summary as JSON; an OSError becomes a :class:`StreamError`."""
+    """Write the stats summary as JSON (atomically); a failed write is an :class:`OutputError` naming it."""
     try:
-        return stats.write_json(path)
+        return stats.write_json(path, what="the --stats JSON")
+    except OutputError:
+        raise
     except OSError as exc:
-        raise StreamError("cannot write --stats", received=f"{path}: {exc.strerror or exc}",
-                          expected="a file path in a writable folder",
-                          fix="choose another --stats path; the other outputs are complete") from exc
+        raise output_error(path, exc, what="the --stats JSON") from exc
+
+
+#: Containers ``--save`` can write (file suffix → FFmpeg muxer); all take H.264 yuv420p.
+VIDEO_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".ts": "mpegts"}
+
+
+def check_video_container(path: str | Path, option: str) -> str:
+    """The FFmpeg muxer for a video output path, from its suffix; refuses an unknown suffix up front.
+
+    Raises:
+        StreamError: the suffix names no video container (``out.txt``, no suffix).
+    """
+    path = Path(path)
+    fmt = VIDEO_CONTAINERS.get(path.suffix.lower())
+    if fmt is None:
+        raise StreamError(f"{option} must name a video file; {path.suffix or 'no suffix'!s} is not a video container",
+                          received=str(path), expected=f"a file ending in {', '.join(VIDEO_CONTAINERS)}",
+                          fix=f"e.g. {option} {path.with_suffix('.mp4')}")
+    return fmt
+
+
+class PendingOutput:
+    """An output written under a temporary name beside its target and renamed over it at the end.
+
+    The temporary file is created at once (so a folder that cannot be written fails before the run);
+    :meth:`commit` renames it over the target, :meth:`discard` deletes it. A failed write marks it
+    ``failed`` and it is discarded: an output is either complete or absent, never half written.
+
+    Args:
+        target: the file the user asked for.
+        label: its name in messages (``--jsonl``).
+    """
+
+    def __init__(self, target: str | Path, label: str) -> None:
+        import tempfile
+
+        self.target = ensure_parent(target, what=f"the {label} output")
+        self.label = label
+        self.failed = False
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp" + self.target.suffix,
+                                        dir=self.target.parent)
+            os.close(fd)
+        except OSError as exc:
+            raise output_error(self.target, exc, what=f"the {label} output") from exc
+        self.tmp = Path(name)
+
+    def error(self, exc: BaseException) -> OutputError:
+        """Mark the output failed; the error naming it and the cause in words."""
+        self.failed = True
+        return exc if isinstance(exc, OutputError) else output_error(self.target, exc, what=f"the {self.label} output")
+
+    def commit(self) -> Path:
+        """Rename the temporary file over the target (permissions as a plainly created file)."""
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o666 & ~umask)
+            os.replace(self.tmp, self.target)
+        except OSError as exc:
+            self.discard()
+            raise self.error(exc) from exc
+        return self.target
+
+    def discard(self) -> None:
+        """Delete the temporary file (idempotent)."""
+        try:
+            self.tmp.unlink()
+        except OSError:
+            pass
 
 
 class Mp4Sink:
     """H.264 (libx264, yuv420p) via PyAV at the source's exact frame rate; odd sizes padded to even."""
 
-    def __init__(self, path: str | Path, rate: Fraction, width: int, height: int) -> None:
+    def __init__(self, path: str | Path, rate: Fraction, width: int, height: int, fmt: str | None = None) -> None:
         import av
 
         self.path = check_writable(path, "--save")
+        fmt = fmt or check_video_container(self.path, "--save")
         try:
-            self._container = av.open(str(self.path), mode="w")
+            self._container = av.open(str(self.path), mode="w", format=fmt)
         except (OSError, av.error.FFmpegError) as exc:
             raise StreamError("cannot write --save", received=f"{self.path}: {exc}",
                               expected="a writable .mp4 path", fix="choose another --save path") from exc
@@ -136,10 +211,12 @@ class Mp4Sink:
     def close(self) -> None:
         if self._container is None:
             return
-        for packet in self._stream.encode(None):
-            self._container.mux(packet)
-        self._container.close()
-        self._container = None
+        container, self._container = self._container, None
+        try:
+            for packet in self._stream.encode(None):
+                container.mux(packet)
+        finally:
+            container.close()  # also after a failed flush: never leave the file open
 
 
 class WindowSink:
@@ -231,11 +308,17 @@ class AvaCsvSink:
 
 
 class SinkWriter(threading.Thread):
-    """Writer thread: draws frames with the latest result and feeds every sink."""
+    """Writer thread: draws frames with the latest result and feeds every sink.
+
+    ``outputs`` maps each file sink (``"--save"``, ``"--jsonl"``, ``"--csv"``) to its
+    :class:`PendingOutput`; a sink whose write or close fails marks its output failed and the error
+    (an :class:`OutputError` naming the file and the cause) ends the run.
+    """
 
     def __init__(self, mailbox: Mailbox[tuple[str, Any]], stats: StreamStats, threshold: float, *,
                  mp4: tuple[Path, Fraction] | None = None, window: WindowSink | None = None,
-                 jsonl: JsonlSink | None = None, csv: AvaCsvSink | None = None) -> None:
+                 jsonl: JsonlSink | None = None, csv: AvaCsvSink | None = None,
+                 outputs: dict[str, PendingOutput] | None = None) -> None:
         super().__init__(name="vmaedet-writer", daemon=True)
         self.mailbox = mailbox
         self.stats = stats
@@ -245,6 +328,7 @@ class SinkWriter(threading.Thread):
         self.window = window
         self.jsonl = jsonl
         self.csv = csv
+        self.outputs = outputs or {}
         self.error: BaseException | None = None
         self.quit_requested = False
         self._latest: StreamResult | None = None
@@ -254,12 +338,28 @@ class SinkWriter(threading.Thread):
     def draws(self) -> bool:
         return self._mp4_spec is not None or self.window is not None
 
+    def _io(self, label: str, fn: Any, *args: Any) -> Any:
+        """Run one sink operation; a failure becomes the output's error (named, cause in words)."""
+        try:
+            return fn(*args)
+        except Exception as exc:
+            pending = self.outputs.get(label)
+            if pending is None:
+                raise
+            raise pending.error(exc) from exc
+
     def _hud(self) -> str:
         now = time.monotonic()
         self._fps_t = [t for t in self._fps_t if now - t < 2.0] + [now]
         fps = (len(self._fps_t) - 1) / max(now - self._fps_t[0], 1e-6)
         lat = f"{self._latest.latency * 1e3:.0f} ms" if self._latest is not None else "-"
         return f"{fps:.1f} fps | latency {lat} | dropped {self.stats.counters.get('frames_dropped', 0)}"
+
+    def _open_mp4(self, width: int, height: int) -> Mp4Sink:
+        path, rate = self._mp4_spec  # type: ignore[misc]
+        pending = self.outputs.get("--save")
+        fmt = check_video_container(pending.target if pending is not None else path, "--save")
+        return Mp4Sink(pending.tmp if pending is not None else path, rate, width, height, fmt=fmt)
 
     def _frame(self, frame: Frame) -> None:
         if not self.draws:
@@ -268,9 +368,8 @@ class SinkWriter(threading.Thread):
             image = draw_overlay(frame.image, self._latest, self.threshold, self._hud())
             if self._mp4_spec is not None:
                 if self.mp4 is None:
-                    path, rate = self._mp4_spec
-                    self.mp4 = Mp4Sink(path, rate, image.shape[1], image.shape[0])
-                self.mp4.write(image)
+                    self.mp4 = self._io("--save", self._open_mp4, image.shape[1], image.shape[0])
+                self._io("--save", self.mp4.write, image)
             if self.window is not None and not self.window.show(image):
                 self.quit_requested = True
                 self.mailbox.stop.set()
@@ -281,10 +380,10 @@ class SinkWriter(threading.Thread):
         elif kind == "result":
             self._latest = payload
             if self.csv is not None:
-                self.csv.add(payload)
+                self._io("--csv", self.csv.add, payload)
         elif kind == "events" and self.jsonl is not None:
             for event in payload:
-                self.jsonl.write(event.to_json())
+                self._io("--jsonl", self.jsonl.write, event.to_json())
 
     def run(self) -> None:
         try:
@@ -301,10 +400,9 @@ class SinkWriter(threading.Thread):
             self.close()
 
     def close(self) -> None:
-        for sink in (self.mp4, self.window, self.jsonl, self.csv):
+        for label, sink in (("--save", self.mp4), ("", self.window), ("--jsonl", self.jsonl), ("--csv", self.csv)):
             if sink is not None:
                 try:
-                    sink.close()
+                    self._io(label, sink.close)
                 except Exception as exc:  # noqa: BLE001 - keep closing the others
                     self.error = self.error or exc
-

@@ -15,6 +15,7 @@ since the first frame for live sources.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -67,7 +68,16 @@ class Source(ABC):
 
 
 class FileSource(Source):
-    """A video file decoded with PyAV (RGB, ``frame.to_ndarray(format="rgb24")`` as the seed)."""
+    """A video file decoded with PyAV (RGB, ``frame.to_ndarray(format="rgb24")`` as the seed).
+
+    A file that ends before the frame count its container declares (a download cut short, a
+    fast-start mp4 missing its second half) is read up to where it ends; :attr:`truncated` then says
+    how many frames were read and how many were declared (:meth:`shortfall`).
+    """
+
+    #: A file shorter than its declared frame count by more than this many frames counts as cut short
+    #: (the duration-based estimate of containers without a frame count is off by a frame or two).
+    SHORT_TOLERANCE = 2
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -75,6 +85,7 @@ class FileSource(Source):
         self._container: Any = None
         self._frames: Iterator[Any] | None = None
         self._index = 0
+        self.decode_error: str | None = None  #: the decoder's error when the data ended in a damaged packet
 
     def open(self) -> None:
         import av
@@ -82,8 +93,9 @@ class FileSource(Source):
         try:
             self._container = av.open(str(self.path))
         except (av.error.FFmpegError, OSError) as exc:
-            raise StreamError(f"cannot open video file {self.path}", received=str(exc),
-                              expected="a video readable by FFmpeg/PyAV", fix="check the file plays (e.g. ffprobe)") from exc
+            raise StreamError(f"cannot open video file {self.path}: it is not a video FFmpeg can read",
+                              received=str(exc), expected="a video readable by FFmpeg/PyAV (mp4, mkv, avi, …)",
+                              fix="check the file plays (e.g. ffprobe FILE)") from exc
         try:
             self._start_decoding()
         except BaseException:
@@ -99,19 +111,51 @@ class FileSource(Source):
         rate = stream.average_rate or stream.guessed_rate
         self.rate = Fraction(rate) if rate else None
         self.fps = float(rate) if rate else 25.0
-        self.frame_count = int(stream.frames) or None
+        self.frame_count = int(stream.frames) or self._frames_from_duration(stream)
         self._frames = self._container.decode(stream)
 
+    def _frames_from_duration(self, stream: Any) -> int | None:
+        """Frame count estimated from the declared duration (containers without a frame count)."""
+        seconds = None
+        if stream.duration and stream.time_base:
+            seconds = float(stream.duration * stream.time_base)
+        elif self._container.duration:
+            seconds = self._container.duration / 1_000_000  # AV_TIME_BASE
+        return int(round(seconds * self.fps)) if seconds and seconds > 0 else None
+
     def read(self) -> Frame | None:
+        import av
+
         assert self._frames is not None, "open() first"
         try:
             frame = next(self._frames)
         except StopIteration:
             return None
+        except (av.error.InvalidDataError, EOFError) as exc:
+            if self._index == 0:
+                raise StreamError(f"cannot decode the first frame of {self.path}", received=str(exc),
+                                  expected="a playable video", fix="check the file plays (e.g. ffprobe FILE)") from exc
+            self.decode_error = str(exc)  # the data ends in a damaged packet: the file is cut short
+            return None
         image = frame.to_ndarray(format="rgb24")  # [H, W, 3]
         out = Frame(self._index, self._index / self.fps, image, time.monotonic())
         self._index += 1
         return out
+
+    @property
+    def frames_read(self) -> int:
+        return self._index
+
+    def shortfall(self) -> str | None:
+        """A sentence when the file ended before its declared length (after the last read), else None."""
+        declared = self.frame_count
+        if self.decode_error is None and (declared is None or self._index >= declared - self.SHORT_TOLERANCE):
+            return None
+        cause = (f"the decoder stopped at damaged data ({self.decode_error})" if self.decode_error
+                 else "the data stops there")
+        of = f" of {declared}" if declared else ""
+        return (f"the file {self.path} ended after {self._index}{of} frames: {cause}; it is probably cut short "
+                f"(an unfinished copy or download). The outputs cover the {self._index} frames read.")
 
     def close(self) -> None:
         if self._container is not None:
@@ -177,12 +221,13 @@ class CaptureSource(Source):
         backends = [("CAP_ANY", cv2.CAP_ANY)]
         if isinstance(self.spec, int) and hasattr(cv2, "CAP_V4L2"):
             backends.append(("CAP_V4L2", cv2.CAP_V4L2))
-        for name, api in backends:
-            cap = cv2.VideoCapture(self.spec, api)
-            if cap.isOpened():
-                return cap, tried
-            cap.release()
-            tried.append(f"cv2.VideoCapture({self.spec!r}, {name})")
+        with quiet_opencv():  # a missing camera makes every OpenCV backend print its own warning
+            for name, api in backends:
+                cap = cv2.VideoCapture(self.spec, api)
+                if cap.isOpened():
+                    return cap, tried
+                cap.release()
+                tried.append(f"cv2.VideoCapture({self.spec!r}, {name})")
         return None, tried
 
     def open(self) -> None:
@@ -193,7 +238,7 @@ class CaptureSource(Source):
                 f"cannot open {'camera ' + str(self.spec) if isinstance(self.spec, int) else self.spec}",
                 received="; ".join(tried) + f"; video devices present: {', '.join(devices) or 'none'}",
                 expected="a camera index that exists or a reachable stream URL",
-                fix="check the device/URL (vmaedet doctor), or stream a file: --source video.mp4",
+                fix="check the device or URL (vmaedet doctor lists cameras), or stream a file instead",
             )
         self._cap = cap
         import cv2
@@ -253,9 +298,38 @@ def open_source(spec: str | int | Path | Source, fps: float = 25.0) -> Source:
         return FolderSource(path, fps=fps)
     if path.is_file():
         return FileSource(path)
-    raise StreamError(f"source not found: {text}", received=text,
-                      expected="a camera index (0), a URL (rtsp://…, http://…), a video file or a folder of images",
-                      fix="check the path; cameras are given as --source 0 or --camera 0")
+    expected = "a camera index (0), a URL (rtsp://…, http://…), a video file or a folder of images"
+    if path.exists():  # a device, a FIFO or a socket: never a video file
+        import stat
+
+        mode = path.stat().st_mode
+        if stat.S_ISCHR(mode) and path.name.startswith("video") and path.parent == Path("/dev"):
+            return CaptureSource(text)  # /dev/videoN: a V4L2 camera
+        kind = ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+                else "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "not a regular file")
+        raise StreamError(f"the source {text} is {kind}, not a video file", received=text, expected=expected,
+                          fix="pass a video file (e.g. video.mp4); cameras are given by index (0) or as /dev/videoN")
+    raise StreamError(f"source not found: {text}", received=text, expected=expected,
+                      fix="check the path; cameras are given by index (0)")
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own log lines (``[ WARN:0@…]``) inside the block; the caller reports failures."""
+    try:
+        import cv2
+
+        logging_api = cv2.utils.logging
+        previous = logging_api.getLogLevel()
+        logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+    except (ImportError, AttributeError):  # an OpenCV build without the logging API
+        yield
+        return
+    try:
+        yield
+    finally:
+        logging_api.setLogLevel(previous)
 
 
 T = TypeVar("T")
@@ -340,6 +414,7 @@ class SourceReader(threading.Thread):
         self.mailbox = mailbox
         self.stats = stats
         self.realtime = realtime and not source.live
+        self.ended = False  #: the source said it had no more frames (not a stop, not an error)
 
     def run(self) -> None:
         error: BaseException | None = None
@@ -350,6 +425,7 @@ class SourceReader(threading.Thread):
                 frame = self.source.read()
                 self.stats.add("decode", time.perf_counter() - t0)
                 if frame is None:
+                    self.ended = True
                     break
                 if self.realtime:  # play a file like a camera
                     delay = t_start + frame.time - time.monotonic()

@@ -26,7 +26,11 @@ WINDOW = 2048
 class StreamStats:
     """Latency samples per stage plus processed/dropped counters."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str | Path | None = None) -> None:
+        #: where ``stream()`` writes the summary as JSON at the end of the run (also after Ctrl-C), or None
+        self.path = Path(path) if path is not None else None
+        #: warnings of the run (a source cut short, proposals without this video, …), also in the JSON
+        self.warnings: list[str] = []
         self._lock = threading.Lock()
         self._samples: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=WINDOW))
         self._totals: dict[str, float] = defaultdict(float)
@@ -83,12 +87,16 @@ class StreamStats:
             "counters": counters,
             "stages": stages,
             **self.info,
+            "warnings": list(self.warnings),
         }
 
-    def write_json(self, path: str | Path) -> Path:
+    def write_json(self, path: str | Path, what: str = "the stats JSON") -> Path:
+        """Write :meth:`summary` as JSON (through a temporary file renamed over ``path``: never half a file)."""
+        from ..safeio import atomic_write
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.summary(), indent=2, default=str))
+        with atomic_write(path, what=what) as fh:
+            fh.write(json.dumps(self.summary(), indent=2, default=str))
         return path
 
     def table(self) -> Any:
