@@ -198,8 +198,102 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Build a :class:`TrainConfig` from a nested dict; unknown keys raise with a suggestion."""
-    return _build(TrainConfig, data, "")
+    """Build a :class:`TrainConfig` from a nested dict; unknown keys and out-of-range values raise."""
+    cfg = _build(TrainConfig, data, "")
+    validate_config(cfg)
+    return cfg
+
+
+#: Range of every numeric field, in one place: key → (low, high, low inclusive, what it means).
+#: ``None`` bounds are open; None values (``optim.clip_grad: null``) are allowed where the type is optional.
+_RANGES: dict[str, tuple[float | None, float | None, bool, str]] = {
+    "model.drop_path": (0.0, 1.0, True, "a probability in [0, 1)"),
+    "data.num_workers": (0, None, True, "0 (load in the main process) or more worker processes"),
+    "data.size_divisible": (1, None, True, "a padding multiple ≥ 1 (the seed uses 16)"),
+    "optim.lr": (0.0, None, True, "a base learning rate ≥ 0"),
+    "optim.min_lr": (0.0, None, True, "a final learning rate ≥ 0"),
+    "optim.layer_decay": (0.0, 1.0, False, "a factor in (0, 1] (1 = no layer decay)"),
+    "optim.weight_decay": (0.0, None, True, "a weight decay ≥ 0"),
+    "optim.eps": (0.0, None, False, "a small positive number (1e-8)"),
+    "optim.clip_grad": (0.0, None, False, "a positive max gradient norm, or null for no clipping"),
+    "schedule.epochs": (1, None, True, "at least 1 epoch"),
+    "schedule.warmup_epochs": (0.0, None, True, "0 or more warm-up epochs"),
+    "schedule.warmup_steps": (0, None, True, "0 (use warmup_epochs) or more warm-up iterations"),
+    "train.batch_size": (1, None, True, "a total batch of at least 1 clip"),
+    "train.seed": (0, None, True, "a seed ≥ 0"),
+    "train.ckpt_every": (0, None, True, "0 (only last.pth) or a number of epochs"),
+    "train.ckpt_every_steps": (0, None, True, "0 (only at epoch ends) or a number of iterations"),
+    "train.eval_every": (0, None, True, "0 (only after the last epoch) or a number of epochs"),
+    "train.eval_batch_size": (0, None, True, "0 (the seed's 1.5 × per-rank batch) or a batch size"),
+    "train.max_steps": (0, None, True, "0 (train every epoch) or a number of iterations"),
+    "runtime.threads": (0, None, True, "0 (torch's default) or a number of threads"),
+    "runtime.log_every": (0, None, True, "0 (no step lines) or a number of iterations"),
+    "data.kwargs.short_side": (16, 4096, True, "a resize short side in 16..4096 pixels (the seed uses 256)"),
+    "data.kwargs.crop_size": (16, 4096, True, "a crop size in 16..4096 pixels (the seed uses 224)"),
+    "data.kwargs.fps": (0.0, None, False, "a positive frame rate"),
+    "data.kwargs.box_threshold": (0.0, 1.0, True, "a proposal score threshold in [0, 1]"),
+}
+_HIGH_EXCLUSIVE = {"model.drop_path"}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "model.attn_impl": ("sdpa", "naive"),
+    "data.train_split": ("train", "val"),
+    "data.val_split": ("train", "val"),
+}
+
+
+def _lookup(cfg: TrainConfig, dotted: str) -> tuple[bool, Any]:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if isinstance(node, dict):
+            if part not in node:
+                return False, None
+            node = node[part]
+        else:
+            node = getattr(node, part)
+    return True, node
+
+
+def _range_error(key: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"config value {key} is out of range", received=f"{key}={value!r}", expected=expected,
+                       fix=f"change {key} in the config file or its override ({key}=VALUE): {expected}")
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """Check every numeric field's range and every enumerated field's choice (one :class:`ConfigError`).
+
+    Called by :func:`config_from_dict` (so by :func:`load_config`); call it again after building a
+    config with ``dataclasses.replace``.
+    """
+    import math
+
+    for key, (low, high, low_incl, expected) in _RANGES.items():
+        present, value = _lookup(cfg, key)
+        if not present or value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config value {key} must be a number", received=f"{key}={value!r}", expected=expected,
+                              fix=f"write {key} as a number")
+        if not math.isfinite(value):
+            raise _range_error(key, value, expected)
+        if low is not None and (value < low if low_incl else value <= low):
+            raise _range_error(key, value, expected)
+        if high is not None and (value >= high if key in _HIGH_EXCLUSIVE else value > high):
+            raise _range_error(key, value, expected)
+    for i, beta in enumerate(cfg.optim.betas):
+        if not (math.isfinite(beta) and 0.0 <= beta < 1.0):
+            raise _range_error(f"optim.betas[{i}]", beta, "AdamW betas in [0, 1), e.g. [0.9, 0.999]")
+    for key, choices in _CHOICES.items():
+        _, value = _lookup(cfg, key)
+        if value not in choices:
+            raise ConfigError(f"config value {key} is not one of {list(choices)}", received=f"{key}={value!r}",
+                              expected=" | ".join(choices), fix=f"set {key} to one of {', '.join(choices)}")
+    dev = cfg.runtime.device
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ConfigError("config value runtime.device is not a device", received=f"runtime.device={dev!r}",
+                          expected="auto | cpu | cuda | cuda:N", fix="set runtime.device to auto, cpu or cuda")
+    from .models.detector import resolve_name
+
+    resolve_name(cfg.model.arch)  # a typo raises with a suggestion
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -244,6 +338,24 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     )
 
 
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> ConfigError:
+    """A YAML syntax error with its line and column (1-based) and the offending line."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return ConfigError(f"{path} is not valid YAML", received=problem, fix="fix the YAML syntax")
+    line, col = mark.line + 1, mark.column + 1
+    try:
+        text = path.read_text().splitlines()[mark.line]
+    except (OSError, IndexError, UnicodeDecodeError):
+        text = ""
+    context = getattr(exc, "context", None)
+    return ConfigError(f"{path}:{line}:{col}: not valid YAML: {problem}" + (f" ({context})" if context else ""),
+                       received=f"line {line}: {text.strip()!r}" if text else f"line {line}, column {col}",
+                       expected="YAML: `section:` lines, then indented `key: value` lines",
+                       fix=f"fix the YAML syntax at line {line}, column {col}")
+
+
 def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML config (or a built-in name), apply ``a.b=value`` overrides, validate.
 
@@ -257,8 +369,10 @@ def load_config(name_or_path: str | Path | None = None, overrides: Sequence[str]
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML", received=str(exc).splitlines()[0],
-                              fix="fix the YAML syntax") from None
+            raise _yaml_error(path, exc) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the config {path}", received=f"{type(exc).__name__}: {exc}",
+                              expected="a readable YAML text file", fix="check the path and the file's permissions") from None
         data = loaded or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of sections", received=type(data).__name__)
@@ -275,5 +389,5 @@ def dump_config(cfg: TrainConfig) -> str:
 
 __all__ = [
     "ModelConfig", "DataConfig", "OptimConfig", "ScheduleConfig", "LoopConfig", "RuntimeConfig",
-    "TrainConfig", "load_config", "config_from_dict", "parse_override", "resolve_config_path", "dump_config",
+    "TrainConfig", "load_config", "config_from_dict", "validate_config", "parse_override", "resolve_config_path", "dump_config",
 ]

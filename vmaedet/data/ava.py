@@ -335,6 +335,13 @@ class AVADataset(Dataset):
         seed_quirk: bool = True,
         cache: bool = False,
     ) -> None:
+        for name, value in (("short_side", short_side), ("crop_size", crop_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= 4096:
+                raise DataError(f"{name} is out of range", received=repr(value), expected="an integer in 16..4096 pixels",
+                                fix=f"pass {name}= a positive size (the seed uses short_side=256, crop_size=224)")
+        if not 0.0 <= float(box_threshold) <= 1.0:
+            raise DataError("box_threshold is out of range", received=repr(box_threshold), expected="a score in [0, 1]",
+                            fix="pass box_threshold=0.8 (the seed's)")
         if isinstance(root_or_frames_source, FrameSource):
             self.source = root_or_frames_source
         else:

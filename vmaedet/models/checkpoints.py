@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -57,8 +56,10 @@ class LoadReport:
 # -- reading ----------------------------------------------------------------------------------
 def _torch_load(path: Path) -> Any:
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        # Read through a file object: given a path, torch.load picks its reader by the file *name*
+        # (a ``.safetensors`` name goes to safetensors) while we decide by the content.
+        with open(path, "rb") as fh, torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         msg = str(exc)
         raise CheckpointError(
@@ -67,7 +68,7 @@ def _torch_load(path: Path) -> Any:
             expected="a checkpoint readable with torch.load(weights_only=True) (tensors, dicts, lists, argparse.Namespace)",
             fix="only load checkpoints you trust; re-save the state_dict alone with torch.save({'model': sd}, path)",
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - zip, pickle, EOF, OS errors: all mean an unreadable file
         raise CheckpointError(
             f"could not read {path}: the file is truncated, corrupt or not a PyTorch checkpoint",
             received=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
@@ -85,12 +86,81 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
-            f"could not read {path} as safetensors: the file is truncated or corrupt",
-            received=str(exc).splitlines()[0],
+            f"could not read {path} as safetensors: the file is truncated or corrupt, or not a checkpoint",
+            received=(str(exc).splitlines() or [type(exc).__name__])[0],
             expected="a .safetensors file written by vmaedet.save_detector",
             fix="re-copy the file or re-create it with `vmaedet convert SRC DST`",
         ) from exc
     return tensors, meta
+
+
+def _meta_json(meta: Mapping[str, str], key: str, path: Path, default: str | None = None) -> Any:
+    """``json.loads(meta[key])``; a missing entry (without default) or bad JSON is a CheckpointError."""
+    if key not in meta:
+        if default is not None:
+            return json.loads(default)
+        raise CheckpointError(
+            f"{path} is marked as a vmaedet checkpoint but its metadata has no {key!r} entry",
+            received=f"metadata keys {sorted(meta)}",
+            expected="'format', 'config' (JSON: variant, num_classes, backbone, short_side) and 'extra'",
+            fix="re-create the file with vmaedet.save_detector or `vmaedet convert SRC DST`",
+        )
+    try:
+        return json.loads(meta[key])
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise CheckpointError(
+            f"{path}: the {key!r} entry of the safetensors metadata is not valid JSON",
+            received=f"{meta[key][:80]!r} ({exc})",
+            expected="a JSON object written by vmaedet.save_detector",
+            fix="re-create the file with vmaedet.save_detector or `vmaedet convert SRC DST`",
+        ) from None
+
+
+def _model_from_config(cfg: Any, path: Path, overrides: Mapping[str, Any]) -> ActionDetector:
+    """The detector described by a vmaedet checkpoint's ``config``; every field checked with words."""
+    from dataclasses import fields
+
+    def bad(what: str, received: object, expected: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {what}", received=received, expected=expected,
+                               fix="re-create the file with vmaedet.save_detector or `vmaedet convert SRC DST`")
+
+    if not isinstance(cfg, dict):
+        raise bad("the metadata 'config' is not a JSON object", type(cfg).__name__, "a JSON object")
+    unknown = sorted(set(cfg) - {"variant", "num_classes", "backbone", "short_side"})
+    if unknown:
+        raise bad(f"the metadata 'config' has unknown field(s) {unknown}", sorted(cfg),
+                  "variant, num_classes, backbone, short_side")
+    backbone = cfg.get("backbone")
+    if not isinstance(backbone, dict):
+        raise bad("the metadata 'config' has no 'backbone' object", repr(backbone)[:80],
+                  "backbone: {embed_dim, depth, num_heads, …}")
+    names = [f.name for f in fields(BackboneConfig)]
+    unknown = sorted(set(backbone) - set(names))
+    missing = [n for n in ("embed_dim", "depth", "num_heads") if n not in backbone]
+    if unknown or missing:
+        raise bad("the backbone config has " + (f"unknown field(s) {unknown}" if unknown else f"no {missing}"),
+                  sorted(backbone), "fields of BackboneConfig: " + ", ".join(names))
+    for key in ("embed_dim", "depth", "num_heads"):
+        v = backbone[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise bad(f"backbone.{key} must be a positive integer", repr(v), "an integer ≥ 1")
+    if backbone["embed_dim"] % backbone["num_heads"]:
+        raise bad("backbone.embed_dim does not divide by num_heads",
+                  f"embed_dim {backbone['embed_dim']}, num_heads {backbone['num_heads']}", "embed_dim % num_heads == 0")
+    num_classes = cfg.get("num_classes", 80)
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes <= 0:
+        raise bad("num_classes must be a positive integer", repr(num_classes), "an integer ≥ 1 (80 for AVA)")
+    short_side = cfg.get("short_side", 256)
+    if not isinstance(short_side, int) or isinstance(short_side, bool) or not 16 <= short_side <= 4096:
+        raise bad("short_side (the test-time resize) is out of range", repr(short_side),
+                  "an integer in 16..4096 (the seed uses 256)")
+    try:
+        bcfg = BackboneConfig(**{**backbone, **overrides})
+    except (TypeError, ValueError) as exc:
+        raise bad("the backbone config is invalid", str(exc), "fields of BackboneConfig: " + ", ".join(names)) from None
+    model = ActionDetector(bcfg, num_classes=num_classes, variant=cfg.get("variant"))
+    model.short_side = short_side
+    return model
 
 
 def _looks_like_safetensors(path: Path, magic: bytes) -> bool:
@@ -189,15 +259,29 @@ def _shape_config(sd: Mapping[str, torch.Tensor], arch: str | None, path: Path) 
     )
 
 
+def shape_mismatches(own: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tensor]) -> list[str]:
+    """``"key: file (a, b) vs model (c, d)"`` for every key present in both with another shape."""
+    return [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+            for k, v in sd.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+
+
 def _check_shapes(model: ActionDetector, sd: Mapping[str, torch.Tensor], path: Path) -> None:
     own = model.state_dict()
-    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-           for k, v in sd.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    bad = shape_mismatches(own, sd)
     if bad:
+        head = [b for b in bad if b.startswith("head.")]
+        if head and len(head) == len(bad):
+            n = int(sd["head.weight"].shape[0]) if "head.weight" in sd else int(sd["head.bias"].shape[0])
+            fix = (f"the file's classification head has {n} classes, the detector {model.num_classes} "
+                   f"(AVA v2.2): use a checkpoint with an {model.num_classes}-way head, or fine-tune this one "
+                   "with model.init=<file> (a mismatched head of a pretrain/Kinetics/bare state dict is re-initialised)")
+        else:
+            fix = "pass the right arch (or none, to infer it from the shapes)"
         raise CheckpointError(
-            f"{path}: {len(bad)} tensor(s) do not fit the {model.variant or 'inferred'} model",
+            f"{path}: {len(bad)} tensor(s) have another shape than the {model.variant or 'inferred'} model's",
             received="; ".join(bad[:6]) + (" …" if len(bad) > 6 else ""),
-            fix="pass the right arch (or none, to infer it from the shapes)",
+            expected="the model's shapes (listed as key: shape in the file vs shape in the model)",
+            fix=fix,
         )
 
 
@@ -245,20 +329,19 @@ def load_detector(
         if meta.get("format") != FORMAT:
             layout = "state-dict"
             cfg_dict: dict[str, Any] | None = None
+            extra: dict[str, Any] = {}
         else:
             layout = "vmaedet"
-            cfg_dict = json.loads(meta["config"])
-        extra: dict[str, Any] = json.loads(meta.get("extra", "{}")) if layout == "vmaedet" else {}
+            cfg_dict = _meta_json(meta, "config", path)
+            extra = _meta_json(meta, "extra", path, default="{}")
+            if not isinstance(extra, dict):
+                extra = {}
     else:
         layout, sd, extra = _classify(_torch_load(path), path)
         cfg_dict = None
 
     if cfg_dict is not None and arch is None:
-        backbone = dict(cfg_dict["backbone"])
-        backbone.update(overrides)
-        model = ActionDetector(BackboneConfig(**backbone), num_classes=cfg_dict.get("num_classes", 80),
-                               variant=cfg_dict.get("variant"))
-        model.short_side = int(cfg_dict.get("short_side", 256))
+        model = _model_from_config(cfg_dict, path, overrides)
     else:
         if _stem_of(sd) is None:
             raise CheckpointError(f"{path} is not a VideoMAE detector checkpoint", received=f"keys {sorted(sd)[:5]}")
@@ -280,7 +363,8 @@ def load_detector(
     if layout == "kinetics":
         ignored += [k for k in sd if k.startswith("fc_norm.")]
     head_w = sd.get("head.weight")
-    if head_w is not None and tuple(head_w.shape) != tuple(own["head.weight"].shape):
+    head_optional = layout in ("state-dict", "pretrain", "kinetics")  # ava / ava-full / vmaedet need theirs
+    if head_optional and head_w is not None and tuple(head_w.shape) != tuple(own["head.weight"].shape):
         ignored += [k for k in ("head.weight", "head.bias") if k in sd]  # the seed drops a mismatched head
     sd = {k: v for k, v in sd.items() if k not in set(ignored)}
     _check_shapes(model, sd, path)
@@ -329,12 +413,12 @@ def save_detector(model: ActionDetector, path: str | Path, extra: Mapping[str, A
     if path.suffix != ".safetensors":
         raise CheckpointError("vmaedet checkpoints are .safetensors files", received=str(path),
                               fix="name the output <something>.safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ..safeio import atomic_path
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "config": json.dumps(detector_config(model)), "extra": json.dumps(dict(extra or {}), default=str)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with atomic_path(path, what="the checkpoint") as tmp:  # a failure leaves no file; OSError → OutputError
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

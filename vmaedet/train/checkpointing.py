@@ -53,22 +53,29 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 # -- atomic save / load -----------------------------------------------------------------------
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``<path>.tmp-<pid>``, flush + fsync, rename over ``path``, fsync the dir."""
+    """``torch.save`` to a temporary file beside ``path``, flush + fsync, rename over ``path``, fsync the dir.
+
+    Goes through :func:`vmaedet.safeio.atomic_path`: a failure (also Ctrl-C) removes the temporary
+    file and leaves the previous ``path`` untouched; an ``OSError`` — also the one ``torch.save``
+    hides behind ``RuntimeError: … unexpected pos`` on a full disk — becomes an
+    :class:`~vmaedet.errors.OutputError` naming ``path`` and the cause in words.
+    """
+    from ..safeio import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path, what="the checkpoint") as tmp:
         with open(tmp, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path  # the rename is done; a folder that cannot be opened just skips the directory fsync
     try:
         os.fsync(dir_fd)
+    except OSError:
+        pass
     finally:
         os.close(dir_fd)
     return path
@@ -80,8 +87,16 @@ def load_resume(path: str | Path, map_location: str | torch.device = "cpu") -> d
     if not path.is_file():
         raise CheckpointError(f"resume checkpoint not found: {path}",
                               fix="pass --resume auto (latest in the output directory) or an existing .pth")
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < path.stat().st_size:
+        raise CheckpointError(f"{path} is a safetensors file (detector weights only), not a vmaedet resume checkpoint",
+                              received="safetensors weights (no optimiser, schedule position or RNG states)",
+                              expected=f"a {FORMAT} .pth written by vmaedet train (last.pth, checkpoint-N.pth)",
+                              fix="to start from these weights use model.init=<path> and a new run instead of resuming")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb") as fh:  # by content: torch.load would choose its reader by the file name
+            state = torch.load(fh, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling/zip error means a bad file
         raise CheckpointError(f"cannot read resume checkpoint {path}", received=f"{type(exc).__name__}: {exc}",
                               expected=f"a {FORMAT} file written by vmaedet train",

@@ -44,6 +44,16 @@ def init_distributed(device: str = "auto") -> DistInfo:
     Args:
         device: "auto" (CUDA if available), "cpu" or "cuda".
     """
+    from ..errors import ConfigError
+
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ConfigError(f"unknown device {device!r}", received=device, expected="auto | cpu | cuda | cuda:N",
+                          fix="use 'auto' (the GPU when there is one), 'cpu' or 'cuda'")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"the device {device!r} was requested but no CUDA GPU is usable here",
+                          received=f"torch {torch.__version__}: torch.cuda.is_available() is False",
+                          expected="a CUDA GPU with its driver and a CUDA build of PyTorch, or the CPU",
+                          fix="use the device 'auto' (the GPU when there is one) or 'cpu'")
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

@@ -108,7 +108,9 @@ def score_rows(rows: list[Any], csv_path: Path, paths: dict[str, Any], protocol:
     from ..data.detections import write_detections_csv
     from ..evaluation.ava import evaluate_frame_map
 
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    from ..safeio import ensure_parent
+
+    ensure_parent(csv_path, what="the detections CSV")
     write_detections_csv(csv_path, rows)
     result = evaluate_frame_map(paths["gt"], csv_path, labelmap=paths["labelmap"], exclusions=paths["exclusions"],
                                 protocol=protocol)

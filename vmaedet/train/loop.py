@@ -9,9 +9,16 @@ not change it) → forward under autocast (fp16 on CUDA, optional bf16 on CPU) �
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
+import os
 import random
+import re
+import signal
+import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +31,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import TrainConfig, dump_config
-from ..errors import CheckpointError, DataError, VmaedetError
+from ..config import TrainConfig, dump_config, validate_config
+from ..errors import CheckpointError, ConfigError, DataError, OutputError, UsageError, VmaedetError
 from ..ops.boxes import random_aug
 from . import checkpointing as ckpt
 from .distributed import (DistInfo, ResumableDistributedSampler, all_gather_objects, all_reduce_mean, barrier,
@@ -82,9 +89,67 @@ def build_datasets(cfg: TrainConfig, need_val: bool = True) -> tuple[Dataset, Da
                         fix="create synthetic data with `vmaedet synth DIR` or point data.root at your AVA root")
     from ..data.ava import build_dataset
 
+    _check_data_kwargs(cfg.data.kwargs)
+    splits = [cfg.data.train_split] + ([cfg.data.val_split] if need_val and cfg.data.val_split != cfg.data.train_split else [])
+    check_training_data(root, splits, cfg.data.kwargs)
     train_ds = build_dataset(root, cfg.data.train_split, train=True, **{"seed": cfg.train.seed, **cfg.data.kwargs})
     val_ds = build_dataset(root, cfg.data.val_split, train=False, **cfg.data.kwargs) if need_val else None
     return train_ds, val_ds
+
+
+def _check_data_kwargs(kwargs: dict[str, Any]) -> None:
+    """``data.kwargs`` names only options ``build_dataset`` / ``AVADataset`` take."""
+    import inspect
+
+    from ..data.ava import AVADataset
+
+    known = {n for n in inspect.signature(AVADataset.__init__).parameters if n not in ("self", "root_or_frames_source",
+                                                                                          "annotations_csv", "split_train")}
+    known |= {"frame_source", "frames_root"}
+    unknown = sorted(set(kwargs) - known - {"seed"})
+    if unknown:
+        import difflib
+
+        close = {u: difflib.get_close_matches(u, sorted(known), n=1) for u in unknown}
+        hint = ", ".join(f"{u} → {c[0]}?" for u, c in close.items() if c)
+        raise ConfigError(f"unknown data.kwargs option(s) {unknown}", received=sorted(kwargs),
+                           expected="options of the AVA dataset: " + ", ".join(sorted(known)),
+                           fix=f"did you mean {hint}" if hint else "remove them or fix the spelling")
+
+
+def check_training_data(root: str | Path, splits: Sequence[str], kwargs: dict[str, Any] | None = None,
+                        max_examples: int = 5) -> None:
+    """Run the dataset validator (:mod:`vmaedet.data.validate`) on the splits a run reads; refuse on errors.
+
+    The same checks as ``vmaedet data check``: malformed rows, boxes outside [0, 1], action ids not in the
+    label map, missing or unreadable videos, keyframes outside their video.  Warnings (keyframes whose
+    window is clamped at a video's ends) do not stop training.
+
+    Raises:
+        DataError: with the number of errors and the first ``max_examples`` (``file:line: message``).
+    """
+    from ..data import validate
+
+    kw = dict(kwargs or {})
+    opts = {k: kw.get(k) for k in ("frame_source", "frames_root", "fps", "timestamp_start", "temporal_rule", "labelmap")}
+    if opts["timestamp_start"] is None and not (Path(root) / "meta.json").is_file():
+        opts["timestamp_start"] = 900  # the dataset's default for a real AVA frames folder
+    check_cfg = validate.load_config(Path(root), None, **opts)
+    errors: list[Any] = []
+    for split in splits:
+        if split not in check_cfg.splits:
+            continue  # build_dataset names an unknown split itself
+        errors += validate.check_dataset(root, split, check_cfg).errors
+    if errors:
+        shown = [f"{e.where}: {e.message}" for e in errors[:max_examples]]
+        more = f" (and {len(errors) - max_examples} more)" if len(errors) > max_examples else ""
+        raise DataError(
+            f"the dataset {root} has {len(errors)} error(s) in split(s) {', '.join(splits)}; training on it would "
+            "silently learn from wrong labels or frames",
+            received="\n    " + "\n    ".join(shown) + more,
+            expected="a dataset that `vmaedet data check` passes",
+            fix=f"correct or delete those rows / add the videos (`vmaedet data check {root}` lists every error)",
+        )
 
 
 def sample_generator(seed: int, step: int, index: int) -> torch.Generator:
@@ -175,10 +240,27 @@ class MetricsLog:
                 self.tb = None
 
     def write(self, record: dict[str, Any]) -> None:
+        """Append one JSON line; a failed write is undone (no partial line) and raised as OutputError."""
         if not self.enabled:
             return
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        from ..safeio import output_error
+
+        data = (json.dumps(record) + "\n").encode()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    if os.write(fd, data) != len(data):
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, size)
+                    raise
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise output_error(self.path, exc, what="the metrics log") from exc
         if self.tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k != "step":
@@ -189,17 +271,11 @@ class MetricsLog:
             self.tb.close()
 
 
-def _progress(enabled: bool, total: int, done: int) -> tuple[Any, Any]:
-    if not enabled:
-        return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def _progress(enabled: bool, total: int, done: int) -> Any:
+    """A rich bar on a terminal, plain ``[train] steps i/N … ETA`` lines in logs (``vmaedet.progress``)."""
+    from ..progress import progress
 
-    prog = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[speed]:.2f} clips/s"),
-                    TimeRemainingColumn())
-    task = prog.add_task("train", total=total, completed=done, loss=float("nan"), lr=0.0, speed=0.0)
-    prog.start()
-    return prog, task
+    return progress(total, "steps", "train", completed=done, enabled=enabled).start()
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -235,21 +311,234 @@ def _save(path: Path, model: nn.Module, opt: torch.optim.Optimizer, scaler: torc
     ckpt.atomic_save(state, path)
 
 
+#: Config fields a resumed run must share with its checkpoint: they shape the model, the optimiser, the
+#: schedule and the data order. Paths, workers, cadence, max_steps and runtime options may change.
+RESUME_FIELDS = ("model.arch", "model.drop_path", "optim.", "schedule.", "train.batch_size", "train.seed",
+                 "train.box_jitter", "data.train_split", "data.size_divisible", "data.kwargs.")
+_RESUME_FREE = ("data.kwargs.cache", "data.kwargs.frames_root")
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(_flatten(v, f"{prefix}{k}."))
+                if not v:
+                    out[f"{prefix}{k}"] = {}
+            else:
+                out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def resume_differences(saved: dict[str, Any], now: TrainConfig) -> list[str]:
+    """``"key: checkpoint X vs now Y"`` for every :data:`RESUME_FIELDS` entry that differs."""
+    from ..models.detector import resolve_name
+
+    a, b = _flatten(saved), _flatten(now.to_dict())
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if not key.startswith(RESUME_FIELDS) or key.startswith(_RESUME_FREE):
+            continue
+        va, vb = a.get(key, "(not set)"), b.get(key, "(not set)")
+        if key == "model.arch":
+            with contextlib.suppress(VmaedetError, TypeError):
+                va, vb = resolve_name(va), resolve_name(vb)
+        if va != vb:
+            diffs.append(f"{key}: checkpoint {va!r} vs now {vb!r}")
+    return diffs
+
+
 def _restore(path: Path, model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-             info: DistInfo) -> _State:
+             info: DistInfo, cfg: TrainConfig | None = None, hints: dict[str, str] | None = None) -> _State:
+    from ..models.checkpoints import shape_mismatches
+
+    hints = {**_HINTS, **(hints or {})}
     state = ckpt.load_resume(path)
+    own = unwrap(model)
+    saved_cfg = state.get("config") if isinstance(state.get("config"), dict) else None
+    saved_arch = ((saved_cfg or {}).get("model") or {}).get("arch", "unknown")
+    now_arch = cfg.model.arch if cfg is not None else getattr(own, "variant", None) or "this model"
+    sd = state["model"]
+    mism = shape_mismatches(own.state_dict(), sd)
+    if cfg is not None and saved_cfg is not None:
+        diffs = resume_differences(saved_cfg, cfg)
+        if diffs:
+            shapes = f"; first shape mismatches: {'; '.join(mism[:3])}" if mism else ""
+            raise CheckpointError(
+                f"{path} was written by a run with another configuration ({len(diffs)} difference(s)); "
+                "resuming would silently change the model, the optimiser, the schedule or the data",
+                received="\n    " + "\n    ".join(diffs[:10]) + (" …" if len(diffs) > 10 else "") + shapes,
+                expected="the checkpoint's values for " + ", ".join(f.rstrip(".") for f in RESUME_FIELDS),
+                fix="resume with the same values (the checkpoint's config is saved beside it as config.yaml), or "
+                    f"start a new run: another output folder, or {hints['overwrite']}",
+            )
     try:
-        unwrap(model).load_state_dict(state["model"])
+        own.load_state_dict(sd)
         opt.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path} does not fit this model/optimizer", received=str(exc).splitlines()[0],
-                              fix="resume with the config the checkpoint was written with") from None
+    except (RuntimeError, ValueError, KeyError) as exc:
+        own_keys = set(own.state_dict())
+        missing = sorted(own_keys - set(sd))[:3]
+        unexpected = sorted(set(sd) - own_keys)[:3]
+        detail = mism[:4] + [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected]
+        raise CheckpointError(
+            f"{path} does not fit this model/optimiser: the checkpoint holds a {saved_arch} model, "
+            f"this run builds a {now_arch} model",
+            received="; ".join(detail) if detail else (str(exc).splitlines() or [type(exc).__name__])[0],
+            expected=f"a resume checkpoint of a {now_arch} run",
+            fix="resume with the config the checkpoint was written with (model.arch "
+                f"{saved_arch}), or start a new run: another output folder, or {hints['overwrite']}",
+        ) from None
     if state["scaler"]:
         scaler.load_state_dict(state["scaler"])
     rngs = state["rng"]
     ckpt.set_rng_state(rngs[info.rank] if len(rngs) == info.world_size else rngs[0])
     return _State(step=state["step"], epoch=state["epoch"], step_in_epoch=state["step_in_epoch"],
                   best_map=state["best_map"])
+
+
+# -- the run folder ---------------------------------------------------------------------------
+#: How the caller's user says "resume" / "overwrite" (the CLI passes its flags).
+_HINTS = {"resume": "resume='auto'", "overwrite": "overwrite=True"}
+#: Files ``train`` writes into its output folder (besides ``checkpoint-<epoch>.pth``, ``eval/`` and ``tb/``).
+RUN_FILES = (ckpt.LAST, ckpt.BEST, "final.safetensors", "metrics.jsonl")
+
+
+def previous_run_files(out_dir: str | Path) -> list[Path]:
+    """Files of an earlier run in ``out_dir``: checkpoints, final weights, metrics, evaluation CSVs.
+
+    ``config.yaml`` alone is not a run (it is rewritten at each start); temporary files of a killed
+    write are not either (see :func:`clear_run`).
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    found = [out / n for n in RUN_FILES if (out / n).is_file()]
+    found += sorted((p for p in out.glob("checkpoint-*.pth") if re.fullmatch(r"checkpoint-\d+\.pth", p.name)),
+                    key=lambda p: int(p.stem.split("-")[1]))
+    found += sorted((out / "eval").glob("detections_epoch*.csv"))
+    found += sorted((out / "tb").glob("events.out.tfevents.*"))
+    return found
+
+
+def _leftover_temps(out_dir: Path) -> list[Path]:
+    """Temporary files of writes killed half-way (``.<name>.<random>.tmp<suffix>``)."""
+    return [p for p in out_dir.glob(".*.tmp*") if p.is_file()] if out_dir.is_dir() else []
+
+
+def clear_run(out_dir: str | Path) -> list[Path]:
+    """Delete the previous run's files (only the files ``train`` writes); returns what was deleted."""
+    from ..safeio import output_error
+
+    out = Path(out_dir)
+    gone = previous_run_files(out) + _leftover_temps(out) + ([out / "config.yaml"] if (out / "config.yaml").is_file() else [])
+    for p in gone:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise output_error(p, exc, what="a file of the previous run") from exc
+    return gone
+
+
+def previous_run_error(out_dir: Path, files: Sequence[Path], hints: dict[str, str] | None = None) -> OutputError:
+    """The refusal to train into a folder holding another run (nothing is touched)."""
+    hints = {**_HINTS, **(hints or {})}
+    names = [str(p.relative_to(out_dir)) for p in files]
+    state = "a finished run (final.safetensors)" if (out_dir / "final.safetensors").is_file() else "a started run"
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return OutputError(
+        f"the output folder {out_dir} already holds {state}; training into it would replace or mix its files",
+        received=shown,
+        expected="an output folder without an earlier run, or an explicit choice",
+        fix=f"continue that run with {hints['resume']}; or start over with {hints['overwrite']} (deletes only the "
+            "files train writes there: last.pth, best.pth, checkpoint-N.pth, final.safetensors, metrics.jsonl, "
+            "config.yaml, eval/detections_epoch*.csv); or choose another output folder",
+    )
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and write a probe file into it; :class:`OutputError` in words if impossible."""
+    from ..safeio import output_error
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".vmaedet-write-test.", suffix=".tmp", dir=folder)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+            os.unlink(name)
+    except OSError as exc:
+        raise output_error(folder, exc, what="into the run folder") from exc
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop metrics lines past ``step`` (written after the checkpoint a run resumes from)."""
+    from ..safeio import atomic_write
+
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    keep = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash
+        if isinstance(rec, dict) and int(rec.get("step", 0)) <= step:
+            keep.append(line)
+    if keep != lines:
+        with atomic_write(path, what="the metrics log") as fh:
+            fh.write("".join(line + "\n" for line in keep))
+
+
+# -- Ctrl-C -----------------------------------------------------------------------------------
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped training; ``checkpoint`` is the last complete resume checkpoint (or None)."""
+
+    def __init__(self, step: int, total: int, checkpoint: Path | None, saved_now: bool) -> None:
+        super().__init__(f"training interrupted at iteration {step} of {total}")
+        self.step, self.total, self.checkpoint, self.saved_now = step, total, checkpoint, saved_now
+
+
+class _StopRequested(Exception):
+    pass
+
+
+class _InterruptFlag:
+    """First Ctrl-C: finish the iteration, save ``last.pth``, stop. Second Ctrl-C: stop at once.
+
+    Installed only in the main thread of a single-process run (under torchrun every rank would have to
+    agree on the step to stop at; there Ctrl-C stops at once).
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._old: Any = None
+        self._pid = os.getpid()
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:  # a forked DataLoader worker inherited the handler: the main process decides
+            return
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        with contextlib.suppress(Exception):
+            sys.stderr.write("\ninterrupt: stopping after the current iteration (or evaluation) and saving "
+                             "last.pth; press Ctrl-C again to stop at once\n")
+            sys.stderr.flush()
+
+    def __enter__(self) -> "_InterruptFlag":
+        if self.enabled:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled and self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 def _loader(ds: Dataset, sampler: ResumableDistributedSampler, per_rank: int, cfg: TrainConfig,
@@ -268,8 +557,19 @@ def _oom_error(exc: BaseException, per_rank: int) -> VmaedetError:
 
 def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | None = None,
           val_dataset: Dataset | None = None, collate_fn: CollateFn | None = None,
-          evaluate_fn: Callable[..., dict[str, Any]] | None = None) -> TrainResult:
+          evaluate_fn: Callable[..., dict[str, Any]] | None = None, *, overwrite: bool = False,
+          hints: dict[str, str] | None = None) -> TrainResult:
     """Run (or resume) training as configured; call once per process under torchrun.
+
+    The output folder (``train.out_dir``) rule: a folder that holds an earlier run (checkpoints,
+    ``final.safetensors``, ``metrics.jsonl``) is refused unless ``resume`` continues it or
+    ``overwrite`` deletes that run's files first (only the files training writes). Nothing is
+    written before every check has passed: config values, device, data (the ``data check``
+    validator), initial weights, the resume checkpoint and its config, a writable folder.
+
+    Ctrl-C (single process): the current iteration finishes, ``last.pth`` is saved and
+    :class:`TrainingInterrupted` is raised; ``resume="auto"`` continues bit-exactly. A second
+    Ctrl-C stops at once, keeping the last complete checkpoint.
 
     Args:
         cfg: the configuration.
@@ -277,8 +577,21 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
         train_dataset / val_dataset / collate_fn: override the AVA datasets (tests, custom data).
         evaluate_fn: ``(model, dataset, info, cfg, epoch) -> {"mAP": …}``; defaults to
             :func:`vmaedet.train.evaluate.evaluate_model`.
+        overwrite: delete an earlier run's files in ``train.out_dir`` before training.
+        hints: how the caller's user says ``resume`` / ``overwrite`` in messages (the CLI passes its flags).
+
+    Raises:
+        ConfigError, DataError, CheckpointError, OutputError: bad input, before anything is written;
+        OutputError also when a write fails later (full disk), naming the file.
+        TrainingInterrupted: on Ctrl-C (a ``KeyboardInterrupt``).
     """
     t_start = time.time()
+    hints = {**_HINTS, **(hints or {})}
+    validate_config(cfg)
+    if resume is not None and overwrite:
+        raise UsageError("resume and overwrite contradict each other: one continues the run, the other deletes it",
+                         received=f"resume={resume!r} and overwrite", expected="at most one of them",
+                         fix=f"pass {hints['resume']} to continue, or {hints['overwrite']} to start over")
     info = init_distributed(cfg.runtime.device)
     if cfg.runtime.threads > 0:
         torch.set_num_threads(cfg.runtime.threads)
@@ -289,9 +602,10 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
                            fix="choose a batch size that is a multiple of the number of processes")
     per_rank = total_batch // info.world_size
     out_dir = Path(cfg.train.out_dir)
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(dump_config(cfg))
+    previous = previous_run_files(out_dir)
+    if previous and resume is None and not overwrite:
+        raise previous_run_error(out_dir, previous, hints)
+    check_writable(out_dir)  # fail fast on a read-only or missing mount, before data and model
     seed = cfg.train.seed + info.rank  # the seed's `seed + rank`
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -316,7 +630,18 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
     st = _State()
     resume_path = ckpt.resolve_resume(resume, out_dir)
     if resume_path is not None:
-        st = _restore(resume_path, model, optimizer, scaler, info)
+        st = _restore(resume_path, model, optimizer, scaler, info, cfg, hints)
+    # every check passed: only now touch the folder
+    if info.is_main:
+        from ..safeio import atomic_write
+
+        if overwrite:
+            clear_run(out_dir)
+        elif resume is not None:
+            _trim_metrics(out_dir / "metrics.jsonl", st.step)
+        with atomic_write(out_dir / "config.yaml", what="the run's config") as fh:
+            fh.write(dump_config(cfg))
+    barrier()
     ddp_model: nn.Module = DDP(model, device_ids=[info.device.index] if info.device.type == "cuda" else None) \
         if info.distributed else model
     if evaluate_fn is None:
@@ -325,40 +650,58 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
     total_steps = cfg.schedule.epochs * iters
     if cfg.train.max_steps > 0:
         total_steps = min(total_steps, cfg.train.max_steps)
-    prog, task = _progress(info.is_main and cfg.runtime.progress, total_steps, st.step)
+    prog = _progress(info.is_main and cfg.runtime.progress, total_steps, st.step)
     history: list[dict[str, Any]] = []
     last_good: Path | None = resume_path
+    failed = True
+    stop = _InterruptFlag(enabled=not info.distributed)
     try:
-        while st.step < total_steps and st.epoch < cfg.schedule.epochs:
-            epoch_done = _run_epoch(ddp_model, optimizer, scaler, sched, sampler, train_dataset, collate, cfg,
-                                    info, st, per_rank, total_steps, log, prog, task, out_dir)
-            if epoch_done:
-                st.epoch += 1
-                st.step_in_epoch = 0
-            n_ep = st.epoch
-            finished = st.step >= total_steps or n_ep >= cfg.schedule.epochs
-            periodic = epoch_done and cfg.train.eval_every > 0 and n_ep % cfg.train.eval_every == 0
-            if val_dataset is not None and (periodic or finished):
-                res = evaluate_fn(unwrap(ddp_model), val_dataset, info, cfg, n_ep)
-                unwrap(ddp_model).train()
-                record = {"epoch": n_ep, "step": st.step, **{k: v for k, v in res.items() if isinstance(v, (int, float))}}
-                history.append(record)
-                log.write(record)
-                if res.get("mAP") is not None and res["mAP"] > st.best_map:
-                    st.best_map = float(res["mAP"])
-                    _save(out_dir / ckpt.BEST, ddp_model, optimizer, scaler, st, cfg, info)
-            _save(out_dir / ckpt.LAST, ddp_model, optimizer, scaler, st, cfg, info)
-            last_good = out_dir / ckpt.LAST
-            if epoch_done and cfg.train.ckpt_every > 0 and n_ep % cfg.train.ckpt_every == 0:
-                _save(out_dir / f"checkpoint-{n_ep}.pth", ddp_model, optimizer, scaler, st, cfg, info)
+        with stop:
+            try:
+                while st.step < total_steps and st.epoch < cfg.schedule.epochs:
+                    epoch_done = _run_epoch(ddp_model, optimizer, scaler, sched, sampler, train_dataset, collate, cfg,
+                                            info, st, per_rank, total_steps, log, prog, out_dir, stop)
+                    if epoch_done:
+                        st.epoch += 1
+                        st.step_in_epoch = 0
+                    n_ep = st.epoch
+                    finished = st.step >= total_steps or n_ep >= cfg.schedule.epochs
+                    periodic = epoch_done and cfg.train.eval_every > 0 and n_ep % cfg.train.eval_every == 0
+                    if val_dataset is not None and (periodic or finished) and not stop.requested:
+                        res = evaluate_fn(unwrap(ddp_model), val_dataset, info, cfg, n_ep)
+                        unwrap(ddp_model).train()
+                        record = {"epoch": n_ep, "step": st.step,
+                                  **{k: v for k, v in res.items() if isinstance(v, (int, float))}}
+                        history.append(record)
+                        log.write(record)
+                        if res.get("mAP") is not None and res["mAP"] > st.best_map:
+                            st.best_map = float(res["mAP"])
+                            _save(out_dir / ckpt.BEST, ddp_model, optimizer, scaler, st, cfg, info)
+                    _save(out_dir / ckpt.LAST, ddp_model, optimizer, scaler, st, cfg, info)
+                    last_good = out_dir / ckpt.LAST
+                    if epoch_done and cfg.train.ckpt_every > 0 and n_ep % cfg.train.ckpt_every == 0:
+                        _save(out_dir / f"checkpoint-{n_ep}.pth", ddp_model, optimizer, scaler, st, cfg, info)
+                    if stop.requested:
+                        raise _StopRequested
+            except _StopRequested:
+                # the state is at an iteration boundary: save it so that resume="auto" continues exactly here
+                _save(out_dir / ckpt.LAST, ddp_model, optimizer, scaler, st, cfg, info)
+                raise TrainingInterrupted(st.step, total_steps, out_dir / ckpt.LAST, saved_now=True) from None
+        failed = False
     except _NanLoss as exc:
         raise VmaedetError(f"the loss became {exc.value} at iteration {exc.step} (epoch {st.epoch})",
                            received=f"lr {exc.lr:.3e}",
                            fix=f"resume from the last good checkpoint ({last_good or 'none written yet'}) with a lower "
                                "optim.lr, optim.clip_grad set (e.g. 1.0), or runtime.cpu_bf16/amp off") from None
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, TrainingInterrupted):
+            raise
+        # a second Ctrl-C (or one under torchrun): any write in progress was undone by atomic_path
+        raise TrainingInterrupted(st.step, total_steps, last_good if last_good and last_good.is_file() else None,
+                                  saved_now=False) from None
     finally:
         if prog is not None:
-            prog.stop()
+            prog.close(failed=failed)
         log.close()
     final = None
     if info.is_main:
@@ -378,15 +721,29 @@ class _NanLoss(Exception):
 
 def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, sched: CosineSchedule,
                sampler: ResumableDistributedSampler, ds: Dataset, collate: CollateFn, cfg: TrainConfig,
-               info: DistInfo, st: _State, per_rank: int, total_steps: int, log: MetricsLog, prog: Any, task: Any,
-               out_dir: Path) -> bool:
-    """Train the rest of ``st.epoch``; False if stopped early by ``train.max_steps``."""
+               info: DistInfo, st: _State, per_rank: int, total_steps: int, log: MetricsLog, prog: Any,
+               out_dir: Path, stop: _InterruptFlag | None = None) -> bool:
+    """Train the rest of ``st.epoch``; False if stopped early by ``train.max_steps``.
+
+    Raises ``_StopRequested`` at an iteration boundary after a first Ctrl-C.
+    """
     sampler.set_position(st.epoch, st.step_in_epoch)
     if hasattr(ds, "set_epoch"):
         ds.set_epoch(st.epoch)
     model.train()
     t0, clips = time.time(), 0
-    for batch in _loader(ds, sampler, per_rank, cfg, collate, st.epoch):
+    batches = iter(_loader(ds, sampler, per_rank, cfg, collate, st.epoch))
+    while True:
+        if stop is not None and stop.requested:
+            raise _StopRequested
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
+        except RuntimeError:
+            if stop is not None and stop.requested:  # a DataLoader worker hit by the same Ctrl-C
+                raise _StopRequested from None
+            raise
         lr = sched(st.step)
         set_lr(opt, lr)
         loss_value = _step(model, opt, scaler, batch, cfg, info, st.step, per_rank)
@@ -397,7 +754,8 @@ def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.G
         clips += per_rank * info.world_size
         speed = clips / max(time.time() - t0, 1e-9)
         if prog is not None:
-            prog.update(task, completed=st.step, loss=loss_value, lr=lr, speed=speed)
+            prog.update(completed=st.step,
+                        detail=f"epoch {st.epoch + 1}  loss {loss_value:.4f}  lr {lr:.2e}  {speed:.2f} clips/s")
         if cfg.runtime.log_every > 0 and st.step % cfg.runtime.log_every == 0:
             log.write({"step": st.step, "epoch": st.epoch, "loss": loss_value, "lr": lr, "clips_per_s": speed})
         if cfg.train.ckpt_every_steps > 0 and st.step % cfg.train.ckpt_every_steps == 0:
@@ -434,5 +792,6 @@ def _step(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradSc
     return value
 
 
-__all__ = ["train", "TrainResult", "build_model", "build_datasets", "detection_loss", "jitter_rois",
+__all__ = ["train", "TrainResult", "TrainingInterrupted", "build_model", "build_datasets", "check_training_data",
+           "previous_run_files", "clear_run", "resume_differences", "RESUME_FIELDS", "detection_loss", "jitter_rois",
            "sample_generator", "autocast_context", "IndexedDataset"]
