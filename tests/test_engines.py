@@ -12,7 +12,7 @@ import torch
 from vmaedet.engines import create_engine, list_engines
 from vmaedet.engines.onnxruntime_engine import OnnxRuntimeEngine
 from vmaedet.engines.torch_engine import TorchEngine
-from vmaedet.errors import BackendUnavailable, EngineError
+from vmaedet.errors import BackendUnavailable, ConfigError, EngineError
 from vmaedet.export.onnx import export_onnx
 from vmaedet.models import create_detector
 from vmaedet.models.checkpoints import save_detector
@@ -89,8 +89,8 @@ def test_torch_engine_bad_input(model) -> None:
 
 def test_onnxruntime_engine_matches_reference(model, artifact: Path) -> None:
     clip, rois = _inputs(4)
-    with create_engine("onnxruntime", artifact, threads=1) as eng:
-        assert isinstance(eng, OnnxRuntimeEngine)
+    with create_engine("onnxruntime", artifact, threads=1, device="cpu") as eng:
+        assert isinstance(eng, OnnxRuntimeEngine) and eng.providers == ["CPUExecutionProvider"]
         assert (eng.input_hw, eng.max_persons, eng.precision, eng.device) == (HW, 4, "fp32", "cpu")
         out = eng.infer(clip, rois)
         assert eng.infer(clip, rois[:0]).shape == (0, 80)
@@ -108,8 +108,19 @@ def test_onnxruntime_engine_refuses_mismatches(artifact: Path, tmp_path: Path) -
         OnnxRuntimeEngine(artifact, input_hw=(256, 464))
     with pytest.raises(EngineError, match="fewer persons"):
         OnnxRuntimeEngine(artifact, max_persons=64)
-    with pytest.raises(BackendUnavailable, match=r"vmaedet\[gpu\]"):
-        OnnxRuntimeEngine(artifact, providers=["tensorrt"])
+
+
+
+def test_a_missing_gpu_provider_is_refused_naming_the_extra(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever this machine's onnxruntime has: on a CPU-only onnxruntime, asking for TensorRT or CUDA
+    is refused up front, naming the gpu extra (the test pins the provider list, so it holds with
+    onnxruntime-gpu installed too)."""
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    for request in (dict(providers=["tensorrt"]), dict(providers=["cuda"]), dict(device="cuda")):
+        with pytest.raises(BackendUnavailable, match=r"vmaedet\[gpu\]"):
+            OnnxRuntimeEngine(artifact, **request)
 
 
 def test_onnxruntime_engine_refuses_bad_artifacts(artifact: Path, tmp_path: Path) -> None:
@@ -178,25 +189,263 @@ def test_onnxruntime_engine_feeds_the_names_the_manifest_gives(artifact: Path, t
         torch.testing.assert_close(eng.infer(clip, rois), ref.infer(clip, rois), rtol=0, atol=1e-6)
 
 
-def test_onnxruntime_engine_takes_host_inputs_whatever_the_provider(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the CUDA provider first, inputs are still numpy feeds: device is "cpu", the provider is recorded."""
+# -- onnxruntime providers, options, IO binding (row 11) --------------------------------------
+CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+
+
+def test_provider_resolution() -> None:
+    from vmaedet.engines.onnxruntime_engine import resolve_providers
+
+    gpu_ort = [TRT, CUDA, CPU]
+    # tensorrt alone falls back to CUDA, then CPU — never straight to the CPU
+    assert resolve_providers(["tensorrt"], gpu_ort) == [TRT, CUDA, CPU]
+    assert resolve_providers(["trt", "cpu"], gpu_ort) == [TRT, CUDA, CPU]
+    assert resolve_providers(["cuda"], gpu_ort) == [CUDA, CPU]
+    assert resolve_providers(["cpu"], gpu_ort) == [CPU]
+    # the device decides when no provider is named
+    assert resolve_providers(None, gpu_ort, "cpu") == [CPU]
+    assert resolve_providers(None, gpu_ort, "cuda:1") == [CUDA, CPU]
+    assert resolve_providers(None, gpu_ort, None, gpu_present=True) == [CUDA, CPU]
+    assert resolve_providers(None, gpu_ort, None, gpu_present=False) == [CPU]  # onnxruntime-gpu, no GPU
+    assert resolve_providers(None, [CPU], None) == [CPU]
+    with pytest.raises(BackendUnavailable, match="TensorrtExecutionProvider") as err:
+        resolve_providers(["tensorrt"], [CUDA, CPU])
+    assert "vmaedet[gpu]" in str(err.value)
+    with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):
+        resolve_providers(None, [CPU], "cuda")
+    with pytest.raises(BackendUnavailable, match="uninstall"):  # both wheels: say how to repair
+        resolve_providers(["cuda"], [CPU], installed=["onnxruntime", "onnxruntime-gpu"])
+    with pytest.raises(EngineError, match="contradict"):
+        resolve_providers(["cuda"], gpu_ort, "cpu")
+    with pytest.raises(EngineError, match="contradict"):
+        resolve_providers(["cpu"], gpu_ort, "cuda")
+    with pytest.raises(EngineError, match="unknown device"):
+        resolve_providers(None, gpu_ort, "gpu0")
+
+
+def test_provider_check_refuses_a_dropped_gpu_provider() -> None:
+    from vmaedet.engines.onnxruntime_engine import check_providers
+
+    check_providers([CUDA, CPU], [CUDA, CPU])
+    check_providers([TRT, CUDA, CPU], [TRT, CUDA, CPU])
+    check_providers([CPU], [CPU])
+    with pytest.raises(BackendUnavailable) as err:
+        check_providers([CUDA, CPU], [CPU])
+    text = str(err.value)
+    assert "CUDAExecutionProvider" in text and "requested ['CUDAExecutionProvider', 'CPUExecutionProvider']" in text
+    assert "got ['CPUExecutionProvider']" in text
+    with pytest.raises(BackendUnavailable, match="TensorrtExecutionProvider"):
+        check_providers([TRT, CUDA, CPU], [CUDA, CPU])
+
+
+def _fake_gpu_ort(monkeypatch: pytest.MonkeyPatch, loads: list[str]) -> list[dict]:
+    """onnxruntime that offers TensorRT and CUDA, and whose sessions report ``loads`` as the providers
+    that loaded; the session itself is a real CPU one.  Returns the (providers, options) it was asked for."""
     import onnxruntime as ort
 
-    gpu_first = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    asked: list[dict] = []
+    real = getattr(ort.InferenceSession, "real_session", ort.InferenceSession)
 
-    class CudaFirstSession(ort.InferenceSession):
-        """Test double: a real CPU session that reports the CUDA provider first (no GPU here)."""
-
-        def __init__(self, path: str, opts: object, providers: list[str]) -> None:
-            assert providers == gpu_first  # the engine asked for CUDA first
-            super().__init__(path, opts, providers=["CPUExecutionProvider"])
+    class FakeGpuSession(real):  # type: ignore[misc, valid-type]
+        real_session = real
+        def __init__(self, path: str, opts: object, providers: list[str], provider_options: list[dict]) -> None:
+            asked.append({"providers": list(providers), "options": list(provider_options)})
+            super().__init__(path, opts, providers=[CPU])
 
         def get_providers(self) -> list[str]:
-            return list(gpu_first)
+            return list(loads)
 
-    monkeypatch.setattr(ort, "get_available_providers", lambda: list(gpu_first))
-    monkeypatch.setattr(ort, "InferenceSession", CudaFirstSession)
-    with OnnxRuntimeEngine(artifact, threads=1) as eng:
-        assert eng.device == "cpu" and eng.providers == gpu_first
-        assert eng.describe()["providers"] == gpu_first and eng.describe()["device"] == "cpu"
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [TRT, CUDA, CPU])
+    monkeypatch.setattr(ort, "InferenceSession", FakeGpuSession)
+    return asked
+
+
+def test_engine_refuses_a_session_that_silently_runs_on_the_cpu(artifact: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime-gpu whose CUDA provider fails to load (no driver, no cuDNN) logs and runs on the CPU:
+    the engine refuses, naming what it asked for and what it got."""
+    asked = _fake_gpu_ort(monkeypatch, loads=[CPU])
+    with pytest.raises(BackendUnavailable, match="did not load the CUDAExecutionProvider") as err:
+        OnnxRuntimeEngine(artifact, device="cuda", threads=1)
+    assert "requested ['CUDAExecutionProvider', 'CPUExecutionProvider'], got ['CPUExecutionProvider']" in str(err.value)
+    assert asked[0]["providers"] == [CUDA, CPU]
+    asked.clear()
+    _fake_gpu_ort(monkeypatch, loads=[CUDA, CPU])  # TensorRT did not load, CUDA did
+    with pytest.raises(BackendUnavailable, match="TensorrtExecutionProvider"):
+        OnnxRuntimeEngine(artifact, providers=["tensorrt"], cache_dir=tmp_path / "cache", threads=1)
+
+
+def test_engine_passes_provider_options_and_records_what_loaded(artifact: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = _fake_gpu_ort(monkeypatch, loads=[TRT, CUDA, CPU])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the providers "run", torch holds no CUDA tensor
+    art = tmp_path / "m.onnx"
+    shutil.copy(artifact, art)
+    shutil.copy(artifact.with_name("m.onnx.json"), tmp_path / "m.onnx.json")
+    with OnnxRuntimeEngine(art, providers=["tensorrt"], threads=1) as eng:
+        assert eng.providers == [TRT, CUDA, CPU] and eng.describe()["providers"] == [TRT, CUDA, CPU]
+        assert eng.device == "cpu"  # no torch CUDA: inputs are bound on the host, onnxruntime copies them
         assert eng.infer(*_inputs(2)).shape == (2, 80)
+    (req,) = asked
+    assert req["providers"] == [TRT, CUDA, CPU]
+    trt, cuda, cpu = req["options"]
+    cache = tmp_path / "m.onnx.trt-cache"
+    assert cache.is_dir() and trt["trt_engine_cache_path"] == str(cache) == trt["trt_timing_cache_path"]
+    assert trt["trt_profile_max_shapes"] == f"clip:1x3x16x{HW[0]}x{HW[1]},rois:4x5"
+    assert cuda["device_id"] == trt["device_id"] == "0" and cpu == {}
+
+
+def test_provider_options() -> None:
+    from vmaedet.engines.onnxruntime_engine import provider_options
+
+    clip = (1, 3, 16, 256, 464)
+    trt, cuda, cpu = provider_options([TRT, CUDA, CPU], device_id=1, precision="fp16", cache_dir="/c",
+                                      clip_shape=clip, max_persons=64)
+    assert cpu == {}
+    assert cuda["device_id"] == "1" and cuda["use_tf32"] == "1" and cuda["arena_extend_strategy"] == "kSameAsRequested"
+    assert trt == {
+        "device_id": "1", "trt_fp16_enable": "True",
+        "trt_engine_cache_enable": "True", "trt_engine_cache_path": "/c",
+        "trt_timing_cache_enable": "True", "trt_timing_cache_path": "/c",
+        "trt_profile_min_shapes": "clip:1x3x16x256x464,rois:1x5",
+        "trt_profile_opt_shapes": "clip:1x3x16x256x464,rois:8x5",
+        "trt_profile_max_shapes": "clip:1x3x16x256x464,rois:64x5",
+    }
+    (cuda32,) = provider_options([CUDA], precision="fp32")
+    assert cuda32["device_id"] == "0" and cuda32["use_tf32"] == "0"  # fp32 parity (1e-4) needs true fp32 GEMMs
+    (trt32,) = provider_options([TRT], precision="fp32", cache_dir="/c", clip_name="video", rois_name="boxes",
+                                clip_shape=clip, max_persons=4)
+    assert trt32["trt_fp16_enable"] == "False"
+    assert trt32["trt_profile_opt_shapes"] == "video:1x3x16x256x464,boxes:4x5"  # opt K ≤ max persons
+    with pytest.raises(EngineError, match="cache"):
+        provider_options([TRT])
+
+
+def test_io_binding_equals_numpy_feeds_on_the_cpu(artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IO binding (torch tensors bound in place) gives what numpy feeds give, binds the caller's own
+    buffer when it is already contiguous float32, and never hands out the reused output buffer."""
+    with OnnxRuntimeEngine(artifact, device="cpu", threads=1) as bound, \
+            OnnxRuntimeEngine(artifact, device="cpu", threads=1, io_binding=False) as fed:
+        assert bound.device == "cpu" and bound.io_binding and not fed.io_binding
+        pointers: list[int] = []
+        real_binding = bound.session.io_binding
+
+        def spy() -> object:
+            b = real_binding()
+
+            class Spy:
+                def __getattr__(self, name: str) -> object:
+                    return getattr(b, name)
+
+                def bind_input(self, name, kind, index, dtype, shape, ptr):  # noqa: ANN001, ANN202
+                    pointers.append(ptr)
+                    assert kind == "cpu"
+                    return b.bind_input(name, kind, index, dtype, shape, ptr)
+
+            return Spy()
+
+        monkeypatch.setattr(bound.session, "io_binding", spy, raising=False)
+        monkeypatch.setattr(bound.session, "run", lambda *a, **k: pytest.fail("IO binding path used session.run"),
+                            raising=False)
+        results = []
+        for k in (4, 1, 4):
+            clip, rois = _inputs(k)
+            out = bound.infer(clip, rois)
+            torch.testing.assert_close(out, fed.infer(clip, rois), rtol=0, atol=1e-6)
+            assert pointers[-2:] == [clip.data_ptr(), rois.data_ptr()]  # no copy of the caller's tensors
+            results.append(out)
+        assert results[0].data_ptr() != results[2].data_ptr()  # each call's result is its own tensor
+        torch.testing.assert_close(results[0], results[2], rtol=0, atol=0)
+
+
+# -- the stream runs the artifact where --device says (row 15) ---------------------------------
+def test_stream_passes_the_device_to_artifact_engines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from vmaedet.runtime import pipeline
+
+    calls = []
+    monkeypatch.setattr(pipeline, "create_engine", lambda name, *a, **k: calls.append((name, a, k)) or "engine")
+    for artifact_name, device, name in (("m.onnx", "cuda", "onnxruntime"), ("m.onnx", "cpu", "onnxruntime"),
+                                        ("m.engine", "cuda:1", "tensorrt"), ("m.plan", "cuda", "tensorrt")):
+        assert pipeline._resolve_engine(None, tmp_path / artifact_name, "torch", device) == "engine"
+        assert calls[-1] == (name, (tmp_path / artifact_name,), {"device": device})
+    with pytest.raises(ConfigError, match="TensorRT engine runs on a CUDA GPU"):  # not silently elsewhere
+        pipeline._resolve_engine(None, tmp_path / "m.engine", "torch", "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_stream_on_cuda_without_a_gpu_is_refused(artifact: Path) -> None:
+    from vmaedet.runtime.pipeline import _resolve_engine
+
+    with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):
+        _resolve_engine(None, artifact, "onnxruntime", "cuda")
+
+
+def test_stream_with_an_onnx_artifact_and_a_device(model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end: --device cpu runs the artifact on onnxruntime's CPU provider; --device cuda on a
+    machine without a GPU stops with a clear error instead of running on the CPU."""
+    import av
+    import numpy as np
+
+    from vmaedet.runtime import pipeline
+
+    w, h = 96, 64
+    video = tmp_path / "clip_000.mp4"
+    with av.open(str(video), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for i in range(24):
+            img = np.full((h, w, 3), 40 + 4 * i, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    proposals = tmp_path / "proposals.csv"
+    proposals.write_text("".join(f"clip_000,{t},0.1,0.2,0.5,0.85,,0.9\n" for t in range(2)))
+    art = export_onnx(model, tmp_path / "m.onnx", source_wh=(w, h), max_persons=4).path
+    made = []
+    real = pipeline.create_engine
+    monkeypatch.setattr(pipeline, "create_engine", lambda *a, **k: made.append(k) or real(*a, **k))
+    results = list(pipeline.stream(video, engine=art, detector=f"boxes:{proposals}", stride=8, device="cpu"))
+    assert made == [{"device": "cpu"}] and results and any(len(r.track_ids) for r in results)
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):
+            list(pipeline.stream(video, engine=art, detector=f"boxes:{proposals}", stride=8, device="cuda"))
+        assert made[-1] == {"device": "cuda"}
+
+
+# -- packaging: one onnxruntime per environment (row 12) ----------------------------------------
+def test_extras_never_install_both_onnxruntime_wheels() -> None:
+    import itertools
+    import re
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    extras: dict[str, list[str]] = project["optional-dependencies"]
+
+    def names(reqs: list[str], seen: frozenset[str] = frozenset()) -> set[str]:
+        out: set[str] = set()
+        for req in reqs:
+            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?", req)
+            name = m.group(1).lower().replace("_", "-")
+            if name == project["name"]:  # a self-reference: vmaedet[cpu] inside another extra
+                for extra in (e.strip() for e in (m.group(2) or "").split(",") if e.strip()):
+                    if extra not in seen:
+                        out |= names(extras[extra], seen | {extra})
+            else:
+                out.add(name)
+        return out
+
+    wheels = {"onnxruntime", "onnxruntime-gpu"}
+    assert not names(project["dependencies"]) & wheels, "the base install must not pick an onnxruntime wheel"
+    assert "onnxruntime" in names(extras["cpu"]) and "onnxruntime-gpu" in names(extras["gpu"])
+    assert "onnxruntime-gpu" not in names(extras["cpu"]) and "onnxruntime" not in names(extras["gpu"])
+    for n in range(1, len(extras) + 1):
+        for combo in itertools.combinations(sorted(extras), n):
+            if {"cpu", "gpu"} <= set(combo):
+                continue  # the two alternatives, never installed together
+            got = names(project["dependencies"] + [r for e in combo for r in extras[e]])
+            assert not wheels <= got, f"extras {combo} install both onnxruntime and onnxruntime-gpu"

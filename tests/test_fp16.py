@@ -20,7 +20,7 @@ from vmaedet.models.checkpoints import load_detector
 
 FP32, FP16 = TensorProto.FLOAT, TensorProto.FLOAT16
 HW = (96, 128)
-KEEP_FP32 = {"LayerNormalization", "Softmax", "ReduceMean", "ReduceMax", "RoiAlign"}
+KEEP_FP32 = {"LayerNormalization", "ReduceMean", "ReduceMax", "RoiAlign"}  # and Softmax outside attention
 
 
 def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -69,6 +69,113 @@ def test_casts_on_a_hand_built_graph() -> None:
     (y,) = _run(converted, {"x": x})
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, expected, atol=2e-3)
+
+
+def _attention_graph(scale_op: str = "Mul") -> onnx.ModelProto:
+    """x [1, 6, 8] → LayerNorm → Q, K, V projections → MatMul(Q, Kᵀ) → scale → Softmax → MatMul V → y."""
+    rng = np.random.default_rng(2)
+    w = {n: rng.normal(0, 0.7, size=(8, 8)).astype(np.float32) for n in ("wq", "wk", "wv")}
+    scale = np.array(8**0.5 if scale_op == "Div" else 8**-0.5, np.float32)
+    scale_inputs = ["scale", "scores"] if scale_op == "scale*Mul" else ["scores", "scale"]
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "g", "b"], ["ln"], epsilon=1e-6),
+        helper.make_node("MatMul", ["ln", "wq"], ["q"]),
+        helper.make_node("MatMul", ["ln", "wk"], ["k"]),
+        helper.make_node("MatMul", ["ln", "wv"], ["v"]),
+        helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "kt"], ["scores"]),
+        helper.make_node(scale_op.split("*")[-1], scale_inputs, ["scaled"]),
+        helper.make_node("Softmax", ["scaled"], ["probs"], axis=-1),
+        helper.make_node("MatMul", ["probs", "v"], ["ctx"]),
+        helper.make_node("LayerNormalization", ["ctx", "g", "b"], ["y"], epsilon=1e-6),
+    ]
+    graph = helper.make_graph(
+        nodes, "attention", [helper.make_tensor_value_info("x", FP32, [1, 6, 8])],
+        [helper.make_tensor_value_info("y", FP32, [1, 6, 8])],
+        [numpy_helper.from_array(np.ones(8, np.float32), "g"), numpy_helper.from_array(np.zeros(8, np.float32), "b"),
+         numpy_helper.from_array(scale, "scale"), *(numpy_helper.from_array(a, n) for n, a in w.items())],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _attention_chains(model: onnx.ModelProto) -> list[list[onnx.NodeProto]]:
+    """For every Softmax: the nodes from the MatMul that makes its scores to the MatMul that reads
+    its probabilities, walking back and forth through anything in between (Casts included)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    chains = []
+    for sm in (n for n in model.graph.node if n.op_type == "Softmax"):
+        back = [producer[sm.input[0]]]
+        while back[0].op_type != "MatMul":
+            back.insert(0, next(producer[i] for i in back[0].input if i in producer))
+        fwd = [consumers[sm.output[0]][0]]
+        while fwd[-1].op_type != "MatMul":
+            fwd.append(consumers[fwd[-1].output[0]][0])
+        chains.append([*back, sm, *fwd])
+    return chains
+
+
+def _assert_unbroken_fp16_attention(model: onnx.ModelProto, expected_blocks: int) -> None:
+    types = _types(model)
+    chains = _attention_chains(model)
+    assert len(chains) == expected_blocks
+    for chain in chains:
+        ops = [n.op_type for n in chain]
+        # MatMul → (Mul/Div)* → Softmax → MatMul: nothing else, no Cast in between
+        assert ops[0] == "MatMul" and ops[-1] == "MatMul" and ops[-2] == "Softmax", ops
+        assert set(ops[1:-2]) <= {"Mul", "Div"}, ops
+        for node in chain:
+            floats = {types[n] for n in list(node.input) + list(node.output) if n and types.get(n) in (FP32, FP16)}
+            assert floats == {FP16}, (node.op_type, node.name, floats)
+
+
+def test_attention_block_stays_one_fp16_pattern_on_a_hand_built_graph() -> None:
+    for scale_op in ("Mul", "Div", "scale*Mul"):
+        model = _attention_graph(scale_op)
+        converted, report = convert_to_fp16(model)
+        onnx.checker.check_model(converted, full_check=True)
+        assert report.attention_blocks == 1
+        _assert_unbroken_fp16_attention(converted, 1)
+        types = _types(converted)
+        for ln in (n for n in converted.graph.node if n.op_type == "LayerNormalization"):
+            assert {types[n] for n in list(ln.input) + list(ln.output)} == {FP32}
+        # casts only at the island boundaries: LN → fp16 (once, shared by Q/K/V), ctx → fp32 for the last LN
+        assert report.casts_inserted == 2
+        assert check_fp16_structure(converted)["attention_blocks"] == 1
+        x = np.random.default_rng(4).normal(size=(1, 6, 8)).astype(np.float32)
+        (ref,) = _run(model, {"x": x})
+        (y,) = _run(converted, {"x": x})
+        assert y.dtype == np.float32 and float(np.abs(y - ref).max()) < 2e-2
+
+
+def test_a_softmax_that_is_not_attention_stays_fp32() -> None:
+    """Scores read by something else besides ·V (here also a graph output) are not an attention block."""
+    model = _attention_graph()
+    model.graph.output.append(helper.make_tensor_value_info("probs", FP32, [1, 6, 6]))
+    converted, report = convert_to_fp16(model)
+    assert report.attention_blocks == 0
+    sm = next(n for n in converted.graph.node if n.op_type == "Softmax")
+    types = _types(converted)
+    assert {types[n] for n in list(sm.input) + list(sm.output)} == {FP32}
+
+
+def test_structure_check_catches_an_attention_block_broken_by_casts() -> None:
+    """The old layout (FP32 Softmax between two Casts) is type-correct but cannot be fused by TensorRT."""
+    converted, _ = convert_to_fp16(_attention_graph())
+    g = converted.graph
+    i = next(i for i, n in enumerate(g.node) if n.op_type == "Softmax")
+    sm = g.node[i]
+    scores, probs = sm.input[0], sm.output[0]
+    sm.input[0], sm.output[0] = f"{scores}__fp32", f"{probs}__fp32"
+    g.node.insert(i, helper.make_node("Cast", [scores], [sm.input[0]], to=FP32))
+    g.node.insert(i + 2, helper.make_node("Cast", [sm.output[0]], [probs], to=FP16))
+    del g.value_info[:]
+    onnx.checker.check_model(converted, full_check=True)
+    with pytest.raises(ExportError, match="broken up by 2 Cast"):
+        check_fp16_structure(converted)
 
 
 def test_constants_are_clamped_with_a_count() -> None:
@@ -133,6 +240,8 @@ def test_fp16_graph_keeps_fp32_islands(fp16_export) -> None:
     seen = set()
     for node in g.node:
         floats = [types[n] for n in list(node.input) + list(node.output) if n and types.get(n) in (FP32, FP16)]
+        if node.op_type == "Softmax":  # every Softmax of the ViT is attention: FP16 (see the next test)
+            assert set(floats) == {FP16}, node.name
         if node.op_type in KEEP_FP32:
             seen.add(node.op_type)
             assert set(floats) == {FP32}, node.name
@@ -145,6 +254,16 @@ def test_fp16_graph_keeps_fp32_islands(fp16_export) -> None:
     assert types[roi.input[2]] == TensorProto.INT64
     casts = [helper.get_attribute_value(a) for n in g.node if n.op_type == "Cast" for a in n.attribute]
     assert casts.count(FP16) >= 1 and casts.count(FP32) >= 1
+
+
+def test_fp16_attention_blocks_are_unbroken_for_tensorrt(fp16_export) -> None:
+    """Every attention block of the exported FP16 graph is MatMul → (Mul/Div)* → Softmax → MatMul, all
+    FP16, no Cast in between — the pattern TensorRT fuses into one attention kernel."""
+    model, _, fp16 = fp16_export
+    graph = onnx.load(str(fp16.path))
+    _assert_unbroken_fp16_attention(graph, model.cfg.depth)
+    m = json.loads(fp16.manifest_path.read_text())
+    assert m["fp16"]["pass"]["attention_blocks"] == m["fp16"]["structure"]["attention_blocks"] == model.cfg.depth
 
 
 def test_fp16_scores_close_to_fp32(fp16_export) -> None:

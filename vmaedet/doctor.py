@@ -46,13 +46,23 @@ def collect() -> list[dict[str, Any]]:
         import onnxruntime as ort
 
         add("onnxruntime", True, f"{ort.__version__}; providers: {', '.join(ort.get_available_providers())}")
+        from .engines.onnxruntime_engine import _gpu_fix, _installed_ort_distributions
+
+        wheels = _installed_ort_distributions()
+        if len(wheels) > 1:  # one module, two wheels: the CPU one shadows the CUDA provider
+            add("onnxruntime wheels", None, _gpu_fix(wheels))
     except Exception as exc:  # noqa: BLE001
-        add("onnxruntime", False, f"not importable ({exc}); pip install onnxruntime (CPU) or 'vmaedet[gpu]'")
+        add("onnxruntime", False, f"not importable ({exc}); install vmaedet[cpu] (onnxruntime) or vmaedet[gpu] "
+                                  "(onnxruntime-gpu)")
     onnx_v = _version("onnx")
     add("onnx", onnx_v is not None, onnx_v or "not installed")
-    from .export.tensorrt import tensorrt_status
+    from .export.tensorrt import tensorrt_runtime_status, tensorrt_status
 
     ok, why = tensorrt_status()
+    if not ok:  # a runtime-only install (tensorrt_lean / tensorrt_dispatch) runs engines but cannot build them
+        run_ok, run_why = tensorrt_runtime_status()
+        if run_ok:
+            ok, why = None, f"{run_why}: runs version-compatible engines; building needs the full tensorrt ({why})"
     add("TensorRT", ok, why)
     tr = _version("triton")
     add("Triton", tr is not None, (tr + ("" if torch.cuda.is_available() else "; no GPU: kernels run only under TRITON_INTERPRET=1")) if tr else "not installed")

@@ -6,15 +6,24 @@ graph so that
 
 * the body (Conv, MatMul, Gemm, Add, Mul, Div, Erf, …) runs in FP16, its float initializers
   converted to FP16 (clamped to ±65504, with counts of clamped / flushed values);
-* LayerNormalization, Softmax, reductions (ReduceMean over time, ReduceMax over the RoI grid)
-  and RoiAlign — features, boxes and indices — stay FP32;
+* LayerNormalization, reductions (ReduceMean over time, ReduceMax over the RoI grid), RoiAlign
+  — features, boxes and indices — and any Softmax outside an attention block stay FP32;
+* every attention block — ``MatMul`` (Q·Kᵀ) → optional scale by a constant (``Mul``/``Div``) →
+  ``Softmax`` → ``MatMul`` (·V) — is one unbroken FP16 pattern with no ``Cast`` inside, so that
+  TensorRT recognises it and runs it as one fused (flash) attention kernel, which keeps the
+  softmax statistics in FP32 internally.  Breaking it with FP32 casts around the Softmax makes
+  TensorRT run three kernels and write the [heads, N, N] scores to memory twice per layer
+  (~660 MB per layer for ViT-B at 256×464).  onnxruntime on the CPU computes an FP16 Softmax in
+  FP32 too (it casts around kernels it has no FP16 implementation for); the export's parity gate
+  checks the result either way;
 * data-movement ops (Reshape, Transpose, Gather, …) keep the precision of what they move, so a
   FP32 tensor is not rounded to FP16 on its way between two FP32 islands;
 * graph inputs and outputs stay FP32;
 * an explicit ``Cast`` sits at every FP32↔FP16 boundary (one per tensor and direction).
 
 Written with the plain ``onnx`` API (no modelopt); :func:`check_fp16_structure` verifies the
-result structurally, the export verifies it numerically in onnxruntime.
+result structurally (including that no attention block is broken up), the export verifies it
+numerically in onnxruntime.
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ FP32, FP16 = TensorProto.FLOAT, TensorProto.FLOAT16
 FP16_MAX = 65504.0
 FP16_TINY = 2.0**-24  # smallest positive subnormal
 
-#: Ops that always run in FP32 (numerically sensitive, or with float inputs that must stay FP32).
+#: Ops that run in FP32 (numerically sensitive, or with float inputs that must stay FP32) — except
+#: a Softmax inside an attention block (see :func:`find_attention_blocks`), which runs in FP16.
 KEEP_FP32_OPS = frozenset({
     "LayerNormalization", "Softmax", "LogSoftmax", "RoiAlign",
     "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceSumSquare", "ReduceProd",
@@ -57,6 +67,7 @@ class Fp16Report:
     fp16_nodes: int = 0
     fp32_nodes: dict[str, int] = field(default_factory=dict)  # op type → count kept in FP32
     casts_inserted: int = 0
+    attention_blocks: int = 0  # MatMul→(scale)→Softmax→MatMul patterns kept in FP16, unbroken
     initializers_converted: int = 0
     values_clamped: int = 0  # |x| > 65504 in a converted constant
     values_flushed: int = 0  # 0 < |x| < 2^-24 in a converted constant (became 0)
@@ -104,6 +115,86 @@ def _hoist_float_constants(graph: onnx.GraphProto) -> None:
     graph.node.extend(keep)
 
 
+@dataclass(frozen=True)
+class AttentionBlock:
+    """One attention pattern, as the nodes that form it (in graph order)."""
+
+    qk: onnx.NodeProto  # MatMul Q·Kᵀ → scores
+    between: tuple[onnx.NodeProto, ...]  # scale nodes (Mul/Div by a constant) and, when looked for, Casts
+    softmax: onnx.NodeProto
+    after: tuple[onnx.NodeProto, ...]  # Casts, when looked for, between the Softmax and ·V
+    av: tuple[onnx.NodeProto, ...]  # the MatMul(s) probabilities · V
+
+    @property
+    def nodes(self) -> tuple[onnx.NodeProto, ...]:
+        return (self.qk, *self.between, self.softmax, *self.after, *self.av)
+
+    @property
+    def casts(self) -> list[onnx.NodeProto]:
+        return [n for n in self.nodes if n.op_type == "Cast"]
+
+
+def find_attention_blocks(graph: onnx.GraphProto, through_casts: bool = False) -> list[AttentionBlock]:
+    """Every ``MatMul → (Mul|Div by a constant)* → Softmax(last axis) → MatMul`` pattern of ``graph``.
+
+    The scores and probabilities must feed nothing else (no graph output, no other consumer), and
+    the probabilities must be the left operand of every ``MatMul`` that reads them.  With
+    ``through_casts`` ``Cast`` nodes inside the pattern are stepped over (and listed), which is how
+    :func:`check_fp16_structure` finds blocks that a pass broke up.
+    """
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    constants = {t.name for t in graph.initializer} | {n.output[0] for n in graph.node if n.op_type == "Constant"}
+    outputs = {o.name for o in graph.output}
+
+    def only_consumer(name: str) -> onnx.NodeProto | None:
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and name not in outputs else None
+
+    blocks = []
+    for sm in graph.node:
+        if sm.op_type != "Softmax" or any(a.name == "axis" and a.i != -1 for a in sm.attribute):
+            continue
+        between: list[onnx.NodeProto] = []
+        node = producer.get(sm.input[0])
+        while node is not None and only_consumer(node.output[0]) is not None:
+            ins = list(node.input)
+            if node.op_type == "Mul" and len(ins) == 2 and (ins[0] in constants) != (ins[1] in constants):
+                upstream = ins[1] if ins[0] in constants else ins[0]  # scores × scale, either order
+            elif node.op_type == "Div" and len(ins) == 2 and ins[1] in constants and ins[0] not in constants:
+                upstream = ins[0]  # scores / scale
+            elif node.op_type == "Cast" and through_casts:
+                upstream = ins[0]
+            else:
+                break
+            between.insert(0, node)
+            node = producer.get(upstream)
+        if node is None or node.op_type != "MatMul" or only_consumer(node.output[0]) is None:
+            continue
+        after: list[onnx.NodeProto] = []
+        probs = [sm.output[0]]
+        av: list[onnx.NodeProto] = []
+        ok = sm.output[0] not in outputs
+        while probs and ok:
+            name = probs.pop()
+            users = consumers.get(name, [])
+            ok = bool(users) and name not in outputs
+            for user in users:
+                if user.op_type == "MatMul" and user.input[0] == name and user.input[1] != name:
+                    av.append(user)
+                elif user.op_type == "Cast" and through_casts:
+                    after.append(user)
+                    probs.append(user.output[0])
+                else:
+                    ok = False
+        if ok and av:
+            blocks.append(AttentionBlock(node, tuple(between), sm, tuple(after), tuple(av)))
+    return blocks
+
+
 def _to_fp16_array(arr: np.ndarray, report: Fp16Report) -> np.ndarray:
     """FP32 → FP16 with clamping to ±65504; counts clamped and flushed values."""
     finite = np.isfinite(arr)
@@ -115,8 +206,10 @@ def _to_fp16_array(arr: np.ndarray, report: Fp16Report) -> np.ndarray:
 class _Rewriter:
     """Holds the state of one pass over a graph (converted constants, inserted casts)."""
 
-    def __init__(self, graph: onnx.GraphProto, types: dict[str, int], report: Fp16Report) -> None:
+    def __init__(self, graph: onnx.GraphProto, types: dict[str, int], report: Fp16Report,
+                 fp16_softmax: frozenset[str] = frozenset()) -> None:
         self.graph = graph
+        self.fp16_softmax = fp16_softmax  # outputs of the Softmax nodes of attention blocks
         self.types = types
         self.report = report
         self.inits = {t.name: t for t in graph.initializer}
@@ -151,6 +244,8 @@ class _Rewriter:
         """Precision the node runs in, or None for ops left as they are."""
         if node.op_type in TYPE_FROM_ATTR_OPS or node.op_type == "Constant":
             return None
+        if node.op_type == "Softmax" and node.output[0] in self.fp16_softmax:
+            return FP16  # inside an attention block: the whole block stays one FP16 pattern
         if node.op_type in KEEP_FP32_OPS:
             return FP32
         if node.op_type in FOLLOW_OPS:
@@ -206,7 +301,9 @@ def convert_to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Fp16Report
     if not any(t == FP32 for t in types.values()):
         raise ExportError("the graph has no FP32 tensors to convert", expected="an FP32 ONNX graph")
     report = Fp16Report()
-    rw = _Rewriter(graph, types, report)
+    blocks = find_attention_blocks(graph)
+    report.attention_blocks = len(blocks)
+    rw = _Rewriter(graph, types, report, frozenset(b.softmax.output[0] for b in blocks))
     for node in list(graph.node):
         rw.rewrite(node)
     for gout in graph.output:
@@ -232,9 +329,10 @@ def convert_to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, Fp16Report
 def check_fp16_structure(model: onnx.ModelProto) -> dict[str, Any]:
     """Verify the mixed-precision layout of a converted graph; returns counts for the manifest.
 
-    Checks: graph inputs/outputs are FP32; every node of :data:`KEEP_FP32_OPS` has only FP32
-    float inputs and outputs; every Conv/MatMul/Gemm runs in FP16; every node's float inputs
-    share one type (so each boundary has its Cast).
+    Checks: graph inputs/outputs are FP32; every node of :data:`KEEP_FP32_OPS` (but the Softmax of
+    an attention block) has only FP32 float inputs and outputs; every Conv/MatMul/Gemm runs in
+    FP16; every attention block (:func:`find_attention_blocks`, Casts stepped over) is all FP16
+    with no Cast inside; every node's float inputs share one type (so each boundary has its Cast).
 
     Raises:
         ExportError: listing every violation.
@@ -246,9 +344,19 @@ def check_fp16_structure(model: onnx.ModelProto) -> dict[str, Any]:
         if vi.type.tensor_type.elem_type not in (FP32, TensorProto.INT64):
             problems.append(f"graph I/O {vi.name} is {TensorProto.DataType.Name(vi.type.tensor_type.elem_type)}")
     counts: Counter[str] = Counter()
+    blocks = find_attention_blocks(g, through_casts=True)
+    attention_softmax = {b.softmax.output[0] for b in blocks}
+    for block in blocks:
+        where = f"the attention block around Softmax {block.softmax.name or block.softmax.output[0]}"
+        if block.casts:
+            problems.append(f"{where} is broken up by {len(block.casts)} Cast(s), so TensorRT cannot fuse it")
+        names = [n for node in block.nodes if node.op_type != "Cast" for n in list(node.input) + list(node.output)]
+        if {types.get(n) for n in names if n and types.get(n) in (FP32, FP16)} != {FP16}:
+            problems.append(f"{where} is not all FP16")
+    counts["attention_blocks"] = len(blocks)
     for node in g.node:
         floats = {types.get(n) for n in list(node.input) + list(node.output) if n and types.get(n) in (FP32, FP16)}
-        if node.op_type in KEEP_FP32_OPS and floats - {FP32}:
+        if node.op_type in KEEP_FP32_OPS and node.output[0] not in attention_softmax and floats - {FP32}:
             problems.append(f"{node.op_type} {node.name} is not FP32")
         if node.op_type in ("Conv", "MatMul", "Gemm") and floats != {FP16}:
             problems.append(f"{node.op_type} {node.name} is not FP16")
@@ -263,5 +371,6 @@ def check_fp16_structure(model: onnx.ModelProto) -> dict[str, Any]:
             counts[f"fp32:{node.op_type}"] += 1
     if problems:
         raise ExportError("the FP16 graph breaks the mixed-precision layout", received="; ".join(problems[:10]),
-                          expected="FP16 body; LayerNorm/Softmax/reductions/RoiAlign and I/O in FP32")
+                          expected="FP16 body and unbroken FP16 attention blocks; LayerNorm, reductions, RoiAlign, "
+                                   "Softmax outside attention and graph I/O in FP32")
     return dict(counts)

@@ -20,20 +20,23 @@ import json
 import math
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
-from ..engines.base import Engine, create_engine
+from ..engines.base import Engine, create_engine, list_engines
 from ..errors import ConfigError, StreamError, VmaedetError
 from ..ops.boxes import make_rois
+from ..safeio import check_outputs
 from .buffer import ClipRing, DisplayRing
 from .scheduler import KeyJob, Scheduler
-from .sinks import AvaCsvSink, JsonlSink, SinkWriter, WindowSink, check_writable, top_actions, write_stats_json
+from .sinks import (AvaCsvSink, JsonlSink, PendingOutput, SinkWriter, WindowSink, check_video_container, check_writable,
+                    top_actions, write_stats_json)
 from .smoothing import ScoreSmoother
 from .sources import Closed, Frame, Mailbox, Source, SourceReader, open_source
 from .stats import StreamStats
@@ -240,15 +243,31 @@ def _resolve_engine(checkpoint: str | Path | None, engine: Engine | str | Path |
         raise ConfigError("give exactly one of a checkpoint or an engine artifact",
                           received=f"checkpoint={checkpoint}, engine={engine}",
                           expected="--checkpoint model.safetensors or --engine model.onnx")
+    known = list_engines()
+    if backend not in known:  # before any suggestion that names it
+        fix = (f"drop --backend: the torch backend runs {checkpoint} as it is" if checkpoint is not None else
+               f"use --backend onnxruntime for {engine} if it is an .onnx file, or --backend tensorrt for a TensorRT plan")
+        raise ConfigError(f"unknown backend {backend!r}", received=backend, expected=" | ".join(known), fix=fix)
     if checkpoint is not None:
         if backend != "torch":
+            artifact = "FILE.onnx" if backend == "onnxruntime" else "FILE.engine"
+            how = "--format onnx" if backend == "onnxruntime" else "--trt"
             raise ConfigError(f"the {backend} backend runs an exported artifact, not a checkpoint", received=str(checkpoint),
-                              fix=f"export first (vmaedet export …) and pass --engine ARTIFACT --backend {backend}")
+                              expected="--checkpoint with --backend torch, or --engine ARTIFACT",
+                              fix=f"drop --backend {backend} to run the checkpoint with torch, or export it first "
+                                  f"(vmaedet export {checkpoint} {how} --out exports/) and pass the file it writes "
+                                  f"as --engine exports/{artifact} --backend {backend}")
         return create_engine("torch", checkpoint, device=device)
     path = Path(str(engine))
     suffix_backend = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}.get(path.suffix)
     name = suffix_backend if backend == "torch" and suffix_backend else backend
-    return create_engine(name, path)
+    if name == "tensorrt" and not str(device).startswith("cuda"):
+        raise ConfigError("a TensorRT engine runs on a CUDA GPU, not on the CPU", received=f"--device {device}",
+                          expected="--device cuda or cuda:N",
+                          fix=f"pass --device cuda to run {path.name}, or run the .onnx export with --device cpu")
+    # the artifact runs where --device says: onnxruntime's CUDA provider on cuda[:N], its CPU provider on
+    # cpu (refusing, never falling back, when the GPU provider cannot run); TensorRT on that GPU
+    return create_engine(name, path, device=device)
 
 
 def _resolve_detector(detector: Any, max_persons: int, device: str) -> Any:
@@ -263,7 +282,9 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
            backend: str = "torch", detector: Any = "ssdlite", stride: int = 8, threshold: float = 0.4,
            mode: str = "centered", max_persons: int = 32, realtime: bool | None = None, save: str | Path | None = None,
            jsonl: str | Path | None = None, csv: str | Path | None = None, show: bool = False,
-           stats: str | Path | StreamStats | None = None, device: str = "cpu", fps: float = 25.0) -> Iterator[StreamResult]:
+           stats: str | Path | StreamStats | None = None, device: str = "cpu", fps: float = 25.0,
+           overwrite: bool = False, overwrite_hint: str = "overwrite=True",
+           on_warning: Callable[[str], None] | None = None) -> Iterator[StreamResult]:
     """Run action detection on a stream; yields one :class:`StreamResult` per keyframe.
 
     Args:
@@ -277,11 +298,21 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
         mode: "centered" (the seed's alignment, results ~1.2 s late) or "causal".
         max_persons: persons per keyframe.
         realtime: latest-frame-wins with dropping; default True for cameras/URLs, False for files.
-        save / jsonl / csv: H.264 mp4 with overlays, JSONL events, AVA CSV rows (1 Hz).
+        save / jsonl / csv: video with overlays (.mp4, .mkv, .mov, .avi, .ts), JSONL events, AVA CSV rows (1 Hz).
         show: display a window.
-        stats: path of a JSON stats file, or a StreamStats to fill.
+        stats: path of a JSON stats file, or a StreamStats to fill (written to its ``path``, if any).
         device: device of the clip ring and torch engine.
         fps: frame rate of an image folder.
+        overwrite: replace existing output files (otherwise an existing output is refused before anything opens).
+        overwrite_hint: how the caller's user says "overwrite" in the refusal (the CLI passes ``"--overwrite"``).
+        on_warning: called with each warning of the run (a source cut short, proposals without this video);
+            default: :func:`warnings.warn` with :class:`StreamWarning`. Warnings also go to the stats.
+
+    Outputs are written under temporary names beside their targets and renamed when the run ends —
+    also when it is stopped early (Ctrl-C, ``close()`` of the generator, a source failing mid-stream),
+    then with everything processed so far. An output whose own write fails (no space left, read-only)
+    is removed and the :class:`~vmaedet.errors.OutputError` names it; an existing file is replaced only
+    at the final rename, and only with ``overwrite``.
 
     Example:
         >>> for r in stream("video.mp4", checkpoint="model.safetensors", detector="ssdlite"):  # doctest: +SKIP
@@ -289,20 +320,26 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
     """
     cfg = StreamConfig(stride=stride, threshold=threshold, mode=mode, max_persons=max_persons, realtime=realtime)
     Scheduler(mode, stride)  # validate options before opening anything
-    stats_path = None if stats is None or isinstance(stats, StreamStats) else Path(stats)
-    _check_outputs(save=save, jsonl=jsonl, csv=csv, stats=stats_path)
-    st = stats if isinstance(stats, StreamStats) else StreamStats()
+    st = stats if isinstance(stats, StreamStats) else StreamStats(stats)
+    stats_path = st.path
+    files = {"--save": save, "--jsonl": jsonl, "--csv": csv}
+    _check_outputs(files, stats_path, _input_files(source, checkpoint, engine, detector), overwrite, overwrite_hint)
+    warn = _warner(st, on_warning)
     src = open_source(source, fps=fps)
     eng = _resolve_engine(checkpoint, engine, backend, device)
     det = _resolve_detector(detector, max_persons, device)
     window = WindowSink() if show else None
     sinks = _Opened()
-    try:  # outputs first, then the source; on any failure close what was opened
-        sinks.jsonl = JsonlSink(jsonl) if jsonl else None
-        sinks.csv = AvaCsvSink(csv, src.name) if csv else None
+    try:  # outputs first, then the source; on any failure close what was opened and delete the temporary files
+        sinks.pending = {label: PendingOutput(path, label) for label, path in files.items() if path}
+        sinks.jsonl = JsonlSink(sinks.pending["--jsonl"].tmp) if jsonl else None
+        sinks.csv = AvaCsvSink(sinks.pending["--csv"].tmp, src.name) if csv else None
         sinks.source = src  # closing is idempotent, also after a failed open
         src.open()
         live = src.live if realtime is None else realtime
+        coverage = getattr(det, "coverage_warning", None)
+        if callable(coverage) and (msg := coverage(src.name)):
+            warn(msg)
         stop = threading.Event()
         frames: Mailbox[Frame] = Mailbox(1 if live else cfg.queue_size, "latest" if live else "wait", stop)
         out: Mailbox[tuple[str, Any]] = Mailbox(cfg.queue_size, "wait", stop, wait_for_close=True)
@@ -311,19 +348,21 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
         if sinks.csv is not None:
             sinks.csv.keyframe_spacing = stride / src.fps
         writer = SinkWriter(out, st, threshold, mp4=(Path(save), rate) if save else None, window=window,
-                            jsonl=sinks.jsonl, csv=sinks.csv)
+                            jsonl=sinks.jsonl, csv=sinks.csv, outputs=sinks.pending)
         worker = StreamWorker(src, frames, out, results, eng, det, cfg, st, lossless=not live, draws=writer.draws)
         reader = SourceReader(src, frames, st, realtime=live)
         st.info.update({"source": str(source), "video_id": src.name, "fps": src.fps, "live": live, "mode": mode,
-                        "stride": stride, "engine": eng.describe(), "ring_capacity": worker.ring.capacity})
+                        "stride": stride, "engine": eng.describe(), "ring_capacity": worker.ring.capacity,
+                        "frame_count": None if live else src.frame_count})
     except BaseException:
         sinks.close()
+        sinks.discard()
         raise
     threads = (writer, worker, reader)
     for t in threads:
         t.start()
     completed = False
-    stats_error: StreamError | None = None
+    final_error: BaseException | None = None
     try:
         while True:
             try:
@@ -338,16 +377,60 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
         src.close()
         st.finish()
         st.info["frames_written"] = writer.mp4.frames if writer.mp4 is not None else 0
+        if completed and reader.ended and (msg := _shortfall(src)):
+            st.info["source_truncated"] = {"frames_read": st.counters.get("frames_read", 0),
+                                           "frames_declared": src.frame_count}
+            warn(msg)
+        final_error = sinks.finalise(writer, warn)
         if stats_path is not None:
             try:
                 write_stats_json(st, stats_path)
-            except StreamError as exc:  # raised below unless another error is already on its way
-                stats_error = exc
+            except VmaedetError as exc:  # raised below unless another error is already on its way
+                final_error = final_error or exc
     if writer.error is not None:
         raise writer.error if isinstance(writer.error, VmaedetError) else StreamError(
             f"an output failed: {type(writer.error).__name__}: {writer.error}") from writer.error
-    if stats_error is not None:
-        raise stats_error
+    if final_error is not None:
+        raise final_error
+
+
+class StreamWarning(UserWarning):
+    """A stream ran, but something about its input deserves a word (a file cut short, no proposals)."""
+
+
+def _warner(st: StreamStats, on_warning: Callable[[str], None] | None) -> Callable[[str], None]:
+    def warn(message: str) -> None:
+        st.warnings.append(message)
+        if on_warning is not None:
+            on_warning(message)
+        else:
+            warnings.warn(message, StreamWarning, stacklevel=3)
+
+    return warn
+
+
+def _shortfall(src: Source) -> str | None:
+    fn = getattr(src, "shortfall", None)
+    return fn() if callable(fn) else None
+
+
+def _input_files(source: Any, checkpoint: Any, engine: Any, detector: Any) -> dict[str, Path]:
+    """The files a run reads, by option name (an output naming one of them is refused)."""
+    inputs: dict[str, Path] = {}
+    if isinstance(source, (str, Path)) and not str(source).isdigit() and "://" not in str(source):
+        inputs["--source"] = Path(source)
+    if isinstance(checkpoint, (str, Path)):
+        inputs["--checkpoint"] = Path(checkpoint)
+    if isinstance(engine, (str, Path)):
+        inputs["--engine"] = Path(engine)
+    if isinstance(detector, str) and ":" in detector:
+        kind, _, rest = detector.partition(":")
+        if kind == "onnx":
+            head, _, tail = rest.rpartition(":")
+            rest = head if head and tail in ("yolov8", "yolox") else rest
+        if kind in ("onnx", "boxes"):
+            inputs["--detector"] = Path(rest)
+    return inputs
 
 
 @dataclass
@@ -357,19 +440,50 @@ class _Opened:
     jsonl: JsonlSink | None = None
     csv: AvaCsvSink | None = None
     source: Source | None = None
+    pending: dict[str, PendingOutput] = field(default_factory=dict)
 
     def close(self) -> None:
         for part in (self.jsonl, self.csv, self.source):
             if part is not None:
                 part.close()
 
+    def discard(self) -> None:
+        for pending in self.pending.values():
+            pending.discard()
 
-def _check_outputs(*, save: str | Path | None, jsonl: str | Path | None, csv: str | Path | None,
-                   stats: Path | None) -> None:
-    """Refuse unwritable output paths before the engine, the source or any output file is opened."""
-    for path, option in ((save, "--save"), (jsonl, "--jsonl"), (csv, "--csv"), (stats, "--stats")):
+    def finalise(self, writer: SinkWriter, warn: Callable[[str], None]) -> BaseException | None:
+        """Rename each complete output over its target; delete failed ones (and a video with no frame)."""
+        error: BaseException | None = None
+        for label, pending in self.pending.items():
+            if pending.failed:
+                pending.discard()
+            elif label == "--save" and writer.mp4 is None:
+                pending.discard()
+                if writer.error is None:
+                    warn(f"no frame reached the video output, so {pending.target} was not written")
+            else:
+                try:
+                    pending.commit()
+                except VmaedetError as exc:
+                    error = error or exc
+        return error
+
+
+def _check_outputs(files: dict[str, str | Path | None], stats: Path | None, inputs: dict[str, Path],
+                   overwrite: bool, overwrite_hint: str) -> None:
+    """Refuse bad output paths before the engine, the source or any output file is opened.
+
+    Unwritable folders, a folder named as a file, a video suffix that is no container, an output that
+    is also an input (it would be destroyed while read), two outputs naming one file, and an existing
+    output without ``overwrite``.
+    """
+    outputs = {**files, "--stats": stats}
+    for option, path in outputs.items():
         if path:
             check_writable(path, option)
+    if files.get("--save"):
+        check_video_container(files["--save"], "--save")  # type: ignore[arg-type]
+    check_outputs({k: v for k, v in outputs.items() if v}, inputs, overwrite=overwrite, overwrite_hint=overwrite_hint)
 
 
 def _shutdown(reader: SourceReader, worker: StreamWorker, writer: SinkWriter, stop: threading.Event) -> None:
