@@ -68,7 +68,7 @@ def run(work: Path, videos: int, seconds: int, seed: int, overrides: list[str]) 
 
     train_ds, val_ds = build_datasets(cfg)
     t0 = time.perf_counter()
-    result = train(cfg, train_dataset=train_ds, val_dataset=val_ds)
+    result = train(cfg, train_dataset=train_ds, val_dataset=val_ds, overwrite=True)  # --work is this script's scratch
     out["train_wall_s"] = time.perf_counter() - t0
     out["train_clips"] = len(train_ds)  # type: ignore[arg-type]
     out["steps"] = result.steps
