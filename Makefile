@@ -25,10 +25,10 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 demo: setup
-	$(VENV)/bin/vmaedet demo
+	$(VENV)/bin/vmaedet demo --overwrite
 
 bench: setup
-	$(VENV)/bin/vmaedet bench --engines torch,onnxruntime --out benchmarks/results/bench.json
+	$(VENV)/bin/vmaedet bench --engines torch,onnxruntime --out benchmarks/results/bench.json --overwrite
 
 # One command that proves the GPU path on a GPU (≤ 5 min; JSON + markdown in benchmarks/results/gpu_check.*).
 # Without a GPU it runs in smoke mode (environment only; GPU steps skipped with the reason).  On a machine

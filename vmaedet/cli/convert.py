@@ -15,14 +15,15 @@ def convert(
     src: Annotated[Path, typer.Argument(help="Source checkpoint: official AVA/pretrain/Kinetics .pth or vmaedet .safetensors.")],
     dst: Annotated[Path, typer.Argument(help="Output vmaedet checkpoint (.safetensors).")],
     arch: Annotated[Optional[str], typer.Option(help="Variant name; inferred from the weight shapes by default.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite DST if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DST if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", hidden=True, help="Old spelling of --overwrite.")] = False,
 ) -> None:
     """Convert a checkpoint to the vmaedet format (safetensors weights + JSON config), without running pickle code."""
-    from ..errors import CheckpointError
     from ..models.checkpoints import convert_checkpoint
+    from ..safeio import check_outputs
 
-    if dst.exists() and not force:
-        raise CheckpointError(f"{dst} exists", fix="pass --force to overwrite it, or choose another name")
+    # DST that is SRC, or exists without --overwrite: refused before anything is read or written
+    check_outputs({"DST": dst}, {"SRC": src}, overwrite=overwrite or force, overwrite_hint="--overwrite")
     report = convert_checkpoint(src, dst, arch=arch)
     console.print(f"[green]wrote[/] {dst}  (layout {report.layout}, variant {report.variant}, "
                   f"{report.loaded_keys} tensors, {len(report.initialised)} left at init)")

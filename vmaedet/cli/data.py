@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         fps: Annotated[Optional[float], typer.Option(help="Frame rate of a frames folder (default 30).")] = None,
         timestamp_start: Annotated[Optional[int], typer.Option(help="First timestamp of frame folders (AVA 900).")] = None,
         config: Annotated[Optional[Path], typer.Option(help="YAML with the same fields plus labelmap and splits.")] = None,
-        max_rows: Annotated[int, typer.Option(help="Issues shown in the table.")] = 200,
+        max_rows: Annotated[int, typer.Option(min=0, help="Issues shown in the table.")] = 200,
     ) -> None:
         """Check annotations, proposals and frames of ROOT; exit code 1 when any error is found.
 
@@ -56,6 +56,17 @@ def register(app: typer.Typer) -> None:
         unreadable videos/frames and keyframes without enough temporal context, each with file:line,
         then a summary (videos, keyframes, boxes, class histogram).
         """
+        from ..errors import DataError, UsageError
+
+        if not root.is_dir():  # bad input (exit 2), not a failed check (exit 1)
+            raise DataError("dataset root not found" if not root.exists() else "the dataset root is a file, not a folder",
+                            received=str(root), expected="a folder in the AVA layout (annotations/, videos/)",
+                            fix="check the path, or create a dataset with `vmaedet synth DIR`")
+        if fps is not None and not fps > 0:
+            raise UsageError("--fps must be positive", received=fps, expected="frames per second > 0, e.g. 30",
+                             fix="pass --fps 30")
+        if config is not None and not config.is_file():
+            raise DataError("--config file not found", received=str(config), expected="a YAML file", fix="check the path")
         cfg = load_config(root, config, frame_source=frame_source,
                           frames_root=str(frames_root) if frames_root else None, fps=fps,
                           timestamp_start=timestamp_start)

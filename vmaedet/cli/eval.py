@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ..errors import ConfigError, VmaedetError
 from ..evaluation import PROTOCOLS, EvalResult, evaluate_frame_map
+from ..evaluation.ava import EvalWarning
 
 console = Console()
 
@@ -39,6 +40,7 @@ def eval_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Checkpoint mode: clips per forward.")] = 8,
     device: Annotated[str, typer.Option("--device", help="Checkpoint mode: auto, cpu or cuda.")] = "auto",
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Checkpoint mode: where detections.csv goes (default: next to the checkpoint).", file_okay=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --json file (and, in checkpoint mode, detections.csv).")] = False,
 ) -> None:
     """Compute AVA frame-mAP@0.5 and print mAP with a per-class AP table.
 
@@ -47,11 +49,20 @@ def eval_command(
     Checkpoint mode: ``vmaedet eval --checkpoint CKPT --data ROOT`` runs the model on the dataset's
     validation split first and writes its detections CSV.
     """
+    from ..safeio import check_outputs
+
     if protocol not in PROTOCOLS:
         raise ConfigError("unknown --protocol", received=protocol, expected=" or ".join(PROTOCOLS),
                           fix="use --protocol official or --protocol seed")
+    checkpoint_mode = checkpoint is not None or data is not None
+    outputs: dict[str, Optional[Path]] = {"--json": json_out}
+    if checkpoint_mode and checkpoint is not None:
+        outputs["detections.csv"] = (out_dir if out_dir is not None else checkpoint.parent) / "detections.csv"
+    check_outputs(outputs, {"--gt": gt, "--detections": detections, "--labelmap": labelmap,
+                            "--exclusions": exclusions, "--checkpoint": checkpoint},
+                  overwrite=overwrite, overwrite_hint="--overwrite")
     start = time.perf_counter()
-    if checkpoint is not None or data is not None:
+    if checkpoint_mode:
         result = _evaluate_checkpoint(checkpoint, data, protocol, split=split, frame_source=frame_source,
                                       batch_size=batch_size, device=device, out_dir=out_dir)
     else:
@@ -62,7 +73,13 @@ def eval_command(
                               expected="--gt GT.csv --detections DET.csv --labelmap LABELMAP.pbtxt "
                                        "(or --checkpoint CKPT --data ROOT)",
                               fix="pass the three files")
-        result = evaluate_frame_map(gt, detections, labelmap, exclusions, protocol=protocol)  # type: ignore[arg-type]
+        import warnings
+
+        with warnings.catch_warnings():  # the input warnings are printed below, once, in words
+            warnings.simplefilter("ignore", EvalWarning)
+            result = evaluate_frame_map(gt, detections, labelmap, exclusions, protocol=protocol)  # type: ignore[arg-type]
+        for message in result.warnings:
+            Console(stderr=True).print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
     elapsed = time.perf_counter() - start
     console.print(_table(result))
     console.print(f"[bold]frame-mAP@0.5[/] ({result.protocol} protocol): [bold green]{result.mAP:.5f}[/]"
@@ -82,7 +99,10 @@ def _evaluate_checkpoint(checkpoint: Path | None, data: Path | None, protocol: s
                           fix="pass both options")
     from ..train.evaluate import evaluate_checkpoint
 
-    out = evaluate_checkpoint(checkpoint, data, protocol=protocol, **options)  # type: ignore[arg-type]
+    from ..progress import progress
+
+    with progress(None, f"{checkpoint.name} on {data}", "eval", console=console, transient=True):
+        out = evaluate_checkpoint(checkpoint, data, protocol=protocol, **options)  # type: ignore[arg-type]
     if "detections_csv" in out:
         console.print(f"detections written to {out['detections_csv']}")
     return EvalResult(
@@ -113,7 +133,7 @@ def _write_json(path: Path, result: EvalResult) -> None:
     if not math.isfinite(payload["mAP"]):
         raise VmaedetError("mAP is not a finite number", received=payload["mAP"], expected="a float",
                            fix="check the inputs")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    tmp.replace(path)
+    from ..safeio import atomic_write
+
+    with atomic_write(path, what="the --json result") as fh:
+        fh.write(json.dumps(payload, indent=1) + "\n")

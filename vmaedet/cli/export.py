@@ -67,16 +67,19 @@ def export(
     format: Annotated[Format, typer.Option("--format", help="onnx, or engine (TensorRT, built from the FP16 ONNX).")] = Format.onnx,
     source_size: Annotated[Optional[str], typer.Option(help="Source video size WxH; the clip geometry follows the seed's resize (default 1920x1080 → 256x464).")] = None,
     input_size: Annotated[Optional[str], typer.Option(help="Clip geometry HxW directly (multiples of 16).")] = None,
-    max_persons: Annotated[int, typer.Option(help="Largest number of persons per clip the artifact is verified for.")] = 64,
+    max_persons: Annotated[int, typer.Option(min=1, help="Largest number of persons per clip the artifact is verified for.")] = 64,
     opset: Annotated[int, typer.Option(help="ONNX opset (17: single LayerNormalization node).")] = 17,
     precision: Annotated[Optional[Precision], typer.Option(help="fp32, or fp16 (mixed-precision graph for strongly typed TensorRT). Default: fp32 for onnx, fp16 for engine.")] = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("exports"),
     arch: Annotated[Optional[str], typer.Option(help="Variant name; inferred from the weight shapes by default.")] = None,
     trt: Annotated[bool, typer.Option("--trt", help="Shorthand for --format engine --precision fp16.")] = False,
     roi_align: Annotated[RoiAlignMode, typer.Option(help="TensorRT RoIAlign: our fused plugin, or the built-in ROIAlign_TRT.")] = RoiAlignMode.plugin,
-    opt_persons: Annotated[int, typer.Option(help="TensorRT: person count the engine is tuned for.")] = 8,
-    workspace_gb: Annotated[float, typer.Option(help="TensorRT: builder workspace in GiB.")] = 4.0,
-    timing_cache: Annotated[Optional[Path], typer.Option(help="TensorRT: timing cache file (read and updated).")] = None,
+    opt_persons: Annotated[int, typer.Option(min=1, help="TensorRT: person count the engine is tuned for.")] = 8,
+    workspace_gb: Annotated[float, typer.Option(min=0.1, help="TensorRT: builder workspace in GiB.")] = 4.0,
+    timing_cache: Annotated[Optional[Path], typer.Option(help="TensorRT: timing cache base path; the file used is keyed by GPU and TensorRT version (read if usable, then updated).")] = None,
+    aot: Annotated[bool, typer.Option("--aot/--jit", help="TensorRT, --roi-align plugin: AOT (default; PTX inside the engine, runs without Python) or JIT (a Python callback: running needs torch, Triton and the full tensorrt; no CUDA graphs).")] = True,
+    version_compatible: Annotated[bool, typer.Option("--version-compatible", help="TensorRT: a version-compatible plan (runs on later TensorRT and on the runtime-only tensorrt_lean/tensorrt_dispatch packages; can be slower).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace artifacts (and manifests) of the same name in --out.")] = False,
 ) -> None:
     """Export a checkpoint to ONNX (verified against PyTorch in onnxruntime) or to a TensorRT engine.
 
@@ -84,8 +87,11 @@ def export(
     logits [K, 80]; a sidecar manifest <artifact>.json records geometry, precision and the
     tolerances the artifact was verified to.
     """
-    from ..export.onnx import export_onnx, parse_size, resolve_geometry
+    from ..export.manifest import manifest_path
+    from ..export.onnx import export_onnx, external_data_path, parse_size, resolve_geometry
     from ..models.checkpoints import load_detector
+    from ..progress import progress
+    from ..safeio import check_outputs
 
     if trt:
         format, precision = Format.engine, Precision.fp16
@@ -93,26 +99,46 @@ def export(
     source_wh = parse_size(source_size, "--source-size") if source_size else None
     input_hw = parse_size(input_size, "--input-size") if input_size else None
     resolve_geometry(source_wh, input_hw)  # fail on a bad size before loading anything
+    if out.exists() and not out.is_dir():
+        from ..errors import OutputError
+
+        raise OutputError("--out must be a folder", received=f"{out} (a file)", expected="a folder (created if missing)",
+                          fix="choose another --out")
     build = _tensorrt_builder() if format is Format.engine else None  # fail before the slow part
     model = load_detector(checkpoint, arch=arch)
     (h, w), source_wh = resolve_geometry(source_wh, input_hw, short_side=model.short_side)
     onnx_path = out / f"{checkpoint.stem}_{h}x{w}_{prec}.onnx"
-    with console.status(f"exporting {checkpoint.name} → {onnx_path} ({prec}, {h}x{w}, ≤ {max_persons} persons) and verifying"):
+    engine_path = onnx_path.with_suffix(".engine")
+    outputs = {"the ONNX file": onnx_path, "its manifest": manifest_path(onnx_path)}
+    if external_data_path(onnx_path).exists():
+        outputs["its external data"] = external_data_path(onnx_path)
+    if build is not None:
+        outputs.update({"the engine": engine_path, "the engine's manifest": manifest_path(engine_path)})
+    # before anything is written: an output that is an input, or exists without --overwrite, is refused
+    check_outputs(outputs, {"the checkpoint": checkpoint, "--timing-cache": timing_cache},
+                  overwrite=overwrite, overwrite_hint="--overwrite")
+    steps = 1 if build is None else 2
+    with progress(steps, "steps", "export", console=console, transient=True) as bar:
+        bar.update(0, detail=f"{checkpoint.name} → {onnx_path} ({prec}, {h}x{w}, ≤ {max_persons} persons): "
+                             "export and verify in onnxruntime")
         result = export_onnx(model, onnx_path, input_hw=None if source_wh else (h, w), source_wh=source_wh,
                              max_persons=max_persons,
                              opset=opset, precision=prec, checkpoint=checkpoint)
-    ver = result.manifest["verification"]
-    console.print(f"[green]wrote[/] {result.path} (+ {result.manifest_path.name}); verified in onnxruntime: "
-                  f"max |Δ logit| {ver['max_abs_logit']:.2e}, max |Δ score| {ver['max_abs_score']:.2e}, "
-                  f"top-5 agreement {ver['top5_agreement']:.3f} (tolerance {result.manifest['tolerances']})")
-    if build is None:
-        console.print(f"next: vmaedet verify {result.path}")
-        return
-    engine_path = onnx_path.with_suffix(".engine")
-    build(result.path, engine_path, max_persons=max_persons, opt_persons=min(opt_persons, max_persons),
-          workspace_gb=workspace_gb, timing_cache=timing_cache, roi_align=roi_align.value,
-          progress=lambda msg: console.print(f"  {msg}"))
-    console.print(f"[green]wrote[/] {engine_path}\nnext: vmaedet verify {engine_path}")
+        bar.update(1, detail="verified")
+        ver = result.manifest["verification"]
+        bar.message(f"[green]wrote[/] {result.path} (+ {result.manifest_path.name}); verified in onnxruntime: "
+                    f"max |Δ logit| {ver['max_abs_logit']:.2e}, max |Δ score| {ver['max_abs_score']:.2e}, "
+                    f"top-5 agreement {ver['top5_agreement']:.3f} (tolerance {result.manifest['tolerances']})")
+        if build is None:
+            bar.message(f"next: vmaedet verify {result.path}")
+            return
+        bar.update(detail="building the TensorRT engine")
+        build(result.path, engine_path, max_persons=max_persons, opt_persons=min(opt_persons, max_persons),
+              workspace_gb=workspace_gb, timing_cache=timing_cache, roi_align=roi_align.value,
+              aot=aot, version_compatible=version_compatible, progress=lambda msg: bar.message(f"  {msg}"))
+        bar.update(2)
+        bar.message(f"[green]wrote[/] {engine_path}")
+        bar.message(f"next: vmaedet verify {engine_path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -55,29 +55,75 @@ for _name in COMMAND_MODULES:
     _mod.register(app)
 
 
+#: Exit codes every command follows (README, "Errors and exit codes").
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _is_click_error(exc: BaseException) -> bool:
+    """A usage error of click or of the click copy Typer bundles (``typer._click``), by duck-typing.
+
+    Typer ≥ 0.16 raises its own ``typer._click.exceptions.UsageError`` (not a subclass of
+    ``click.ClickException``), older Typer raises click's: both have ``show()`` and ``exit_code``.
+    """
+    return callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
+
+
+def _is_abort(exc: BaseException) -> bool:
+    return any(cls.__name__ == "Abort" and cls.__module__.split(".")[0] in ("click", "typer")
+               for cls in type(exc).__mro__)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, kind):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def _interrupted() -> int:
+    err_console.print("interrupted")
+    return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point."""
+    """Console-script entry point; returns the exit code (0 ok, 1 a check failed, 2 bad input, 130 interrupted)."""
     try:
-        rc = app(args=argv, standalone_mode=False)
+        rc = app(args=argv, prog_name="vmaedet", standalone_mode=False)
     except VmaedetError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        return 2
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return _interrupted()
     except typer.Exit as exc:
         return exc.exit_code
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        return 130
-    except Exception as exc:  # click usage errors and friends
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # noqa: BLE001 - click/typer usage errors and OS errors; anything else re-raised
+        if _is_abort(exc):  # click turns Ctrl-C into Abort (older Typer); EOF at a prompt too
+            if _caused_by(exc, KeyboardInterrupt):
+                return _interrupted()
             err_console.print("aborted")
-            return 1
+            return EXIT_BAD_INPUT
+        if _is_click_error(exc):
+            exc.show()  # type: ignore[attr-defined]  # "Usage: … Try '… --help' … Error: …"
+            code = exc.exit_code  # type: ignore[attr-defined]
+            # a usage error is 2; other click errors (a file option that cannot be opened) are bad input too
+            return code if code in (EXIT_OK, EXIT_BAD_INPUT) else EXIT_BAD_INPUT
+        if isinstance(exc, OSError) and exc.errno is not None:  # a file the user named cannot be read/written
+            from ..safeio import os_error_reason
+
+            name = exc.filename if exc.filename is not None else "a file"
+            err_console.print(f"[bold red]error:[/] cannot access {name}: {os_error_reason(exc)}\n"
+                              f"  received: {type(exc).__name__}: {exc}\n"
+                              f"  fix: check the path, its permissions and the free space", highlight=False,
+                              soft_wrap=True)
+            return EXIT_BAD_INPUT
         raise
-    return rc if isinstance(rc, int) else 0
+    if rc == EXIT_INTERRUPTED:  # Typer ≥ 0.16 turns Ctrl-C into Exit(130) and returns it
+        err_console.print("interrupted")
+    return rc if isinstance(rc, int) else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,42 +27,71 @@ def stream_command(
     max_persons: Annotated[int, typer.Option(min=1, help="Persons per keyframe.")] = 32,
     realtime: Annotated[Optional[bool], typer.Option("--realtime/--no-realtime", help="Latest-frame-wins (drop frames) instead of lossless; default: live sources only.")] = None,
     show: Annotated[bool, typer.Option("--show", help="Display a window (needs a desktop).")] = False,
-    save: Annotated[Optional[Path], typer.Option(help="Write an H.264 mp4 with overlays.")] = None,
+    save: Annotated[Optional[Path], typer.Option(help="Write an H.264 video with overlays (.mp4, .mkv, .mov, .avi, .ts).")] = None,
     jsonl: Annotated[Optional[Path], typer.Option(help="Write action events as JSON lines.")] = None,
     csv: Annotated[Optional[Path], typer.Option(help="Write AVA CSV rows (1 Hz).")] = None,
-    stats: Annotated[Optional[Path], typer.Option(help="Write per-stage latency statistics as JSON.")] = None,
+    stats: Annotated[Optional[Path], typer.Option(help="Write per-stage latency statistics and warnings as JSON (also after Ctrl-C).")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda[:N].")] = "cpu",
     fps: Annotated[float, typer.Option(min=1.0, help="Frame rate of an image folder.")] = 25.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-keyframe lines.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing --save/--jsonl/--csv/--stats files (refused otherwise).")] = False,
 ) -> None:
     """Detect persons and their AVA actions on a stream; write overlays, events, CSV rows and stats.
 
+    Outputs are checked before anything opens (an existing one needs --overwrite; one that is also an input is refused) and renamed into place at the end; Ctrl-C keeps what was processed (exit 130).
+
     Example: vmaedet stream --source video.mp4 --checkpoint model.safetensors --save out.mp4 --jsonl events.jsonl
     """
+    from ..progress import progress, resolve_mode
     from ..runtime.pipeline import stream
-    from ..runtime.sinks import check_writable, write_stats_json
     from ..runtime.stats import StreamStats
 
     if (source is None) == (camera is None):
         raise ConfigError("give exactly one of --source or --camera", received=f"--source {source}, --camera {camera}",
                           expected="--source video.mp4 | rtsp://… | folder/ | 0, or --camera 0")
-    if stats is not None:
-        check_writable(stats, "--stats")  # before the model loads and the source opens
-    st = StreamStats()
-    n = 0
-    for result in stream(camera if camera is not None else source, checkpoint=checkpoint, engine=engine, backend=backend,
-                         detector=detector, stride=stride, threshold=threshold, mode=mode, max_persons=max_persons,
-                         realtime=realtime, save=save, jsonl=jsonl, csv=csv, show=show, stats=st, device=device, fps=fps):
-        n += 1
-        if not quiet:
-            acts = "; ".join(f"#{t}: " + ", ".join(f"{a} {s:.2f}" for a, s in top)
-                             for t, top in zip(result.track_ids, result.top_actions(threshold)) if top)
-            console.print(f"frame {result.frame_index:6d}  t={result.timestamp:7.2f}s  persons={len(result)}  {acts}",
-                          highlight=False, soft_wrap=True)
-    if stats is not None:
-        write_stats_json(st, stats)
-    console.print(st.table())
+
+    def warn(message: str) -> None:
+        console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    st = StreamStats(stats)  # written by stream() at the end of the run, also after Ctrl-C
     outputs = [str(p) for p in (save, jsonl, csv, stats) if p is not None]
+    n = 0
+    # plain progress lines (frames/total, fps, elapsed, ETA) when stderr is a log or a pipe, not a terminal
+    plain = resolve_mode(console) == "plain"
+    bar = progress(None, "frames", "stream", enabled=plain, console=console)
+    results = stream(camera if camera is not None else source, checkpoint=checkpoint, engine=engine, backend=backend,
+                     detector=detector, stride=stride, threshold=threshold, mode=mode, max_persons=max_persons,
+                     realtime=realtime, save=save, jsonl=jsonl, csv=csv, show=show, stats=st, device=device, fps=fps,
+                     overwrite=overwrite, overwrite_hint="--overwrite", on_warning=warn)
+    try:
+        for result in results:
+            if n == 0:
+                bar.start()  # once the run is under way (option errors come first, without a progress line)
+            n += 1
+            processed = st.counters.get("frames_processed", 0)
+            bar.update(completed=processed, total=st.info.get("frame_count") or None,
+                       detail=f"{processed / max(time.monotonic() - st.started, 1e-6):.1f} frames/s, {n} keyframes")
+            if not quiet:
+                acts = "; ".join(f"#{t}: " + ", ".join(f"{a} {s:.2f}" for a, s in top)
+                                 for t, top in zip(result.track_ids, result.top_actions(threshold)) if top)
+                console.print(f"frame {result.frame_index:6d}  t={result.timestamp:7.2f}s  persons={len(result)}  {acts}",
+                              highlight=False, soft_wrap=True)
+    except KeyboardInterrupt:
+        results.close()  # stops the threads, flushes and renames every output, writes --stats
+        if n:
+            bar.close(failed=True)
+        console.print(f"interrupted after {n} keyframes" + (f"; kept what was processed in {', '.join(outputs)}"
+                                                            if outputs and n else ""), highlight=False, soft_wrap=True)
+        raise
+    except BaseException:
+        results.close()
+        if n:
+            bar.close(failed=True)
+        raise
+    if n:
+        bar.update(completed=st.counters.get("frames_processed", 0))
+        bar.close()
+    console.print(st.table())
     console.print(f"{n} keyframes processed" + (f"; wrote {', '.join(outputs)}" if outputs else ""))
 
 

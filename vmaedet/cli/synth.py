@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 console = Console()
@@ -32,13 +31,12 @@ def synth(
     from ..data.synthetic import generate
     from ..labels import action_name
 
-    columns = (TextColumn("[bold]synth"), BarColumn(), MofNCompleteColumn(), TextColumn("videos"),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("videos", total=videos if videos > 0 else None)
+    from ..progress import progress
+
+    with progress(videos if videos > 0 else None, "videos", "synth", console=console, transient=True) as bar:
         summary = generate(out, videos=videos, seconds=seconds, seed=seed, width=width, height=height, fps=fps,
                            max_persons=max_persons, val_fraction=val_fraction, overwrite=overwrite,
-                           progress=lambda done, total: bar.update(task, completed=done))
+                           progress=lambda done, total: bar.update(done))
 
     table = Table(title=f"synthetic dataset: {summary.out_dir}", show_header=False)
     table.add_column("field", style="bold")

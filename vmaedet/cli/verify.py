@@ -35,8 +35,9 @@ def verify(
     input_size: Annotated[Optional[str], typer.Option(help="Clip geometry HxW when no artifact fixes it (default 256x464).")] = None,
     persons: Annotated[str, typer.Option(help="Person counts, one random clip each (capped at the artifacts' max persons).")] = "1,7",
     seed: Annotated[int, typer.Option(help="Seed of the random clips and boxes.")] = 0,
-    repeats: Annotated[int, typer.Option(help="Timed runs per clip (after one warm-up).")] = 1,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON here.")] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed runs per clip (after one warm-up).")] = 1,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON here.", dir_okay=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --json file.")] = False,
 ) -> None:
     """Run the same inputs through the float64 reference, torch fp32 and each engine; print the error table.
 
@@ -47,7 +48,15 @@ def verify(
     from ..models.checkpoints import load_detector
     from ..verify import checkpoint_from_manifests, run_ladder
 
+    from ..export.manifest import manifest_path
+    from ..safeio import check_outputs
+
     artifacts = list(artifacts or [])
+    inputs: dict[str, Optional[Path]] = {"--checkpoint": checkpoint}
+    for i, a in enumerate(artifacts, 1):
+        inputs[f"artifact #{i}"] = a
+        inputs[f"the manifest of artifact #{i}"] = manifest_path(a)
+    check_outputs({"--json": json_out}, inputs, overwrite=overwrite, overwrite_hint="--overwrite")
     if checkpoint is None:
         if not artifacts:
             raise ConfigError("nothing to verify against", fix="pass --checkpoint CKPT (and artifacts or --engines)")
@@ -59,8 +68,13 @@ def verify(
         ks = [int(k) for k in persons.split(",") if k.strip()]
     except ValueError as exc:
         raise ConfigError("cannot read --persons", received=persons, expected="comma-separated integers like 1,7") from exc
+    if not ks or min(ks) < 0:
+        raise ConfigError("--persons needs counts ≥ 0", received=persons, expected="comma-separated integers like 1,7",
+                          fix="pass --persons 1,7")
     model = load_detector(checkpoint)
-    with console.status("running the parity ladder"):
+    from ..progress import progress
+
+    with progress(None, "rungs", "verify", console=console, transient=True):
         rungs = run_ladder(model, artifacts, ["fp32", *_torch_precisions(engines)], input_hw=input_hw, ks=ks,
                            seed=seed, repeats=repeats)
     table = Table(title=f"parity vs float64 reference ({checkpoint.name})")
@@ -79,7 +93,10 @@ def verify(
         console.print(f"#{i}: {path}")
     console.print(table)
     if json_out is not None:
-        json_out.write_text(json.dumps({"checkpoint": str(checkpoint), "rungs": [r.to_dict() for r in rungs]}, indent=2))
+        from ..safeio import atomic_write
+
+        with atomic_write(json_out, what="the --json table") as fh:
+            fh.write(json.dumps({"checkpoint": str(checkpoint), "rungs": [r.to_dict() for r in rungs]}, indent=2) + "\n")
     failed = [r for r in rungs if not r.ok]
     for r in failed:
         console.print(f"[red]regression[/] {r.engine} {r.precision}: {'; '.join(r.failures)}")

@@ -18,9 +18,12 @@ figures renders the exact background a test needs to find the figure pixels.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -664,27 +667,55 @@ def _validate(videos: object, seconds: object, width: object, height: object, fp
 
 
 _OUTPUTS = ("meta.json", "videos", "annotations")
+_STAGING_PREFIX = ".vmaedet-synth-"
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    """Create ``out``; refuse a non-empty one unless ``overwrite`` (then remove only our own outputs)."""
+def _prepare_out(out: Path, overwrite: bool) -> bool:
+    """Check ``out`` (refuse a non-empty one unless ``overwrite``) and create it; True when it was created."""
     if out.exists() and not out.is_dir():
         raise DataError("the output path is a file, not a directory", received=str(out),
                         expected="a new or empty directory", fix="choose another OUT path")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise DataError("the output directory is not empty; refusing to overwrite it", received=str(out),
-                            expected="a new or empty directory",
-                            fix="choose another OUT path or pass --overwrite (replaces meta.json, videos/, "
-                                "annotations/ and nothing else)")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DataError("the output directory is not empty; refusing to overwrite it", received=str(out),
+                        expected="a new or empty directory",
+                        fix="choose another OUT path or pass --overwrite (replaces meta.json, videos/, "
+                            "annotations/ and nothing else)")
+    from ..safeio import output_error
+
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(out, exc, what="the dataset folder") from exc
+    return created
+
+
+def _commit(staging: Path, out: Path) -> None:
+    """Move the staged ``meta.json``, ``videos/``, ``annotations/`` into ``out``, replacing old ones.
+
+    Old outputs are first renamed aside (cheap, same folder), then the new ones renamed in, then the
+    old ones deleted; a failure in between puts the old ones back.
+    """
+    trash = staging / ".old"
+    trash.mkdir()
+    moved: list[str] = []
+    placed: list[str] = []
+    try:
         for name in _OUTPUTS:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    (out / "videos").mkdir(parents=True, exist_ok=True)
-    (out / "annotations").mkdir(parents=True, exist_ok=True)
+            if (out / name).exists() or (out / name).is_symlink():
+                os.replace(out / name, trash / name)
+                moved.append(name)
+        for name in _OUTPUTS:
+            os.replace(staging / name, out / name)
+            placed.append(name)
+    except BaseException:
+        for name in placed:
+            with contextlib.suppress(OSError):
+                os.replace(out / name, staging / name)
+        for name in moved:
+            with contextlib.suppress(OSError):
+                os.replace(trash / name, out / name)
+        raise
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:
@@ -698,6 +729,10 @@ def generate(
 ) -> SynthSummary:
     """Write a synthetic AVA-format dataset to ``out_dir`` and return a summary.
 
+    Everything is written to a hidden staging folder inside ``out_dir`` first and moved into place
+    only when complete: a failure (no space left, a read-only folder, Ctrl-C) leaves no partial
+    dataset and, with ``overwrite``, the previous one intact.
+
     Args:
         out_dir: dataset root (created; must be empty unless ``overwrite``).
         videos: number of videos; the first ~(1 - val_fraction) are "train", the rest "val"
@@ -709,10 +744,66 @@ def generate(
         val_fraction: fraction of videos in the val split.
         overwrite: replace ``meta.json``, ``videos/`` and ``annotations/`` of a non-empty ``out_dir``.
         progress: called as ``progress(done, total)`` after each video.
+
+    Raises:
+        DataError: a bad option, or a non-empty ``out_dir`` without ``overwrite``.
+        OutputError: the dataset cannot be written (names the file and the cause in words).
     """
+    from ..errors import OutputError
+    from ..safeio import find_os_error, output_error
+
     _validate(videos, seconds, width, height, fps, max_persons, val_fraction)
     out = Path(out_dir)
-    _prepare_out(out, overwrite)
+    created = _prepare_out(out, overwrite)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out))
+    except OSError as exc:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise output_error(out, exc, what="the dataset folder") from exc
+    current = staging
+    try:
+        (staging / "videos").mkdir()
+        (staging / "annotations").mkdir()
+        summary = _generate_into(staging, out, videos=videos, seconds=seconds, seed=seed, width=width,
+                                 height=height, fps=fps, max_persons=max_persons, val_fraction=val_fraction,
+                                 progress=progress)
+        current = out
+        _commit(staging, out)
+    except BaseException as exc:
+        if isinstance(exc, Exception) and not isinstance(exc, OutputError) and find_os_error(exc) is not None:
+            os_exc = find_os_error(exc)
+            name = getattr(os_exc, "filename", None)
+            target = out / Path(name).relative_to(staging) if name and _is_under(Path(name), staging) else current
+            err = output_error(target, exc, what="the synthetic dataset file")
+            _cleanup(staging, out, created)
+            raise err from exc
+        _cleanup(staging, out, created)
+        raise
+    _cleanup(staging, out, False)
+    return summary
+
+
+def _is_under(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def _cleanup(staging: Path, out: Path, created: bool) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+    if created:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only when empty: nothing of ours is left
+
+
+def _generate_into(stage: Path, out: Path, *, videos: int, seconds: int, seed: int, width: int, height: int,
+                   fps: int, max_persons: int, val_fraction: float,
+                   progress: Callable[[int, int], None] | None) -> SynthSummary:
+    """Render, encode and write the dataset into ``stage``; the summary names ``out``."""
     cpu0, wall0 = time.process_time(), time.perf_counter()
     n_val = max(1, int(round(videos * val_fraction))) if videos >= 2 and val_fraction > 0 else 0
     n_train = videos - n_val
@@ -723,7 +814,7 @@ def generate(
         script = make_video_script(seed, i, width=width, height=height, fps=fps, seconds=seconds,
                                    max_persons=max_persons)
         rendered = render_video(script)
-        n = encode_mp4(rendered.frames, out / "videos" / f"{script.video_id}.mp4", width, height, fps)
+        n = encode_mp4(rendered.frames, stage / "videos" / f"{script.video_id}.mp4", width, height, fps)
         split = "train" if i < n_train else "val"
         ann_rng = np.random.default_rng(np.random.SeedSequence([seed, i, 1]))
         r, nb = _annotation_rows(script, rendered.boxes, ann_rng, hist)
@@ -734,7 +825,7 @@ def generate(
         meta_videos[script.video_id] = {"split": split, "seconds": seconds, "frames": n}
         if progress is not None:
             progress(i + 1, videos)
-    ann = out / "annotations"
+    ann = stage / "annotations"
     for split, r in rows.items():
         _write_lines(ann / f"{split}.csv", r.gt)
         _write_lines(ann / f"proposals_{split}.csv", r.proposals)
@@ -742,7 +833,7 @@ def generate(
     (ann / "labelmap.pbtxt").write_text(labelmap_text(), encoding="utf-8")
     meta = {"format": FORMAT, "fps": fps, "width": width, "height": height, "seed": seed,
             "videos": meta_videos, "action_ids": list(ACTION_IDS)}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    (stage / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     vids = list(meta_videos)
     return SynthSummary(
         out_dir=out, videos=videos, train_videos=tuple(vids[:n_train]), val_videos=tuple(vids[n_train:]),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from ..errors import DataError
 
 __all__ = [
     "AvaRows",
+    "check_gt_boxes",
     "read_ava_csv",
     "read_exclusions",
     "read_labelmap",
@@ -189,7 +189,32 @@ def read_ava_csv(path: str | Path, with_scores: bool) -> AvaRows:
         raise  # unreachable: _raise_bad_line always raises
     rows = _rows_from_table(table, ncols, with_scores, str(path))
     _check_values(rows, path, data, layout)
+    if not with_scores:
+        check_gt_boxes(rows, data)
     return rows
+
+
+def check_gt_boxes(rows: AvaRows, data: bytes | None = None) -> None:
+    """Refuse ground truth with an inverted box (x1 > x2 or y1 > y2), naming the lines and the count.
+
+    Such a box can never be matched (its area is negative), so it silently lowers the AP of its class.
+    ``data`` (the file's bytes) turns row numbers into line numbers.
+    """
+    b = rows.boxes
+    bad = np.flatnonzero((b[:, 0] > b[:, 2]) | (b[:, 1] > b[:, 3]))
+    if not len(bad):
+        return
+    if data is not None:
+        where = [f"line {_nonblank_line(data, int(r))[0]}" for r in bad[:5]]
+    else:
+        where = [f"row {int(r)}" for r in bad[:5]]
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    first = int(bad[0])
+    raise DataError(f"{rows.source or 'the ground truth'}: {len(bad)} of {len(rows)} ground-truth boxes are inverted "
+                    f"(x1 > x2 or y1 > y2): {', '.join(where)}{more}",
+                    received=f"x1, y1, x2, y2 = {', '.join(f'{v:g}' for v in b[first])}",
+                    expected="normalised corners with x1 <= x2 and y1 <= y2 (columns video_id,timestamp,x1,y1,x2,y2,…)",
+                    fix="correct those rows (swapped corners?) or remove them; an inverted box can never be matched")
 
 
 def _csv_dtype(ncols: int, with_scores: bool, width: int) -> np.dtype:
@@ -313,10 +338,10 @@ def write_ava_csv(path: str | Path, rows: AvaRows) -> Path:
     The timestamp is zero-padded to 4 digits, coordinates and scores use ``'{:.5f}'``.  Rows without
     scores (ground truth) get their person id as an integer 8th column, or 7 columns without one.
     The file is written to a temporary name and renamed, so an existing file is replaced only when
-    complete.
+    complete; a failed write (no space left, read-only folder) leaves nothing behind and raises
+    :class:`~vmaedet.errors.OutputError` naming the file and the cause.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     names = np.asarray(rows.videos, dtype=object)
     cols = [names[rows.video_index].tolist(), rows.timestamps.tolist(), *rows.boxes.T.tolist(),
             rows.action_ids.tolist()]
@@ -328,14 +353,13 @@ def write_ava_csv(path: str | Path, rows: AvaRows) -> Path:
         cols.append(rows.person_ids.tolist())
         fmt += ",%d"
     fmt += "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
+    from ..safeio import atomic_path
+
+    with atomic_path(path, what="the CSV") as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
             f.writelines(fmt % row for row in zip(*cols))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            f.flush()
+            os.fsync(f.fileno())
     return path
 
 

@@ -45,12 +45,18 @@ def library_versions() -> dict[str, str | None]:
             **{name: _version(name) for name in ("vmaedet", "torch", "torchvision", "onnx", "onnxruntime", "tensorrt")}}
 
 
-def write_manifest(artifact: str | Path, manifest: Mapping[str, Any]) -> Path:
-    """Write ``manifest`` next to ``artifact`` (atomically: temp file + rename)."""
-    path = manifest_path(artifact)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(dict(manifest), indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
+def write_manifest(artifact: str | Path, manifest: Mapping[str, Any], path: str | Path | None = None) -> Path:
+    """Write ``manifest`` next to ``artifact`` (or to ``path``) atomically: temp file + rename.
+
+    Raises:
+        OutputError: the file cannot be written (names it and the cause: no space left, read-only, …);
+            nothing partial is left and an earlier manifest stays as it was.
+    """
+    from ..safeio import atomic_write
+
+    path = Path(path) if path is not None else manifest_path(artifact)
+    with atomic_write(path, what="the manifest") as fh:
+        fh.write(json.dumps(dict(manifest), indent=2, sort_keys=False) + "\n")
     return path
 
 

@@ -28,13 +28,13 @@ import onnx
 import torch
 
 from ..data.transforms import MEAN_RGB, STD_RGB, input_geometry
-from ..errors import ConfigError, ExportError
+from ..errors import ConfigError, ExportError, VmaedetError
 from ..labels import AVA_ACTIONS
 from ..models.detector import ActionDetector
 from ..ops.roi_align import POOLED_SIZE, SPATIAL_SCALE
 from ..verify import error_stats, merge_stats, random_clip, random_rois, within
 from .fp16 import check_fp16_structure, convert_to_fp16
-from .manifest import CLIP_LEN, FRAME_STRIDE, MANIFEST_FORMAT, library_versions, sha256_file, write_manifest
+from .manifest import CLIP_LEN, FRAME_STRIDE, MANIFEST_FORMAT, library_versions, manifest_path, sha256_file, write_manifest
 
 #: Opsets the exporter accepts: ≥ 17 for a single LayerNormalization node (and RoiAlign-16 modes).
 SUPPORTED_OPSETS = (17, 18, 19, 20)
@@ -129,7 +129,10 @@ def check_writable(out_dir: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".vmaedet-write-test-"):
             pass
     except OSError as exc:
-        raise ExportError(f"cannot write to the output directory {out_dir}", received=f"{type(exc).__name__}: {exc.strerror or exc}",
+        from ..safeio import os_error_reason
+
+        raise ExportError(f"cannot write to the output directory {out_dir}: {os_error_reason(exc, out_dir / 'x')}",
+                          received=f"{type(exc).__name__}: {exc.strerror or exc}",
                           expected="a writable directory", fix="choose another --out or fix its permissions") from exc
 
 
@@ -179,7 +182,9 @@ def _save(model: onnx.ModelProto, path: Path) -> str | None:
 
 
 def _ort_session(path: Path) -> Any:
-    import onnxruntime as ort
+    from ..engines.onnxruntime_engine import import_onnxruntime
+
+    ort = import_onnxruntime()  # BackendUnavailable naming vmaedet[cpu] / vmaedet[gpu] when missing
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -294,31 +299,61 @@ def export_onnx(model: ActionDetector, out_path: str | Path, *, input_hw: tuple[
         ConfigError: bad geometry, opset, precision or person count.
         ExportError: not a detector, unwritable output, or verification failed (with statistics).
     """
+    from ..safeio import check_outputs, find_os_error, output_error
+
     _check_args(model, opset, precision, max_persons)
     input_hw, source_wh = resolve_geometry(source_wh, input_hw, short_side=int(getattr(model, "short_side", 256)))
     out_path = Path(out_path)
+    json_path = manifest_path(out_path)
+    check_outputs({"the ONNX file": out_path, "its manifest": json_path, "its external data": external_data_path(out_path)},
+                  {"the checkpoint": checkpoint}, overwrite=True)
     check_writable(out_path.parent)
     frozen = copy.deepcopy(model).float().eval().cpu()
     frozen.freeze_pos_embed(input_hw[0] // 16, input_hw[1] // 16)
-    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".vmaedet-export-") as tmp:
-        raw = Path(tmp) / "fp32.onnx"
-        _torch_export(frozen, input_hw, opset, raw)
-        graph = onnx.load(str(raw))
-        roi_align = check_graph(graph)
-        fp16_info: dict[str, Any] | None = None
-        if precision == "fp16":
-            graph, report = convert_to_fp16(graph)
-            fp16_info = {"pass": report.to_dict(), "structure": check_fp16_structure(graph),
-                         "fp32_islands": ["LayerNormalization", "Softmax", "ReduceMean", "ReduceMax", "RoiAlign", "graph I/O"]}
+    # Everything is staged in a hidden folder beside the target and moved into place only once the
+    # graph is verified and its manifest written: a failure (gate, full disk, Ctrl-C) leaves the
+    # previous artifact, if any, untouched and nothing new behind.
+    try:
+        staging = tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".vmaedet-export-")
+    except OSError as exc:
+        raise output_error(out_path, exc, what="the ONNX export") from exc
+    with staging as tmp:
         staged = Path(tmp) / out_path.name
-        data_file = _save(graph, staged)
-        verification = _verify_staged(frozen, staged, input_hw, max_persons, precision, seed)
-        if fp16_info is not None:
-            fp16_info["error_vs_torch_fp32"] = {k: verification[k] for k in ("max_abs_score", "top5_agreement", "max_abs_logit")}
-        if data_file:
-            os.replace(Path(tmp) / data_file, out_path.parent / data_file)
-        os.replace(staged, out_path)
-    manifest = _manifest(frozen, artifact=out_path, data_file=data_file, input_hw=input_hw, source_wh=source_wh,
-                         max_persons=max_persons, opset=opset, precision=precision, roi_align=roi_align,
-                         verification=verification, fp16=fp16_info, checkpoint=Path(checkpoint) if checkpoint else None)
-    return ExportResult(out_path, write_manifest(out_path, manifest), manifest)
+        try:
+            raw = Path(tmp) / "fp32.onnx"
+            _torch_export(frozen, input_hw, opset, raw)
+            graph = onnx.load(str(raw))
+            roi_align = check_graph(graph)
+            fp16_info: dict[str, Any] | None = None
+            if precision == "fp16":
+                graph, report = convert_to_fp16(graph)
+                fp16_info = {"pass": report.to_dict(), "structure": check_fp16_structure(graph),
+                             "fp32_islands": ["LayerNormalization", "Softmax outside attention blocks", "ReduceMean",
+                                              "ReduceMax", "RoiAlign", "graph I/O"],
+                             "attention": "FP16 MatMul→(scale)→Softmax→MatMul, no Cast inside (TensorRT fused attention)"}
+            data_file = _save(graph, staged)
+            verification = _verify_staged(frozen, staged, input_hw, max_persons, precision, seed)
+            if fp16_info is not None:
+                fp16_info["error_vs_torch_fp32"] = {k: verification[k] for k in ("max_abs_score", "top5_agreement", "max_abs_logit")}
+            manifest = _manifest(frozen, artifact=staged, data_file=data_file, input_hw=input_hw, source_wh=source_wh,
+                                 max_persons=max_persons, opset=opset, precision=precision, roi_align=roi_align,
+                                 verification=verification, fp16=fp16_info,
+                                 checkpoint=Path(checkpoint) if checkpoint else None)
+            staged_json = write_manifest(staged, manifest, Path(tmp) / json_path.name)
+            if data_file:
+                os.replace(Path(tmp) / data_file, out_path.parent / data_file)
+            os.replace(staged, out_path)
+            os.replace(staged_json, json_path)
+        except VmaedetError:
+            raise
+        except Exception as exc:
+            if find_os_error(exc) is not None or "unexpected pos" in str(exc) or "No space" in str(exc):
+                raise output_error(out_path, exc, what="the ONNX export") from exc
+            raise
+    return ExportResult(out_path, json_path, manifest)
+
+
+def external_data_path(artifact: str | Path) -> Path:
+    """``model.onnx`` → ``model.onnx.data`` (written only past the 2 GB protobuf limit)."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".data")
