@@ -372,6 +372,18 @@ def test_stream_passes_the_device_to_artifact_engines(monkeypatch: pytest.Monkey
         pipeline._resolve_engine(None, tmp_path / "m.engine", "torch", "cpu")
 
 
+def test_stream_device_auto_follows_the_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The default device "auto" runs a TensorRT plan on the GPU without --device, and the CPU otherwise."""
+    from vmaedet.runtime import pipeline
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pipeline._resolve_device("auto", tmp_path / "m.engine") == "cuda"
+    assert pipeline._resolve_device("cuda:1", tmp_path / "m.engine") == "cuda:1"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pipeline._resolve_device("auto", tmp_path / "m.onnx") == "cpu"
+    assert pipeline._resolve_device("cpu", None) == "cpu"
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 def test_stream_on_cuda_without_a_gpu_is_refused(artifact: Path) -> None:
     from vmaedet.runtime.pipeline import _resolve_engine

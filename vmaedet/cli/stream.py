@@ -31,7 +31,7 @@ def stream_command(
     jsonl: Annotated[Optional[Path], typer.Option(help="Write action events as JSON lines.")] = None,
     csv: Annotated[Optional[Path], typer.Option(help="Write AVA CSV rows (1 Hz).")] = None,
     stats: Annotated[Optional[Path], typer.Option(help="Write per-stage latency statistics and warnings as JSON (also after Ctrl-C).")] = None,
-    device: Annotated[str, typer.Option(help="cpu | cuda[:N].")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]; auto = CUDA when a GPU is visible, else the CPU.")] = "auto",
     fps: Annotated[float, typer.Option(min=1.0, help="Frame rate of an image folder.")] = 25.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-keyframe lines.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing --save/--jsonl/--csv/--stats files (refused otherwise).")] = False,

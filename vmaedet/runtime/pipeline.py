@@ -236,6 +236,17 @@ class StreamWorker(threading.Thread):
             self.results.close(error)
 
 
+def _resolve_device(device: str, engine: Engine | str | Path | None) -> str:
+    """``"auto"``: an Engine object's own device, else CUDA when torch sees a GPU, else the CPU."""
+    if device != "auto":
+        return device
+    if isinstance(engine, Engine):
+        return str(engine.device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _resolve_engine(checkpoint: str | Path | None, engine: Engine | str | Path | None, backend: str, device: str) -> Engine:
     if isinstance(engine, Engine):
         return engine
@@ -282,7 +293,7 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
            backend: str = "torch", detector: Any = "ssdlite", stride: int = 8, threshold: float = 0.4,
            mode: str = "centered", max_persons: int = 32, realtime: bool | None = None, save: str | Path | None = None,
            jsonl: str | Path | None = None, csv: str | Path | None = None, show: bool = False,
-           stats: str | Path | StreamStats | None = None, device: str = "cpu", fps: float = 25.0,
+           stats: str | Path | StreamStats | None = None, device: str = "auto", fps: float = 25.0,
            overwrite: bool = False, overwrite_hint: str = "overwrite=True",
            on_warning: Callable[[str], None] | None = None) -> Iterator[StreamResult]:
     """Run action detection on a stream; yields one :class:`StreamResult` per keyframe.
@@ -301,7 +312,8 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
         save / jsonl / csv: video with overlays (.mp4, .mkv, .mov, .avi, .ts), JSONL events, AVA CSV rows (1 Hz).
         show: display a window.
         stats: path of a JSON stats file, or a StreamStats to fill (written to its ``path``, if any).
-        device: device of the clip ring and torch engine.
+        device: device of the clip ring and the engine: ``"cpu"``, ``"cuda[:N]"`` or ``"auto"`` (the default:
+            a given Engine's own device, else CUDA when a GPU is visible, else the CPU).
         fps: frame rate of an image folder.
         overwrite: replace existing output files (otherwise an existing output is refused before anything opens).
         overwrite_hint: how the caller's user says "overwrite" in the refusal (the CLI passes ``"--overwrite"``).
@@ -320,6 +332,7 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
     """
     cfg = StreamConfig(stride=stride, threshold=threshold, mode=mode, max_persons=max_persons, realtime=realtime)
     Scheduler(mode, stride)  # validate options before opening anything
+    device = _resolve_device(device, engine)
     st = stats if isinstance(stats, StreamStats) else StreamStats(stats)
     stats_path = st.path
     files = {"--save": save, "--jsonl": jsonl, "--csv": csv}
