@@ -298,7 +298,9 @@ def encode_h264(path: str | Path, frames: Iterable[np.ndarray], fps: float | Fra
     options = {"crf": str(crf), **({"preset": preset} if preset else {})}
     n = 0
     try:
-        with av.open(str(path), "w") as container:
+        # the file is opened here (PyAV guesses the container from its name) so that it is closed in every
+        # case: a failing write (full disk) left PyAV's own handle open on the deleted partial file
+        with open(path, "wb") as fh, av.open(fh, "w") as container:
             stream = container.add_stream("libx264", rate=as_rate(fps), options=options)
             stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
             if threads > 0:
