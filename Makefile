@@ -33,8 +33,10 @@ bench: setup
 # One command that proves the GPU path on a GPU (≤ 5 min; JSON + markdown in benchmarks/results/gpu_check.*).
 # Without a GPU it runs in smoke mode (environment only; GPU steps skipped with the reason).  On a machine
 # where the project is installed with `pip install --no-deps -e .`: python benchmarks/gpu_check.py
-gpu-check: setup
-	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
+# It runs with the machine's own python3 (where TensorRT / onnxruntime-gpu / Triton live), not the CPU .venv:
+# `make gpu-check PYTHON=.venv/bin/python` to use the venv.  It needs no package index.
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -372,16 +372,23 @@ def test_stream_passes_the_device_to_artifact_engines(monkeypatch: pytest.Monkey
         pipeline._resolve_engine(None, tmp_path / "m.engine", "torch", "cpu")
 
 
-def test_stream_device_auto_follows_the_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The default device "auto" runs a TensorRT plan on the GPU without --device, and the CPU otherwise."""
+def test_stream_device_auto(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The default device "auto": a TensorRT plan runs on the GPU without a device given; an ONNX artifact
+    lets onnxruntime choose (CUDA only where its provider exists); checkpoints follow the GPU."""
     from vmaedet.runtime import pipeline
 
+    calls = []
+    monkeypatch.setattr(pipeline, "create_engine", lambda name, *a, **k: calls.append((name, k)) or "engine")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert pipeline._resolve_device("auto", tmp_path / "m.engine") == "cuda"
-    assert pipeline._resolve_device("cuda:1", tmp_path / "m.engine") == "cuda:1"
+    pipeline._resolve_engine(None, tmp_path / "m.engine", "torch", "auto")
+    pipeline._resolve_engine(None, tmp_path / "m.onnx", "torch", "auto")
+    pipeline._resolve_engine(tmp_path / "m.safetensors", None, "torch", "auto")
+    assert calls == [("tensorrt", {"device": "cuda"}), ("onnxruntime", {"device": None}), ("torch", {"device": "cuda"})]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert pipeline._resolve_device("auto", tmp_path / "m.onnx") == "cpu"
-    assert pipeline._resolve_device("cpu", None) == "cpu"
+    with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
+        pipeline._resolve_engine(None, tmp_path / "m.engine", "torch", "auto")
+    pipeline._resolve_engine(tmp_path / "m.safetensors", None, "torch", "auto")
+    assert calls[-1] == ("torch", {"device": "cpu"})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")

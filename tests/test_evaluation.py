@@ -441,3 +441,21 @@ def test_tie_shortcuts_equal_a_full_replay(protocol: str, monkeypatch: pytest.Mo
     full = evaluate_frame_map(gt, det, [1, 3, 4, 5], excluded, protocol)
     assert fast.per_class_ap == full.per_class_ap
     assert fast.num_detections == full.num_detections
+
+
+def test_oracle_detections_are_not_taken_for_ground_truth() -> None:
+    """Ground-truth rows with one constant score (an oracle sanity check) evaluate to 1.0 without a
+    ground-truth-layout warning; varying integer scores on the same rows (person ids) get the warning."""
+    from vmaedet.evaluation.ava import check_detection_rows
+    from vmaedet.evaluation.io import read_ava_csv
+
+    import tempfile
+    from pathlib import Path
+
+    d = Path(tempfile.mkdtemp())
+    rows = [f"v1,{900 + t},0.{t}1,0.1,0.{t + 4},0.8,{a}" for t in range(4) for a in (1, 2)]
+    (d / "gt.csv").write_text("".join(f"{r},{i % 3}\n" for i, r in enumerate(rows)))
+    (d / "oracle.csv").write_text("".join(f"{r},1.0\n" for r in rows))
+    gt = read_ava_csv(d / "gt.csv", with_scores=False)
+    assert not any("ground-truth file" in w for w in check_detection_rows(read_ava_csv(d / "oracle.csv", with_scores=True), gt))
+    assert any("ground-truth file" in w for w in check_detection_rows(read_ava_csv(d / "gt.csv", with_scores=True), gt))

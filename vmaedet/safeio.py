@@ -170,6 +170,7 @@ def atomic_path(path: PathLike, *, what: str = "the output") -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, final_mode(target))  # mkstemp makes 0600; a new file gets the umask's mode
         os.replace(tmp, target)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -196,6 +197,29 @@ def atomic_write(path: PathLike, mode: str = "w", *, what: str = "the output",
             os.fsync(fh.fileno())
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (``os.umask`` is not thread-safe)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def final_mode(target: PathLike) -> int:
+    """The mode a finished output gets: the replaced file's, else what ``open()`` would give (0666 & ~umask).
+
+    Temporary files (``mkstemp``) are 0600; renaming one unchanged would hide the output from the group.
+    """
+    try:
+        return Path(target).stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def _looks_like_write_failure(exc: BaseException) -> bool:
+    """A writer's failure that carries no errno (torch.save's ``inline_container.cc`` messages)."""
     text = str(exc).lower()
-    return any(s in text for s in ("unexpected pos", "file write failed", "no space", "read-only", "errno"))
+    return any(s in text for s in ("unexpected pos", "file write failed", "no space left", "read-only file system"))

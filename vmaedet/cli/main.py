@@ -14,6 +14,7 @@ from rich.console import Console
 
 from .. import __version__
 from ..errors import VmaedetError
+from . import interrupt_reported
 
 app = typer.Typer(
     name="vmaedet",
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _interrupted()
     except typer.Exit as exc:
+        interrupt_reported()  # forget the mark: the code says it all
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - click/typer usage errors and OS errors; anything else re-raised
         if _is_abort(exc):  # click turns Ctrl-C into Abort (older Typer); EOF at a prompt too
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                               soft_wrap=True)
             return EXIT_BAD_INPUT
         raise
-    if rc == EXIT_INTERRUPTED:  # Typer ≥ 0.16 turns Ctrl-C into Exit(130) and returns it
+    if rc == EXIT_INTERRUPTED and not interrupt_reported():  # Typer ≥ 0.16 turns Ctrl-C into Exit(130)
         err_console.print("interrupted")
     return rc if isinstance(rc, int) else EXIT_OK
 

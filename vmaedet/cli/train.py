@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from . import InterruptReported
+
 #: How this command's user says "resume" and "overwrite" (passed into the library's messages).
 HINTS = {"resume": "--resume auto", "overwrite": "--overwrite"}
 
@@ -62,7 +64,7 @@ def register(app: typer.Typer) -> None:
                           markup=False, soft_wrap=True)
             else:
                 err.print("no checkpoint was written yet; nothing to resume.", highlight=False)
-            raise typer.Exit(130) from None
+            raise InterruptReported() from None
         if result.final_checkpoint is not None:
             console = Console()
             last = result.history[-1] if result.history else {}

@@ -156,10 +156,10 @@ GT_LIKE_FRACTION = 0.5
 
 
 def check_detection_rows(det: AvaRows, gt: AvaRows | None = None) -> list[str]:
-    """Oddities of detection rows, one sentence each; a ground-truth file given as detections is refused.
+    """Oddities of detection rows, one sentence each (warnings: the evaluation still runs).
 
-    * every score an integer and most rows exactly a ground-truth row (video, time, box, action):
-      the ground truth was passed as detections (its person ids read as scores) → :class:`DataError`;
+    * scores that are varying integers on rows that are mostly exactly ground-truth rows (video, time,
+      box, action): the ground truth was passed as detections (its person ids read as scores);
     * scores outside [0, 1] (legal for the ranking, but not the probabilities the toolkit writes);
     * duplicated rows (the same video, time, box, action and score more than once).
     """
@@ -169,16 +169,15 @@ def check_detection_rows(det: AvaRows, gt: AvaRows | None = None) -> list[str]:
         return out
     source = det.source or "the detections"
     integral = bool(np.all(scores == np.round(scores)))
-    if integral and gt is not None and len(gt):
+    if integral and gt is not None and len(gt) and len(np.unique(scores)) > 1:
+        # an "oracle" file (ground-truth rows, one constant score) is a legitimate sanity check; varying
+        # integer scores on ground-truth rows are the person-id column of a ground-truth file
         on_gt = _rows_in(det, gt)
         if on_gt >= GT_LIKE_FRACTION * len(det):
-            raise DataError(
-                f"{source} looks like a ground-truth file, not detections: every score is an integer "
-                f"({_range(scores)}) and {on_gt} of {len(det)} rows are exactly ground-truth rows",
-                received=f"{len(det)} rows whose 8th column holds values like {', '.join(f'{v:g}' for v in np.unique(scores)[:5])}",
-                expected="detection rows video_id,timestamp,x1,y1,x2,y2,action_id,score with scores in [0, 1]",
-                fix="pass the model's detection CSV (e.g. what 'vmaedet eval --checkpoint' or 'stream --csv' writes); "
-                    "a ground-truth file read as detections scores its person ids and gives a meaningless mAP near 1.0")
+            out.append(f"{source} looks like a ground-truth file, not detections: every score is an integer "
+                       f"({_range(scores)}) and {on_gt} of {len(det)} rows are exactly ground-truth rows, so its "
+                       "person ids are read as scores and the mAP means nothing; pass the model's detection CSV "
+                       "(what 'eval --checkpoint' or 'stream --csv' writes)")
     outside = int(np.count_nonzero((scores < 0) | (scores > 1)))
     if outside:
         note = " (all integers ≥ 1: person ids rather than scores?)" if integral and scores.min() >= 1 else ""

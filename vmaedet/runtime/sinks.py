@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import OutputError, StreamError
 from ..labels import AVA_ACTIONS
-from ..safeio import ensure_parent, output_error
+from ..safeio import ensure_parent, final_mode, output_error
 from .sources import Closed, Frame, Mailbox
 from .stats import StreamStats
 
@@ -162,9 +162,7 @@ class PendingOutput:
     def commit(self) -> Path:
         """Rename the temporary file over the target (permissions as a plainly created file)."""
         try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o666 & ~umask)
+            os.chmod(self.tmp, final_mode(self.target))
             os.replace(self.tmp, self.target)
         except OSError as exc:
             self.discard()
