@@ -241,6 +241,56 @@ def test_ctrl_c_finalises_every_output_writes_stats_and_exits_130(assets: dict[s
     assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
 
 
+@pytest.mark.timeout(120)
+def test_ctrl_c_names_only_the_kept_outputs_and_reports_each_failed_one(assets: dict[str, Path], tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After Ctrl-C the video's final write (disk full) and the --stats write fail: neither is called kept."""
+    import vmaedet.runtime.sinks as sinks
+    from vmaedet.runtime.pipeline import StreamResult
+    from vmaedet.runtime.stats import StreamStats
+
+    def ctrl_c(*args: object, **kwargs: object) -> None:  # Ctrl-C in the CLI's loop, at the first keyframe
+        raise KeyboardInterrupt
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise _fault(errno.ENOSPC)
+
+    monkeypatch.setattr(StreamResult, "top_actions", ctrl_c)
+    monkeypatch.setattr(sinks.Mp4Sink, "close", no_space)  # the frames drawn so far reach the video, its close fails
+    monkeypatch.setattr(StreamStats, "write_json", no_space)
+    argv = [a for a in _stream("--save", "{tmp}/o.mp4", "--jsonl", "{tmp}/o.jsonl", "--stats", "{tmp}/o.json",
+                               "--threshold", "0") if a != "--quiet"]
+    case = Case("ctrl-c-failed-outputs", argv, 130, ["interrupted", "--save", "--stats", "no space left"],
+                may_create=["o.jsonl"])
+    text = run_case(_fill(case, assets), tmp_path, watch=[assets["root"]])
+    kept = [line for line in text.splitlines() if "kept what was processed" in line]
+    assert len(kept) == 1, text
+    assert kept[0].split("kept what was processed in ", 1)[1].strip().split(", ") == [str(tmp_path / "o.jsonl")], text
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert any("--save" in e and "o.mp4" in e and "no space left" in e for e in errors), text
+    assert any("--stats" in e and "o.json" in e and "no space left" in e for e in errors), text
+    assert (tmp_path / "o.jsonl").exists() and not (tmp_path / "o.mp4").exists() and not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.timeout(120)
+def test_a_failed_second_output_leaves_no_temporary_file_of_the_first(assets: dict[str, Path], tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    real = tempfile.mkstemp
+    calls = []
+
+    def second_read_only(*args: object, **kwargs: object) -> tuple[int, str]:
+        calls.append(args)
+        if len(calls) >= 2:  # --jsonl's temporary file exists, --csv's cannot be made
+            raise _fault(errno.EROFS)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tempfile, "mkstemp", second_read_only)
+    case = Case("second-output-read-only", _stream("--jsonl", "{tmp}/out.jsonl", "--csv", "{tmp}/out.csv"), 2,
+                ["--csv", "read-only", "out.csv"])
+    run_case(_fill(case, assets), tmp_path, watch=[assets["root"]])  # no .out.jsonl.*.tmp left behind
+    assert len(calls) == 2
+
+
 # --------------------------------------------------------------------------------------------------
 # eval
 
@@ -251,7 +301,7 @@ def _eval(gt: str = "{gt}", det: str = "{det}") -> list[str]:
 
 EVAL_CASES = [
     Case("gt-inverted-box", _eval(gt="{tmp}/gt_inverted.csv"), 2, ["inverted", "x1 > x2", "line 2", "1 of 8"]),
-    Case("gt-as-detections", _eval(det="{gt}"), 2, ["looks like a ground-truth file", "person id"]),
+    Case("gt-as-detections", _eval(det="{gt}"), 0, ["warning", "looks like a ground-truth file", "person ids"]),
     Case("det-scores-outside-0-1", _eval(det="{tmp}/det_big.csv"), 0, ["warning", "outside [0, 1]", "12 of 12"]),
     Case("det-duplicated-rows", _eval(det="{tmp}/det_dup.csv"), 0, ["warning", "3 of 15 rows repeat"]),
     Case("det-nan-score", _eval(det="{tmp}/det_nan.csv"), 2, ["det_nan.csv:1", "non-finite"]),

@@ -236,6 +236,34 @@ def test_overwrite_clears_only_the_runs_files(tmp_path: Path, work: Path) -> Non
     assert (run / "final.safetensors").read_bytes() != old_final
 
 
+@pytest.mark.parametrize("case", [
+    Case("data-missing-new-folder", ["train", "--data", "{tmp}/nope", "--out", "{tmp}/new/r", *TINY], 2,
+         ["dataset root not found"]),
+    Case("bad-resume-new-folder", ["train", "--data", "{work}/syn", "--out", "{tmp}/new/r", *TINY,
+                                   "--resume", "{work}/ck/good.safetensors"], 2, ["not a vmaedet resume checkpoint"]),
+], ids=lambda c: c.id)
+def test_a_refused_run_creates_no_output_folder(case: Case, tmp_path: Path, work: Path) -> None:
+    """Nothing is written before every check passed: not even the (empty) run folder or its parents."""
+    _case(case, tmp_path, work)
+    assert not (tmp_path / "new").exists()
+
+
+def test_resume_from_another_folder_is_refused_in_a_folder_holding_a_run(tmp_path: Path, work: Path) -> None:
+    """Its last.pth would be replaced and its metrics.jsonl trimmed: the run folder rule applies."""
+    shutil.copytree(work / "done", tmp_path / "other")  # another run; resume names work/done's checkpoint
+    _case(Case("resume-from-elsewhere", ["train", "--data", "{work}/syn", "--out", "{tmp}/other", *TINY,
+                                         "--set", "train.max_steps=2", "--resume", "{work}/done/last.pth"], 2,
+               ["already holds a finished run", "lies outside it", "--resume auto", "--overwrite"]), tmp_path, work)
+
+
+def test_resume_from_a_checkpoint_inside_the_folder_continues_its_run(tmp_path: Path, work: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(work / "done", run)
+    code, text = run_cli(["train", "--data", str(work / "syn"), "--out", str(run), *TINY, "--set", "train.max_steps=2",
+                          "--set", "runtime.progress=false", "--resume", str(run / "last.pth")])
+    assert code == 0 and "Traceback" not in text, text
+
+
 # -- full disk, read-only folder --------------------------------------------------------------
 def _mount_tmpfs(folder: Path, opts: str) -> bool:
     if os.geteuid() != 0 or shutil.which("mount") is None:
@@ -327,6 +355,7 @@ def test_ctrl_c_exits_130_keeps_checkpoint_and_resumes(tmp_path: Path, work: Pat
     assert proc.returncode == 130, text
     assert "Traceback" not in text, text
     assert "interrupted" in text and "--resume auto" in text, text
+    assert text.count("interrupted") == 1, text  # the command's own report, not a second bare line
     assert not [p for p in run.rglob("*") if ".tmp" in p.name]  # no temporary file left
     from vmaedet.train.checkpointing import load_resume
 

@@ -262,3 +262,22 @@ def test_lossless_clip_takes_exact_indices_at_a_tie_rate() -> None:
         for f in frames[1::2]:  # odd frames only; the offsets at 12.5 fps are even
             sparse.push(f)
         sparse.clip(sched.targets(key / fps), key + sched.index_offsets)
+
+
+@pytest.mark.parametrize("count, estimated, read, short", [
+    (10_000, True, 9_920, False),  # a long VFR mkv/webm: duration × average rate is 80 frames high (0.8 %)
+    (10_000, True, 9_899, True),  # more than 1 % short of the estimate: cut short
+    (100, True, 98, False),  # a short file: at least the fixed 2 frames
+    (100, True, 97, True),
+    (10_000, False, 9_998, False),  # a declared count stays strict: 2 frames
+    (10_000, False, 9_990, True),
+])
+def test_an_estimated_frame_count_gets_a_relative_tolerance(count: int, estimated: bool, read: int, short: bool) -> None:
+    from vmaedet.runtime.sources import FileSource
+
+    src = FileSource("long.mkv")
+    src.frame_count, src.frame_count_estimated, src._index = count, estimated, read  # as after open() and the reads
+    msg = src.shortfall()
+    assert (msg is not None) == short, msg
+    if short:
+        assert f"ended after {read} of {'about ' if estimated else ''}{count} frames" in msg

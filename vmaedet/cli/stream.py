@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import ConfigError
 
@@ -54,7 +55,6 @@ def stream_command(
         console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
     st = StreamStats(stats)  # written by stream() at the end of the run, also after Ctrl-C
-    outputs = [str(p) for p in (save, jsonl, csv, stats) if p is not None]
     n = 0
     # plain progress lines (frames/total, fps, elapsed, ETA) when stderr is a log or a pipe, not a terminal
     plain = resolve_mode(console) == "plain"
@@ -77,11 +77,14 @@ def stream_command(
                 console.print(f"frame {result.frame_index:6d}  t={result.timestamp:7.2f}s  persons={len(result)}  {acts}",
                               highlight=False, soft_wrap=True)
     except KeyboardInterrupt:
-        results.close()  # stops the threads, flushes and renames every output, writes --stats
+        results.close()  # stops the threads, flushes and renames every complete output, writes --stats
         if n:
             bar.close(failed=True)
-        console.print(f"interrupted after {n} keyframes" + (f"; kept what was processed in {', '.join(outputs)}"
-                                                            if outputs and n else ""), highlight=False, soft_wrap=True)
+        kept = st.info.get("outputs_written", [])  # only the outputs actually renamed into place
+        console.print(f"interrupted after {n} keyframes" + (f"; kept what was processed in {escape(', '.join(kept))}"
+                                                            if kept else ""), highlight=False, soft_wrap=True)
+        for message in st.info.get("output_errors", {}).values():  # raised by a run that ends, not by Ctrl-C
+            console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         raise
     except BaseException:
         results.close()
@@ -92,7 +95,8 @@ def stream_command(
         bar.update(completed=st.counters.get("frames_processed", 0))
         bar.close()
     console.print(st.table())
-    console.print(f"{n} keyframes processed" + (f"; wrote {', '.join(outputs)}" if outputs else ""))
+    written = st.info.get("outputs_written", [])  # a video no frame reached is not among them
+    console.print(f"{n} keyframes processed" + (f"; wrote {escape(', '.join(written))}" if written else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from ..engines.base import Engine, create_engine, list_engines
-from ..errors import ConfigError, StreamError, VmaedetError
+from ..errors import ConfigError, OutputError, StreamError, VmaedetError
 from ..ops.boxes import make_rois
-from ..safeio import check_outputs
+from ..safeio import check_outputs, os_error_reason
 from .buffer import ClipRing, DisplayRing
 from .scheduler import KeyJob, Scheduler
 from .sinks import (AvaCsvSink, JsonlSink, PendingOutput, SinkWriter, WindowSink, check_video_container, check_writable,
@@ -236,12 +236,8 @@ class StreamWorker(threading.Thread):
             self.results.close(error)
 
 
-def _resolve_device(device: str, engine: Engine | str | Path | None) -> str:
-    """``"auto"``: an Engine object's own device, else CUDA when torch sees a GPU, else the CPU."""
-    if device != "auto":
-        return device
-    if isinstance(engine, Engine):
-        return str(engine.device)
+def _auto_device() -> str:
+    """CUDA when torch sees a GPU, else the CPU."""
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -268,14 +264,21 @@ def _resolve_engine(checkpoint: str | Path | None, engine: Engine | str | Path |
                               fix=f"drop --backend {backend} to run the checkpoint with torch, or export it first "
                                   f"(vmaedet export {checkpoint} {how} --out exports/) and pass the file it writes "
                                   f"as --engine exports/{artifact} --backend {backend}")
-        return create_engine("torch", checkpoint, device=device)
+        return create_engine("torch", checkpoint, device=_auto_device() if device == "auto" else device)
     path = Path(str(engine))
     suffix_backend = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}.get(path.suffix)
     name = suffix_backend if backend == "torch" and suffix_backend else backend
+    if device == "auto":
+        if name == "onnxruntime":  # the engine picks CUDA only where its provider exists and a GPU is seen
+            return create_engine(name, path, device=None)
+        device = _auto_device()
+        received = "device 'auto' and no CUDA GPU is visible to torch"
+    else:
+        received = f"device {device!r}"
     if name == "tensorrt" and not str(device).startswith("cuda"):
-        raise ConfigError("a TensorRT engine runs on a CUDA GPU, not on the CPU", received=f"--device {device}",
-                          expected="--device cuda or cuda:N",
-                          fix=f"pass --device cuda to run {path.name}, or run the .onnx export with --device cpu")
+        raise ConfigError("a TensorRT engine runs on a CUDA GPU, not on the CPU", received=received,
+                          expected="device cuda or cuda:N on a machine with an NVIDIA GPU",
+                          fix=f"run {path.name} on a GPU machine, or run the .onnx export on the CPU")
     # the artifact runs where --device says: onnxruntime's CUDA provider on cuda[:N], its CPU provider on
     # cpu (refusing, never falling back, when the GPU provider cannot run); TensorRT on that GPU
     return create_engine(name, path, device=device)
@@ -324,7 +327,9 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
     also when it is stopped early (Ctrl-C, ``close()`` of the generator, a source failing mid-stream),
     then with everything processed so far. An output whose own write fails (no space left, read-only)
     is removed and the :class:`~vmaedet.errors.OutputError` names it; an existing file is replaced only
-    at the final rename, and only with ``overwrite``.
+    at the final rename, and only with ``overwrite``. A run stopped early raises no output error; the
+    StreamStats (``stats``) then says what happened: ``info["outputs_written"]`` (the files renamed into
+    place) and ``info["output_errors"]`` (each failed output → its error in words).
 
     Example:
         >>> for r in stream("video.mp4", checkpoint="model.safetensors", detector="ssdlite"):  # doctest: +SKIP
@@ -332,7 +337,6 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
     """
     cfg = StreamConfig(stride=stride, threshold=threshold, mode=mode, max_persons=max_persons, realtime=realtime)
     Scheduler(mode, stride)  # validate options before opening anything
-    device = _resolve_device(device, engine)
     st = stats if isinstance(stats, StreamStats) else StreamStats(stats)
     stats_path = st.path
     files = {"--save": save, "--jsonl": jsonl, "--csv": csv}
@@ -340,11 +344,15 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
     warn = _warner(st, on_warning)
     src = open_source(source, fps=fps)
     eng = _resolve_engine(checkpoint, engine, backend, device)
+    if device == "auto":  # the ring and the person detector follow the engine
+        device = str(eng.device)
     det = _resolve_detector(detector, max_persons, device)
     window = WindowSink() if show else None
     sinks = _Opened()
     try:  # outputs first, then the source; on any failure close what was opened and delete the temporary files
-        sinks.pending = {label: PendingOutput(path, label) for label, path in files.items() if path}
+        for label, path in files.items():  # one at a time: a later failure still discards the earlier ones
+            if path:
+                sinks.pending[label] = _PendingOutput(path, label)
         sinks.jsonl = JsonlSink(sinks.pending["--jsonl"].tmp) if jsonl else None
         sinks.csv = AvaCsvSink(sinks.pending["--csv"].tmp, src.name) if csv else None
         sinks.source = src  # closing is idempotent, also after a failed open
@@ -395,11 +403,21 @@ def stream(source: str | int | Path | Source, *, checkpoint: str | Path | None =
                                            "frames_declared": src.frame_count}
             warn(msg)
         final_error = sinks.finalise(writer, warn)
+        # What became of each output, also for a run stopped early (Ctrl-C, ``close()``), where the errors
+        # below are not raised: ``info["outputs_written"]`` lists the targets renamed into place,
+        # ``info["output_errors"]`` maps each failed output to its error in words. ``--stats`` is added
+        # after its own write (so its JSON lists the other outputs).
+        written = [str(p) for p in sinks.written]
+        failures = {label: _in_words(exc) for label, exc in sinks.errors.items()}
+        st.info["outputs_written"], st.info["output_errors"] = written, failures
         if stats_path is not None:
             try:
                 write_stats_json(st, stats_path)
             except VmaedetError as exc:  # raised below unless another error is already on its way
                 final_error = final_error or exc
+                failures["--stats"] = _in_words(exc)
+            else:
+                written.append(str(stats_path))
     if writer.error is not None:
         raise writer.error if isinstance(writer.error, VmaedetError) else StreamError(
             f"an output failed: {type(writer.error).__name__}: {writer.error}") from writer.error
@@ -446,6 +464,27 @@ def _input_files(source: Any, checkpoint: Any, engine: Any, detector: Any) -> di
     return inputs
 
 
+class _PendingOutput(PendingOutput):
+    """A :class:`PendingOutput` that keeps the error that marked it failed (reported after a Ctrl-C)."""
+
+    def __init__(self, target: str | Path, label: str) -> None:
+        super().__init__(target, label)
+        self.last_error: OutputError | None = None
+
+    def error(self, exc: BaseException) -> OutputError:
+        err = super().error(exc)
+        if self.last_error is None:  # the first failure is the cause; later ones (closing) follow from it
+            self.last_error = err
+        return err
+
+
+def _in_words(exc: BaseException) -> str:
+    """One line for an output's error: an OutputError's sentence (file and cause), else the cause in words."""
+    if isinstance(exc, VmaedetError):
+        return exc.what
+    return f"an output failed: {os_error_reason(exc)}"
+
+
 @dataclass
 class _Opened:
     """What ``stream()`` opened before its threads own it (closed if the set-up fails)."""
@@ -454,6 +493,8 @@ class _Opened:
     csv: AvaCsvSink | None = None
     source: Source | None = None
     pending: dict[str, PendingOutput] = field(default_factory=dict)
+    written: list[Path] = field(default_factory=list)  #: targets renamed into place by :meth:`finalise`
+    errors: dict[str, BaseException] = field(default_factory=dict)  #: output label → its error
 
     def close(self) -> None:
         for part in (self.jsonl, self.csv, self.source):
@@ -470,15 +511,21 @@ class _Opened:
         for label, pending in self.pending.items():
             if pending.failed:
                 pending.discard()
+                self.errors[label] = getattr(pending, "last_error", None) or OutputError(
+                    f"could not write the {label} output {pending.target}", received=repr(writer.error),
+                    expected="a writable path with free space", fix="nothing was written there")
             elif label == "--save" and writer.mp4 is None:
                 pending.discard()
                 if writer.error is None:
                     warn(f"no frame reached the video output, so {pending.target} was not written")
             else:
                 try:
-                    pending.commit()
+                    self.written.append(pending.commit())
                 except VmaedetError as exc:
                     error = error or exc
+                    self.errors[label] = exc
+        if writer.error is not None and not any(e is writer.error for e in self.errors.values()):
+            self.errors["writer"] = writer.error  # not an output's own write (e.g. the window)
         return error
 
 

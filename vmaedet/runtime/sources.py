@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -75,9 +76,12 @@ class FileSource(Source):
     how many frames were read and how many were declared (:meth:`shortfall`).
     """
 
-    #: A file shorter than its declared frame count by more than this many frames counts as cut short
-    #: (the duration-based estimate of containers without a frame count is off by a frame or two).
+    #: A file shorter than its declared frame count by more than this many frames counts as cut short.
     SHORT_TOLERANCE = 2
+    #: For a count estimated from the duration (containers without a frame count: mkv, webm), the
+    #: tolerance is this share of the estimate, at least :attr:`SHORT_TOLERANCE` frames: a variable
+    #: frame rate makes duration × average rate off by more than a frame or two on long files.
+    ESTIMATE_TOLERANCE = 0.01
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -86,6 +90,7 @@ class FileSource(Source):
         self._frames: Iterator[Any] | None = None
         self._index = 0
         self.decode_error: str | None = None  #: the decoder's error when the data ended in a damaged packet
+        self.frame_count_estimated = False  #: the frame count is estimated from the duration, not declared
 
     def open(self) -> None:
         import av
@@ -111,7 +116,9 @@ class FileSource(Source):
         rate = stream.average_rate or stream.guessed_rate
         self.rate = Fraction(rate) if rate else None
         self.fps = float(rate) if rate else 25.0
-        self.frame_count = int(stream.frames) or self._frames_from_duration(stream)
+        declared = int(stream.frames)
+        self.frame_count_estimated = not declared
+        self.frame_count = declared or self._frames_from_duration(stream)
         self._frames = self._container.decode(stream)
 
     def _frames_from_duration(self, stream: Any) -> int | None:
@@ -146,14 +153,23 @@ class FileSource(Source):
     def frames_read(self) -> int:
         return self._index
 
+    def short_tolerance(self) -> int:
+        """Frames a file may fall short of :attr:`frame_count` without counting as cut short.
+
+        A declared count: :attr:`SHORT_TOLERANCE`; an estimated one: max(that, 1 % of the estimate).
+        """
+        if self.frame_count_estimated and self.frame_count:
+            return max(self.SHORT_TOLERANCE, math.ceil(self.ESTIMATE_TOLERANCE * self.frame_count))
+        return self.SHORT_TOLERANCE
+
     def shortfall(self) -> str | None:
         """A sentence when the file ended before its declared length (after the last read), else None."""
         declared = self.frame_count
-        if self.decode_error is None and (declared is None or self._index >= declared - self.SHORT_TOLERANCE):
+        if self.decode_error is None and (declared is None or self._index >= declared - self.short_tolerance()):
             return None
         cause = (f"the decoder stopped at damaged data ({self.decode_error})" if self.decode_error
                  else "the data stops there")
-        of = f" of {declared}" if declared else ""
+        of = (f" of about {declared}" if self.frame_count_estimated else f" of {declared}") if declared else ""
         return (f"the file {self.path} ended after {self._index}{of} frames: {cause}; it is probably cut short "
                 f"(an unfinished copy or download). The outputs cover the {self._index} frames read.")
 

@@ -442,14 +442,20 @@ def clear_run(out_dir: str | Path) -> list[Path]:
     return gone
 
 
-def previous_run_error(out_dir: Path, files: Sequence[Path], hints: dict[str, str] | None = None) -> OutputError:
-    """The refusal to train into a folder holding another run (nothing is touched)."""
+def previous_run_error(out_dir: Path, files: Sequence[Path], hints: dict[str, str] | None = None,
+                       resume_from: Path | None = None) -> OutputError:
+    """The refusal to train into a folder holding another run (nothing is touched).
+
+    ``resume_from``: a resume checkpoint outside ``out_dir`` (it continues another run, not this one).
+    """
     hints = {**_HINTS, **(hints or {})}
     names = [str(p.relative_to(out_dir)) for p in files]
     state = "a finished run (final.safetensors)" if (out_dir / "final.safetensors").is_file() else "a started run"
     shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    elsewhere = (f" (the resume checkpoint {resume_from} lies outside it, so resuming would not continue that run)"
+                 if resume_from is not None else "")
     return OutputError(
-        f"the output folder {out_dir} already holds {state}; training into it would replace or mix its files",
+        f"the output folder {out_dir} already holds {state}{elsewhere}; training into it would replace or mix its files",
         received=shown,
         expected="an output folder without an earlier run, or an explicit choice",
         fix=f"continue that run with {hints['resume']}; or start over with {hints['overwrite']} (deletes only the "
@@ -458,13 +464,24 @@ def previous_run_error(out_dir: Path, files: Sequence[Path], hints: dict[str, st
     )
 
 
-def check_writable(folder: Path) -> None:
-    """Create ``folder`` and write a probe file into it; :class:`OutputError` in words if impossible."""
+def check_writable(folder: Path, *, create: bool = True) -> None:
+    """Write a probe file into ``folder`` (created first); :class:`OutputError` in words if impossible.
+
+    With ``create=False`` nothing is created: the probe goes into the nearest folder on the path that
+    exists already (``folder`` itself, else its nearest existing parent), for a check before the run
+    may write anything.
+    """
     from ..safeio import output_error
 
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".vmaedet-write-test.", suffix=".tmp", dir=folder)
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder
+        else:
+            probe = _nearest_existing(folder)
+            if not probe.is_dir():  # a file where a folder of the path should be
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe))
+        fd, name = tempfile.mkstemp(prefix=".vmaedet-write-test.", suffix=".tmp", dir=probe)
         try:
             os.write(fd, b"0")
         finally:
@@ -472,6 +489,28 @@ def check_writable(folder: Path) -> None:
             os.unlink(name)
     except OSError as exc:
         raise output_error(folder, exc, what="into the run folder") from exc
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` if it exists, else its nearest existing parent (the current folder for a relative path)."""
+    p = path.absolute()
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    return p
+
+
+def _resumes_elsewhere(resume: str | None, out_dir: Path) -> Path | None:
+    """The resume checkpoint when it lies outside ``out_dir`` (it continues another folder's run), else None.
+
+    ``"auto"`` always means ``out_dir``'s own checkpoint.
+    """
+    if resume is None or resume == "auto":
+        return None
+    path = Path(resume)
+    inside = Path(os.path.abspath(path)).is_relative_to(os.path.abspath(out_dir))  # as written ("..", no links)
+    with contextlib.suppress(OSError, RuntimeError):
+        inside = inside or path.resolve().is_relative_to(out_dir.resolve())  # through symbolic links
+    return None if inside else path
 
 
 def _trim_metrics(path: Path, step: int) -> None:
@@ -562,8 +601,9 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
     """Run (or resume) training as configured; call once per process under torchrun.
 
     The output folder (``train.out_dir``) rule: a folder that holds an earlier run (checkpoints,
-    ``final.safetensors``, ``metrics.jsonl``) is refused unless ``resume`` continues it or
-    ``overwrite`` deletes that run's files first (only the files training writes). Nothing is
+    ``final.safetensors``, ``metrics.jsonl``) is refused unless ``resume`` continues it (``"auto"`` or a
+    checkpoint inside that folder; one from elsewhere does not) or ``overwrite`` deletes that run's
+    files first (only the files training writes). Nothing is
     written before every check has passed: config values, device, data (the ``data check``
     validator), initial weights, the resume checkpoint and its config, a writable folder.
 
@@ -603,9 +643,13 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
     per_rank = total_batch // info.world_size
     out_dir = Path(cfg.train.out_dir)
     previous = previous_run_files(out_dir)
-    if previous and resume is None and not overwrite:
-        raise previous_run_error(out_dir, previous, hints)
-    check_writable(out_dir)  # fail fast on a read-only or missing mount, before data and model
+    # a folder holding a run is refused unless resume continues that very run (its checkpoint lies in it)
+    elsewhere = _resumes_elsewhere(resume, out_dir)
+    if previous and not overwrite and (resume is None or elsewhere is not None):
+        raise previous_run_error(out_dir, previous, hints, resume_from=elsewhere)
+    # fail fast on a read-only or missing mount, before data and model; creates nothing (the folder is made
+    # once every check has passed)
+    check_writable(out_dir, create=False)
     seed = cfg.train.seed + info.rank  # the seed's `seed + rank`
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -632,6 +676,7 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
     if resume_path is not None:
         st = _restore(resume_path, model, optimizer, scaler, info, cfg, hints)
     # every check passed: only now touch the folder
+    check_writable(out_dir)  # creates it (and its parents) and probes it
     if info.is_main:
         from ..safeio import atomic_write
 
