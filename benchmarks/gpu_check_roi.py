@@ -36,7 +36,7 @@ if str(REPO_ROOT) not in sys.path:  # runs from a checkout without an install, t
 
 #: ViT-B at 256×464: 768 channels on a 16×29 map.
 VITB_C, VITB_H, VITB_W = 768, 16, 29
-#: Tolerances (as tests/test_roi_align_triton.py): FP32 vs float64; FP16 features (FP16 output rounding).
+#: Tolerances (as tests/ops/test_roi_align_triton.py): FP32 vs float64; FP16 features (FP16 output rounding).
 TOL_FP32, TOL_FP16 = 1e-5, 4e-3
 
 

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-FIXTURES = SHARED / "fixtures"
+#: Reference outputs the parity tests compare against, kept in the repository (tests/fixtures/README.md).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -45,6 +44,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
+    """``tests/fixtures``; a missing folder fails the test (the fixtures ship with the repository)."""
     if not FIXTURES.is_dir():
-        pytest.skip(f"shared fixtures not found at {FIXTURES}")
+        pytest.fail(f"test fixtures not found at {FIXTURES}: they are part of the repository; restore tests/fixtures "
+                    "(e.g. git checkout -- tests/fixtures)", pytrace=False)
     return FIXTURES

@@ -1,6 +1,6 @@
 """Bad input and faults for export, eval, synth, convert, data, info, verify, bench, demo, doctor (issue 14).
 
-Every case runs the real entry point in this process through :mod:`badinput` and asserts: no traceback,
+Every case runs the real entry point in this process through :mod:`helpers.badinput` and asserts: no traceback,
 the exit code (0 ok, 1 a check failed, 2 bad input or usage, 130 interrupted), the words of the
 message, every file that existed before byte-identical after, and no temporary or partial file left.
 
@@ -24,7 +24,7 @@ from typing import Iterator
 import pytest
 from rich.console import Console
 
-from badinput import Case, run_case, run_cli
+from helpers.badinput import Case, run_case, run_cli
 
 LABELMAP = 'label { name: "stand" label_id: 12 label_type: PERSON_MOVEMENT }\n' \
            'label { name: "walk" label_id: 14 label_type: PERSON_MOVEMENT }\n'

@@ -1,6 +1,6 @@
 """Bad input and faults for ``stream``, ``eval`` and the Python ``Predictor`` (issue 14).
 
-Every CLI case runs the real entry point through :mod:`tests.badinput` and asserts: no traceback, the
+Every CLI case runs the real entry point through :mod:`helpers.badinput` and asserts: no traceback, the
 exit code, the words of the message, every file that existed before byte-identical after, and no file
 left behind (no temporary file, no partial output). The API cases assert a ``ValueError`` that names
 what was received. Ctrl-C is sent to a real ``vmaedet stream`` subprocess.
@@ -25,8 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from badinput import Case, run_case  # noqa: E402
+from helpers.badinput import Case, run_case
 
 W, H, N_FRAMES = 64, 48, 40
 

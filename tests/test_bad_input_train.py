@@ -1,6 +1,6 @@
 """Bad input and faults around ``vmaedet train`` and checkpoints (issue 14).
 
-Each case asserts, through :mod:`badinput`: no traceback, the exit code, the words of the message, every
+Each case asserts, through :mod:`helpers.badinput`: no traceback, the exit code, the words of the message, every
 file that existed before byte-identical after, and no file left behind. Classes covered: checkpoints
 (content detection, metadata, shapes, resume of another variant/config), training accepting what
 ``data check`` rejects, config values, the run folder rule, full disk / read-only folder, Ctrl-C.
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from badinput import Case, run_case, run_cli, snapshot
+from helpers.badinput import Case, run_case, run_cli, snapshot
 from vmaedet.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,14 +18,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from helpers.scripts import ROOT, load_script
+from vmaedet.engines.torch_engine import TorchEngine, _check_options
+from vmaedet.errors import EngineError
+from vmaedet.models import create_detector
 
-from benchmarks import gpu_check  # noqa: E402
-from benchmarks.gpu_check import Options, Step, run_checks  # noqa: E402
-from vmaedet.engines.torch_engine import TorchEngine, _check_options  # noqa: E402
-from vmaedet.errors import EngineError  # noqa: E402
-from vmaedet.models import create_detector  # noqa: E402
+gpu_check = load_script("benchmarks/gpu_check.py", "gpu_check")  # a script, not a package module: loaded from its path
+Options, Step, run_checks = gpu_check.Options, gpu_check.Step, gpu_check.run_checks
 
 HW = (64, 96)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 BORDER_ROIS = [
     [0, 0.0, 0.0, 127.0, 95.0],  # whole image

@@ -18,7 +18,7 @@ from vmaedet.train.loop import detection_loss, jitter_rois, sample_generator
 from vmaedet.train.optim import actual_lr, build_optimizer, layer_id, param_groups, set_lr
 from vmaedet.train.schedule import CosineSchedule
 
-CONFIGS = Path(__file__).resolve().parents[1] / "vmaedet" / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "vmaedet" / "configs"
 
 
 def test_layer_ids_and_scales_by_hand() -> None:

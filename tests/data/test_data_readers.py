@@ -203,7 +203,7 @@ def test_proposals_csv_threshold_and_coco_json(layouts, tmp_path):
 
 
 def test_build_dataset_on_synthetic(tmp_path):
-    synthetic = pytest.importorskip("vmaedet.data.synthetic")
+    from vmaedet.data import synthetic
     from vmaedet.data.ava import build_dataset
 
     synthetic.generate(tmp_path / "syn", videos=2, seconds=5, seed=1, width=160, height=120)

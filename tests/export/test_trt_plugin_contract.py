@@ -1,6 +1,6 @@
 """The TensorRT plugin module against a stand-in ``tensorrt.plugin`` that checks what TensorRT checks.
 
-``tests/fake_trt_plugin.py`` re-implements, from TensorRT's documented behaviour and sources, the
+``tests/helpers/fake_trt_plugin.py`` re-implements, from TensorRT's documented behaviour and sources, the
 signature validation of ``register``/``impl``/``autotune``/``aot_impl`` (``inspect.signature`` +
 ``issubclass`` on the annotation objects), the ONNX parser's plugin fields (FLOAT → float32,
 INT → int32, 1-element), the creator's attribute conversion (``int(field.data)`` for a built-in
@@ -28,10 +28,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-import fake_trt_plugin as fake
+from helpers import fake_trt_plugin as fake
 from vmaedet.export.plugins import ROI_ALIGN_MAX_ID, ROI_ALIGN_MAX_OP
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODULE = "vmaedet.export.plugins.roi_align_max_trt"
 NUMPY_REFUSES_1ELEM_INT = tuple(int(p) for p in np.__version__.split(".")[:2]) >= (2, 4)
 

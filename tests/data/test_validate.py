@@ -9,9 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from vmaedet.cli.main import app, main
+from vmaedet.data import synthetic
 from vmaedet.data.validate import check_dataset, load_config
-
-synthetic = pytest.importorskip("vmaedet.data.synthetic")
 
 
 @pytest.fixture(scope="module")

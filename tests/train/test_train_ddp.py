@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/, where the helpers package lives
 ROOT = TESTS.parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 SCRIPT = """
 import os, sys, torch
 sys.path[:0] = [{tests!r}, {root!r}]
-from test_train_loop import ToyAVADataset, toy_collate, toy_config
+from helpers.toytrain import ToyAVADataset, toy_collate, toy_config
 from vmaedet.train.loop import train
 cfg = toy_config({out!r}, "train.batch_size=4", "model.drop_path=0.0", "schedule.warmup_epochs=0", "optim.eps=1e-30", *{extra!r})
 res = train(cfg, train_dataset=ToyAVADataset(8), collate_fn=toy_collate, evaluate_fn=None)

@@ -1,4 +1,4 @@
-"""The TensorRT builder and engine against fakes of the 10.x and 11.x bindings (``tests/fake_tensorrt.py``).
+"""The TensorRT builder and engine against fakes of the 10.x and 11.x bindings (``tests/helpers/fake_tensorrt.py``).
 
 CPU only, no markers: the fakes behave as NVIDIA documents the bindings (see the fake module's
 docstring), and ``FakeCuda`` stands in for ``torch.cuda`` so the device handling (``cuda:1``) can be
@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 import torch
 
-from fake_tensorrt import FakeCuda, make_plan, make_tensorrt
+from helpers.fake_tensorrt import FakeCuda, make_plan, make_tensorrt
 from vmaedet.errors import BackendUnavailable, EngineError
 from vmaedet.export import tensorrt as trt_export
 from vmaedet.export.manifest import MANIFEST_FORMAT, sha256_file, write_manifest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_MODULE = "vmaedet.export.plugins.roi_align_max_trt"
 RUNTIME_NAMES = ("tensorrt", "tensorrt_lean", "tensorrt_dispatch")
 

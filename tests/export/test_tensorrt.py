@@ -20,7 +20,7 @@ from vmaedet.errors import BackendUnavailable, ConfigError, EngineError
 from vmaedet.export.manifest import MANIFEST_FORMAT, sha256_file, write_manifest
 from vmaedet.export.tensorrt import build_engine, check_engine_compat, tensorrt_status
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ALLOWED = {"vmaedet/export/tensorrt.py", "vmaedet/engines/tensorrt_engine.py", "vmaedet/export/plugins/roi_align_max_trt.py"}
 
 

@@ -15,7 +15,7 @@ import torch
 from vmaedet.errors import CheckpointError
 from vmaedet.train import checkpointing as ckpt
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/, where the helpers package lives
 ROOT = TESTS.parent
 PY = sys.executable
 
@@ -23,7 +23,7 @@ PY = sys.executable
 def _child_code(out_dir: Path, resume: str | None, delay: float) -> str:
     return (
         f"import sys; sys.path[:0] = [{str(TESTS)!r}, {str(ROOT)!r}]\n"
-        "from test_train_loop import ToyAVADataset, toy_collate, toy_config\n"
+        "from helpers.toytrain import ToyAVADataset, toy_collate, toy_config\n"
         "from vmaedet.train.loop import train\n"
         f"cfg = toy_config({str(out_dir)!r}, 'schedule.epochs=3', 'train.ckpt_every_steps=1', 'model.drop_path=0.2')\n"
         f"train(cfg, resume={resume!r}, train_dataset=ToyAVADataset(8, delay_s={delay}), collate_fn=toy_collate,"
