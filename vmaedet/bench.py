@@ -56,11 +56,27 @@ class BenchConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def measure_matmul_peak(dtype: torch.dtype, device: str = "cpu", n: int = 2048, iters: int = 5) -> float:
-    """Best FLOP/s of an n×n @ n×n matmul in ``dtype`` on ``device`` (2n³ FLOPs per product)."""
+def measure_matmul_peak(dtype: torch.dtype, device: str = "cpu", n: int = 2048, iters: int = 5,
+                        budget_s: float = 3.0) -> float:
+    """Best FLOP/s of an n×n @ n×n matmul in ``dtype`` on ``device`` (2n³ FLOPs per product).
+
+    ``n`` shrinks (halving, down to 128) until ``iters + 1`` products fit in about ``budget_s``: on a CPU
+    without native bf16 kernels (AVX2 only) torch's bf16 matmul runs ~1000× slower than fp32, and a
+    2048² product takes over a minute there.
+    """
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    probe_n = min(n, 128)
+    p = torch.randn(probe_n, probe_n, device=device).to(dtype)
+    torch.matmul(p, p)  # warm-up: kernel selection, thread pool
+    sync()
+    t0 = time.perf_counter()
+    torch.matmul(p, p)
+    sync()
+    per_probe = max(time.perf_counter() - t0, 1e-7)
+    while n > probe_n and per_probe * (n / probe_n) ** 3 * (iters + 1) > budget_s:
+        n //= 2
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     torch.matmul(a, b)
     sync()
     best = float("inf")
