@@ -43,8 +43,11 @@ class Predictor:
             UsageError (a ``ValueError``): frames or boxes of the wrong shape, type or range (see :meth:`__call__`).
         """
         arr = check_frames(frames)
+        return self._prepare(arr, check_boxes(boxes, (arr.shape[2], arr.shape[1])))
+
+    def _prepare(self, arr: np.ndarray, boxes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """:meth:`preprocess` on inputs already checked (``check_frames`` / ``check_boxes``)."""
         h, w = arr.shape[1:3]
-        boxes = check_boxes(boxes, (w, h))
         clip, size = test_transform(arr, seed_quirk=self.seed_quirk, short_side=self.detector.short_side)  # [3, 16, Hp, Wp]
         rois = make_rois(boxes, size, src_wh=(w, h))  # [N, 5]
         return clip.unsqueeze(0), rois, size
@@ -72,7 +75,7 @@ class Predictor:
         n = len(check_boxes(boxes, (w, h), values=False))  # shapes first, then values
         scores = check_person_scores(person_scores, n)
         boxes = check_boxes(boxes, (w, h))
-        clip, rois, _ = self.preprocess(arr, boxes)
+        clip, rois, _ = self._prepare(arr, boxes)  # checked once above
         if n == 0:
             return ActionDetections(boxes, scores, np.zeros((0, 80), np.float32))
         logits = self.detector(clip.to(self.device), rois.to(self.device)).float().cpu()  # [N, 80]
