@@ -24,9 +24,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .engines.base import Engine, create_engine
-from .errors import VmaedetError
-from .models.detector import ActionDetector, create_detector
+from vmaedet.engines.base import Engine, create_engine
+from vmaedet.errors import VmaedetError
+from vmaedet.models.detector import ActionDetector, create_detector
 
 SCHEMA = "vmaedet-bench-1"
 PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -92,7 +92,7 @@ def count_flops(model: ActionDetector, clip: torch.Tensor, rois: torch.Tensor) -
     """FLOPs of one forward pass, counted by torch's FlopCounterMode (a multiply-add = 2 FLOPs)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .models.videomae import Attention
+    from vmaedet.models.videomae import Attention
 
     # The CPU fused-attention kernel is not in FlopCounterMode's table: count on the explicit
     # q·kᵀ / softmax / ·v path, which has the same FLOPs.
@@ -111,7 +111,7 @@ def count_flops(model: ActionDetector, clip: torch.Tensor, rois: torch.Tensor) -
 
 def make_inputs(input_hw: tuple[int, int], k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A clip of real-frame scale and K random person rois inside it (the verify ladder's inputs)."""
-    from .verify import random_clip, random_rois
+    from vmaedet.verify import random_clip, random_rois
 
     g = torch.Generator().manual_seed(seed)
     return random_clip(input_hw, g), random_rois(k, input_hw, g)  # [1, 3, 16, H, W], [K, 5]
@@ -139,14 +139,14 @@ def _open_engine(name: str, precision: str, model: ActionDetector, cfg: BenchCon
     if name == "torch":
         return create_engine("torch", model, precision=precision, device=cfg.device,
                              input_hw=cfg.input_hw, max_persons=None)
-    from .export.onnx import export_onnx
+    from vmaedet.export.onnx import export_onnx
 
     art = export_onnx(model, workdir / f"{name}_{precision}.onnx", input_hw=cfg.input_hw, max_persons=max_k,
                       precision=precision, checkpoint=checkpoint_path).path
     if name == "onnxruntime":
         return create_engine("onnxruntime", art)
     if name == "tensorrt":
-        from .export.tensorrt import build_engine
+        from vmaedet.export.tensorrt import build_engine
 
         plan = build_engine(art, workdir / f"{name}.engine", max_persons=max_k, opt_persons=min(8, max_k),
                             workspace_gb=4.0, timing_cache=None, roi_align="plugin", progress=False)
@@ -157,7 +157,7 @@ def _open_engine(name: str, precision: str, model: ActionDetector, cfg: BenchCon
 def _unavailable(name: str) -> str | None:
     """Why an engine cannot run here at all (None when it can)."""
     if name == "tensorrt":
-        from .export.tensorrt import tensorrt_status
+        from vmaedet.export.tensorrt import tensorrt_status
 
         ok, why = tensorrt_status()
         return None if ok else why.split(";")[0]
@@ -166,8 +166,8 @@ def _unavailable(name: str) -> str | None:
 
 def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure every (engine, precision, persons) combination; return the JSON-ready result."""
-    from .envinfo import environment
-    from .models.checkpoints import load_detector, save_detector
+    from vmaedet.envinfo import environment
+    from vmaedet.models.checkpoints import load_detector, save_detector
 
     say = progress or (lambda msg: None)
     torch.manual_seed(cfg.seed)

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from .errors import ConfigError
+from vmaedet.errors import ConfigError
 
 #: Built-in config names (``tiny``, ``vit_b_k400ft``, …) are the YAML files shipped in the package.
 PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -291,7 +291,7 @@ def validate_config(cfg: TrainConfig) -> None:
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError("config value runtime.device is not a device", received=f"runtime.device={dev!r}",
                           expected="auto | cpu | cuda | cuda:N", fix="set runtime.device to auto, cpu or cuda")
-    from .models.detector import resolve_name
+    from vmaedet.models.detector import resolve_name
 
     resolve_name(cfg.model.arch)  # a typo raises with a suggestion
 

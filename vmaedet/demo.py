@@ -24,7 +24,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.table import Table
 
-from .errors import VmaedetError
+from vmaedet.errors import VmaedetError
 
 console = Console()
 
@@ -52,7 +52,7 @@ def check_out(out: Path, overwrite: bool, hint: str = "overwrite=True") -> list[
 
     Other files in ``out`` are never touched.
     """
-    from .errors import OutputError
+    from vmaedet.errors import OutputError
 
     if out.exists() and not out.is_dir():
         raise OutputError("the demo output is a file, not a folder", received=str(out),
@@ -86,7 +86,7 @@ def _bikes() -> Path | None:
 
 
 def _stream_run(label: str, source: Path, out: Path, say: Callable[[str], None], **kwargs: Any) -> dict[str, Any]:
-    from .runtime.pipeline import stream
+    from vmaedet.runtime.pipeline import stream
 
     out.mkdir(parents=True, exist_ok=True)
     save, jsonl, stats = out / f"{label}.mp4", out / f"{label}.jsonl", out / f"{label}_stats.json"
@@ -116,16 +116,16 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """
     import shutil
 
-    from .progress import progress
-    from .safeio import atomic_write, output_error
+    from vmaedet.progress import progress
+    from vmaedet.safeio import atomic_write, output_error
 
-    from .config import load_config
-    from .data.synthetic import generate
-    from .export.onnx import export_onnx
-    from .models.checkpoints import load_detector, save_detector
-    from .train.evaluate import evaluate_checkpoint
-    from .train.loop import initial_model, train
-    from .verify import run_ladder
+    from vmaedet.config import load_config
+    from vmaedet.data.synthetic import generate
+    from vmaedet.export.onnx import export_onnx
+    from vmaedet.models.checkpoints import load_detector, save_detector
+    from vmaedet.train.evaluate import evaluate_checkpoint
+    from vmaedet.train.loop import initial_model, train
+    from vmaedet.verify import run_ladder
 
     out = cfg.out.resolve()
     previous = check_out(out, cfg.overwrite)

@@ -6,7 +6,7 @@ import importlib
 import platform
 from typing import Any
 
-from .envinfo import cpu_model
+from vmaedet.envinfo import cpu_model
 
 
 def _version(mod: str) -> str | None:
@@ -46,7 +46,7 @@ def collect() -> list[dict[str, Any]]:
         import onnxruntime as ort
 
         add("onnxruntime", True, f"{ort.__version__}; providers: {', '.join(ort.get_available_providers())}")
-        from .engines.onnxruntime_engine import _gpu_fix, _installed_ort_distributions
+        from vmaedet.engines.onnxruntime_engine import _gpu_fix, _installed_ort_distributions
 
         wheels = _installed_ort_distributions()
         if len(wheels) > 1:  # one module, two wheels: the CPU one shadows the CUDA provider
@@ -56,7 +56,7 @@ def collect() -> list[dict[str, Any]]:
                                   "(onnxruntime-gpu)")
     onnx_v = _version("onnx")
     add("onnx", onnx_v is not None, onnx_v or "not installed")
-    from .export.tensorrt import tensorrt_runtime_status, tensorrt_status
+    from vmaedet.export.tensorrt import tensorrt_runtime_status, tensorrt_status
 
     ok, why = tensorrt_status()
     if not ok:  # a runtime-only install (tensorrt_lean / tensorrt_dispatch) runs engines but cannot build them
@@ -80,7 +80,7 @@ def collect() -> list[dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001
         add("OpenCV", False, str(exc))
     try:
-        from .runtime.ssdlite import graph_path
+        from vmaedet.runtime.ssdlite import graph_path
 
         p = graph_path()
         add("person detector (ssdlite)", p.exists(), str(p))

@@ -7,11 +7,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .data.transforms import test_transform
-from .errors import UsageError
-from .models.detector import ActionDetector
-from .ops.boxes import make_rois
-from .structures import ActionDetections
+from vmaedet.data.transforms import test_transform
+from vmaedet.errors import UsageError
+from vmaedet.models.detector import ActionDetector
+from vmaedet.ops.boxes import make_rois
+from vmaedet.structures import ActionDetections
 
 CLIP_LEN = 16
 

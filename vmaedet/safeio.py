@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Mapping
 
-from .errors import OutputError
+from vmaedet.errors import OutputError
 
 PathLike = str | os.PathLike
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .labels import AVA_ACTIONS, NUM_CLASSES
+from vmaedet.labels import AVA_ACTIONS, NUM_CLASSES
 
 
 @dataclass

@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 import torch
 
-from .data.transforms import MEAN_RGB, STD_RGB
-from .errors import CheckpointError, EngineError, VmaedetError
+from vmaedet.data.transforms import MEAN_RGB, STD_RGB
+from vmaedet.errors import CheckpointError, EngineError, VmaedetError
 
 #: Default tolerances per torch precision (vs the float64 reference).
 TORCH_TOLERANCES: dict[str, dict[str, float]] = {
@@ -161,8 +161,8 @@ def run_rung(engine: Any, label: str, inputs: LadderInputs, tolerances: dict[str
 
 def _artifact_engine(path: Path) -> tuple[str, Any]:
     """(engine name, engine) for an artifact, chosen by its manifest's format."""
-    from .engines import create_engine
-    from .export.manifest import read_manifest
+    from vmaedet.engines import create_engine
+    from vmaedet.export.manifest import read_manifest
 
     fmt = read_manifest(path)["artifact"]["format"]
     name = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "engine": "tensorrt"}.get(fmt)
@@ -173,7 +173,7 @@ def _artifact_engine(path: Path) -> tuple[str, Any]:
 
 def checkpoint_from_manifests(artifacts: Sequence[Path]) -> Path:
     """The checkpoint recorded at export (same path and sha256 in every manifest, file unchanged)."""
-    from .export.manifest import read_manifest, sha256_file
+    from vmaedet.export.manifest import read_manifest, sha256_file
 
     recorded = {(m.get("checkpoint") or {}).get("path"): (m.get("checkpoint") or {}).get("sha256")
                 for m in (read_manifest(a) for a in artifacts)}
@@ -206,8 +206,8 @@ def run_ladder(model: torch.nn.Module, artifacts: Sequence[Path] = (), torch_pre
         input_hw: clip geometry when no artifact fixes it.
         ks: person counts, one random clip per entry (capped at the artifacts' max_persons).
     """
-    from .engines.torch_engine import TorchEngine
-    from .export.manifest import read_manifest
+    from vmaedet.engines.torch_engine import TorchEngine
+    from vmaedet.export.manifest import read_manifest
 
     manifests = [read_manifest(a) for a in artifacts]
     geometries = {tuple(m["input"]["clip_hw"]) for m in manifests}

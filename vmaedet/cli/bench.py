@@ -19,7 +19,7 @@ def _csv(value: str) -> list[str]:
 
 
 def _hw(value: str) -> tuple[int, int]:
-    from ..errors import VmaedetError
+    from vmaedet.errors import VmaedetError
 
     try:
         h, w = (int(v) for v in value.lower().split("x"))
@@ -43,8 +43,8 @@ def bench(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out JSON and --plot PNG.")] = False,
 ) -> None:
     """Measure p50/p95 latency, clips/s, FLOPs, %-of-measured-peak and score error per engine."""
-    from ..bench import BenchConfig, plot_latency, run_benchmark
-    from ..errors import VmaedetError
+    from vmaedet.bench import BenchConfig, plot_latency, run_benchmark
+    from vmaedet.errors import VmaedetError
 
     try:
         counts = [int(p) for p in _csv(persons)]
@@ -56,12 +56,12 @@ def bench(
     bad = [p for p in precs if p not in ("fp32", "bf16", "fp16")]
     if bad:
         raise VmaedetError("unknown precision", received=bad, expected="fp32, bf16, fp16")
-    from ..engines.base import list_engines
+    from vmaedet.engines.base import list_engines
 
     unknown = [e for e in _csv(engines) if e not in list_engines()]
     if unknown:
         raise VmaedetError("unknown engine", received=unknown, expected=", ".join(list_engines()))
-    from ..safeio import check_outputs
+    from vmaedet.safeio import check_outputs
 
     plot = plot or (out.with_suffix(".png") if out is not None else None)
     if plot is not None and plot.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
@@ -73,12 +73,12 @@ def bench(
     cfg = BenchConfig(engines=_csv(engines), precisions=precs, variant=variant,
                       checkpoint=str(checkpoint) if checkpoint else None, persons=counts,
                       input_hw=_hw(input_size), warmup=warmup, iters=iters, device=device)
-    from ..progress import progress
+    from vmaedet.progress import progress
 
     with progress(None, "cases", "bench", console=console, transient=True) as bar:
         result = run_benchmark(cfg, progress=lambda msg: bar.update(detail=msg))
     _print_table(result)
-    from ..safeio import atomic_path, atomic_write
+    from vmaedet.safeio import atomic_path, atomic_write
 
     if out is not None:
         with atomic_write(out, what="the --out JSON") as fh:

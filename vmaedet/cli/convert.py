@@ -19,8 +19,8 @@ def convert(
     force: Annotated[bool, typer.Option("--force", hidden=True, help="Old spelling of --overwrite.")] = False,
 ) -> None:
     """Convert a checkpoint to the vmaedet format (safetensors weights + JSON config), without running pickle code."""
-    from ..models.checkpoints import convert_checkpoint
-    from ..safeio import check_outputs
+    from vmaedet.models.checkpoints import convert_checkpoint
+    from vmaedet.safeio import check_outputs
 
     # DST that is SRC, or exists without --overwrite: refused before anything is read or written
     check_outputs({"DST": dst}, {"SRC": src}, overwrite=overwrite or force, overwrite_hint="--overwrite")

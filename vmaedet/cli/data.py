@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..data.validate import Report, check_dataset, load_config
+from vmaedet.data.validate import Report, check_dataset, load_config
 
 console = Console()
 
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         unreadable videos/frames and keyframes without enough temporal context, each with file:line,
         then a summary (videos, keyframes, boxes, class histogram).
         """
-        from ..errors import DataError, UsageError
+        from vmaedet.errors import DataError, UsageError
 
         if not root.is_dir():  # bad input (exit 2), not a failed check (exit 1)
             raise DataError("dataset root not found" if not root.exists() else "the dataset root is a file, not a folder",

@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ConfigError, VmaedetError
-from ..evaluation import PROTOCOLS, EvalResult, evaluate_frame_map
-from ..evaluation.ava import EvalWarning
+from vmaedet.errors import ConfigError, VmaedetError
+from vmaedet.evaluation import PROTOCOLS, EvalResult, evaluate_frame_map
+from vmaedet.evaluation.ava import EvalWarning
 
 console = Console()
 
@@ -49,7 +49,7 @@ def eval_command(
     Checkpoint mode: ``vmaedet eval --checkpoint CKPT --data ROOT`` runs the model on the dataset's
     validation split first and writes its detections CSV.
     """
-    from ..safeio import check_outputs
+    from vmaedet.safeio import check_outputs
 
     if protocol not in PROTOCOLS:
         raise ConfigError("unknown --protocol", received=protocol, expected=" or ".join(PROTOCOLS),
@@ -97,9 +97,9 @@ def _evaluate_checkpoint(checkpoint: Path | None, data: Path | None, protocol: s
                           received=f"--checkpoint {checkpoint} --data {data}",
                           expected="both, or neither (then --gt/--detections/--labelmap)",
                           fix="pass both options")
-    from ..train.evaluate import evaluate_checkpoint
+    from vmaedet.train.evaluate import evaluate_checkpoint
 
-    from ..progress import progress
+    from vmaedet.progress import progress
 
     with progress(None, f"{checkpoint.name} on {data}", "eval", console=console, transient=True):
         out = evaluate_checkpoint(checkpoint, data, protocol=protocol, **options)  # type: ignore[arg-type]
@@ -133,7 +133,7 @@ def _write_json(path: Path, result: EvalResult) -> None:
     if not math.isfinite(payload["mAP"]):
         raise VmaedetError("mAP is not a finite number", received=payload["mAP"], expected="a float",
                            fix="check the inputs")
-    from ..safeio import atomic_write
+    from vmaedet.safeio import atomic_write
 
     with atomic_write(path, what="the --json result") as fh:
         fh.write(json.dumps(payload, indent=1) + "\n")

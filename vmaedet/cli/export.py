@@ -29,10 +29,10 @@ class RoiAlignMode(str, Enum):
 
 def _tensorrt_builder() -> Callable[..., Any]:
     """``vmaedet.export.tensorrt.build_engine``, or a clear error naming what is missing."""
-    from ..errors import BackendUnavailable, VmaedetError
+    from vmaedet.errors import BackendUnavailable, VmaedetError
 
     try:
-        from ..export import tensorrt as trt_export
+        from vmaedet.export import tensorrt as trt_export
     except ImportError as exc:
         raise BackendUnavailable(
             "TensorRT export is not available: vmaedet.export.tensorrt cannot be imported",
@@ -87,11 +87,11 @@ def export(
     logits [K, 80]; a sidecar manifest <artifact>.json records geometry, precision and the
     tolerances the artifact was verified to.
     """
-    from ..export.manifest import manifest_path
-    from ..export.onnx import export_onnx, external_data_path, parse_size, resolve_geometry
-    from ..models.checkpoints import load_detector
-    from ..progress import progress
-    from ..safeio import check_outputs
+    from vmaedet.export.manifest import manifest_path
+    from vmaedet.export.onnx import export_onnx, external_data_path, parse_size, resolve_geometry
+    from vmaedet.models.checkpoints import load_detector
+    from vmaedet.progress import progress
+    from vmaedet.safeio import check_outputs
 
     if trt:
         format, precision = Format.engine, Precision.fp16
@@ -100,7 +100,7 @@ def export(
     input_hw = parse_size(input_size, "--input-size") if input_size else None
     resolve_geometry(source_wh, input_hw)  # fail on a bad size before loading anything
     if out.exists() and not out.is_dir():
-        from ..errors import OutputError
+        from vmaedet.errors import OutputError
 
         raise OutputError("--out must be a folder", received=f"{out} (a file)", expected="a folder (created if missing)",
                           fix="choose another --out")

@@ -17,10 +17,10 @@ def info(
     arch: Annotated[Optional[str], typer.Option(help="Variant name; inferred from the weight shapes by default.")] = None,
 ) -> None:
     """Show a checkpoint's variant, parameter count, layout and classes (or list the variants)."""
-    from ..labels import AVA_ACTIONS
-    from ..models.checkpoints import load_detector
-    from ..models.detector import OFFICIAL_VARIANTS, list_models, variant_config
-    from ..models.videomae import count_params
+    from vmaedet.labels import AVA_ACTIONS
+    from vmaedet.models.checkpoints import load_detector
+    from vmaedet.models.detector import OFFICIAL_VARIANTS, list_models, variant_config
+    from vmaedet.models.videomae import count_params
 
     if checkpoint is None:
         table = Table(title="registered variants")

@@ -12,9 +12,9 @@ import sys
 import typer
 from rich.console import Console
 
-from .. import __version__
-from ..errors import VmaedetError
-from . import interrupt_reported
+from vmaedet import __version__
+from vmaedet.errors import VmaedetError
+from vmaedet.cli import interrupt_reported
 
 app = typer.Typer(
     name="vmaedet",
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             # a usage error is 2; other click errors (a file option that cannot be opened) are bad input too
             return code if code in (EXIT_OK, EXIT_BAD_INPUT) else EXIT_BAD_INPUT
         if isinstance(exc, OSError) and exc.errno is not None:  # a file the user named cannot be read/written
-            from ..safeio import os_error_reason
+            from vmaedet.safeio import os_error_reason
 
             name = exc.filename if exc.filename is not None else "a file"
             err_console.print(f"[bold red]error:[/] cannot access {name}: {os_error_reason(exc)}\n"

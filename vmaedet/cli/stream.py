@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import ConfigError
+from vmaedet.errors import ConfigError
 
 console = Console(stderr=True)
 
@@ -43,9 +43,9 @@ def stream_command(
 
     Example: vmaedet stream --source video.mp4 --checkpoint model.safetensors --save out.mp4 --jsonl events.jsonl
     """
-    from ..progress import progress, resolve_mode
-    from ..runtime.pipeline import stream
-    from ..runtime.stats import StreamStats
+    from vmaedet.progress import progress, resolve_mode
+    from vmaedet.runtime.pipeline import stream
+    from vmaedet.runtime.stats import StreamStats
 
     if (source is None) == (camera is None):
         raise ConfigError("give exactly one of --source or --camera", received=f"--source {source}, --camera {camera}",

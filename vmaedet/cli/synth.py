@@ -28,10 +28,10 @@ def synth(
 
     Writes OUT/meta.json, OUT/videos/synth_XXX.mp4 (H.264) and OUT/annotations/ (1 Hz keyframe labels, label map, proposals, exclusions).
     """
-    from ..data.synthetic import generate
-    from ..labels import action_name
+    from vmaedet.data.synthetic import generate
+    from vmaedet.labels import action_name
 
-    from ..progress import progress
+    from vmaedet.progress import progress
 
     with progress(videos if videos > 0 else None, "videos", "synth", console=console, transient=True) as bar:
         summary = generate(out, videos=videos, seconds=seconds, seed=seed, width=width, height=height, fps=fps,

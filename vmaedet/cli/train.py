@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from . import InterruptReported
+from vmaedet.cli import InterruptReported
 
 #: How this command's user says "resume" and "overwrite" (passed into the library's messages).
 HINTS = {"resume": "--resume auto", "overwrite": "--overwrite"}
@@ -36,8 +36,8 @@ def register(app: typer.Typer) -> None:
         ``--overwrite`` deletes it. Ctrl-C finishes the current iteration, saves ``last.pth`` and exits
         with code 130; ``--resume auto`` continues from there.
         """
-        from ..config import load_config
-        from ..train.loop import TrainingInterrupted, train
+        from vmaedet.config import load_config
+        from vmaedet.train.loop import TrainingInterrupted, train
 
         overrides = list(set_ or [])
         if data is not None:

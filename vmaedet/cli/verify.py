@@ -16,7 +16,7 @@ _TOL_NAMES = {"logits_max_abs": "Δlogit", "scores_max_abs": "Δscore", "top5_mi
 
 def _torch_precisions(engines: str) -> list[str]:
     """``"torch-bf16,torch-fp16"`` → ["bf16", "fp16"] (``torch`` alone = fp32)."""
-    from ..errors import ConfigError
+    from vmaedet.errors import ConfigError
 
     out = []
     for spec in filter(None, (s.strip() for s in engines.split(","))):
@@ -43,13 +43,13 @@ def verify(
 
     Exits with status 1 when a rung exceeds its tolerance (for an artifact: the one recorded in its manifest).
     """
-    from ..errors import ConfigError
-    from ..export.onnx import parse_size, resolve_geometry
-    from ..models.checkpoints import load_detector
-    from ..verify import checkpoint_from_manifests, run_ladder
+    from vmaedet.errors import ConfigError
+    from vmaedet.export.onnx import parse_size, resolve_geometry
+    from vmaedet.models.checkpoints import load_detector
+    from vmaedet.verify import checkpoint_from_manifests, run_ladder
 
-    from ..export.manifest import manifest_path
-    from ..safeio import check_outputs
+    from vmaedet.export.manifest import manifest_path
+    from vmaedet.safeio import check_outputs
 
     artifacts = list(artifacts or [])
     inputs: dict[str, Optional[Path]] = {"--checkpoint": checkpoint}
@@ -72,7 +72,7 @@ def verify(
         raise ConfigError("--persons needs counts ≥ 0", received=persons, expected="comma-separated integers like 1,7",
                           fix="pass --persons 1,7")
     model = load_detector(checkpoint)
-    from ..progress import progress
+    from vmaedet.progress import progress
 
     with progress(None, "rungs", "verify", console=console, transient=True):
         rungs = run_ladder(model, artifacts, ["fp32", *_torch_precisions(engines)], input_hw=input_hw, ks=ks,
@@ -93,7 +93,7 @@ def verify(
         console.print(f"#{i}: {path}")
     console.print(table)
     if json_out is not None:
-        from ..safeio import atomic_write
+        from vmaedet.safeio import atomic_write
 
         with atomic_write(json_out, what="the --json table") as fh:
             fh.write(json.dumps({"checkpoint": str(checkpoint), "rungs": [r.to_dict() for r in rungs]}, indent=2) + "\n")

@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DataError
-from ..evaluation.io import read_exclusions, read_labelmap
-from ..ops.boxes import normalized_to_pixels
-from .transforms import augment, normalize_clip, resize_boxes, resize_clip, resize_frames, seed_resize_size, train_transform
-from .video import FrameSource, make_source
+from vmaedet.errors import DataError
+from vmaedet.evaluation.io import read_exclusions, read_labelmap
+from vmaedet.ops.boxes import normalized_to_pixels
+from vmaedet.data.transforms import augment, normalize_clip, resize_boxes, resize_clip, resize_frames, seed_resize_size, train_transform
+from vmaedet.data.video import FrameSource, make_source
 
 NUM_CLASSES = 80
 Key = tuple[str, int]

@@ -14,8 +14,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from ..errors import DataError
-from ..evaluation.io import AvaRows, write_ava_csv
+from vmaedet.errors import DataError
+from vmaedet.evaluation.io import AvaRows, write_ava_csv
 
 #: One detection row: (video_id, timestamp, x1, y1, x2, y2, action_id, score).
 Row = tuple[str, int, float, float, float, float, int, float]

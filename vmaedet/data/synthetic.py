@@ -33,9 +33,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import DataError
-from ..labels import action_name
-from .video import encode_h264
+from vmaedet.errors import DataError
+from vmaedet.labels import action_name
+from vmaedet.data.video import encode_h264
 
 # --------------------------------------------------------------------------------------------
 # Actions
@@ -680,7 +680,7 @@ def _prepare_out(out: Path, overwrite: bool) -> bool:
                         expected="a new or empty directory",
                         fix="choose another OUT path or pass --overwrite (replaces meta.json, videos/, "
                             "annotations/ and nothing else)")
-    from ..safeio import output_error
+    from vmaedet.safeio import output_error
 
     created = not out.exists()
     try:
@@ -749,8 +749,8 @@ def generate(
         DataError: a bad option, or a non-empty ``out_dir`` without ``overwrite``.
         OutputError: the dataset cannot be written (names the file and the cause in words).
     """
-    from ..errors import OutputError
-    from ..safeio import find_os_error, output_error
+    from vmaedet.errors import OutputError
+    from vmaedet.safeio import find_os_error, output_error
 
     _validate(videos, seconds, width, height, fps, max_persons, val_fraction)
     out = Path(out_dir)

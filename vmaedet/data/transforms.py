@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..ops.boxes import scale_boxes
+from vmaedet.ops.boxes import scale_boxes
 
 #: RGB mean and std of the seed (Detectron's BGR mean reversed; not ImageNet's).
 MEAN_RGB: tuple[float, float, float] = (122.7717, 115.9465, 102.9801)

@@ -45,7 +45,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from vmaedet.errors import DataError
 
 #: The seed's frame offsets relative to the keyframe at 25 fps (16 frames, stride 4).
 SEED_FPS = 25

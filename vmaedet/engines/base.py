@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import BackendUnavailable, EngineError
+from vmaedet.errors import BackendUnavailable, EngineError
 
 #: name → "module:Class" (imported on first use).
 _REGISTRY: dict[str, str] = {

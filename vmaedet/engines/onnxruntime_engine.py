@@ -27,9 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..errors import BackendUnavailable, EngineError
-from ..export.manifest import open_artifact
-from .base import Engine
+from vmaedet.errors import BackendUnavailable, EngineError
+from vmaedet.export.manifest import open_artifact
+from vmaedet.engines.base import Engine
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 GPU_PROVIDERS = (TRT, CUDA)

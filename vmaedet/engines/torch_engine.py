@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from ..errors import BackendUnavailable, EngineError
-from .base import Engine
+from vmaedet.errors import BackendUnavailable, EngineError
+from vmaedet.engines.base import Engine
 
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 ATTN_IMPLS = ("sdpa", "naive")
@@ -39,10 +39,10 @@ _GRAPH_WARMUP = 3  # eager runs on a side stream before capture (cuDNN/cuBLAS au
 
 
 def _load(model_or_checkpoint: Any) -> torch.nn.Module:
-    from ..models.detector import ActionDetector
+    from vmaedet.models.detector import ActionDetector
 
     if isinstance(model_or_checkpoint, (str, Path)):
-        from ..models.checkpoints import load_detector
+        from vmaedet.models.checkpoints import load_detector
 
         return load_detector(model_or_checkpoint)  # type: ignore[return-value]
     if not isinstance(model_or_checkpoint, ActionDetector):
@@ -127,7 +127,7 @@ class TorchEngine(Engine):
                                   expected="e.g. 256×464", fix="pad the clip bottom/right to multiples of 16")
             model.freeze_pos_embed(h // 16, w // 16)  # the table becomes a buffer, moved to the GPU below
         if attn_impl is not None:
-            from ..models.videomae import Attention
+            from vmaedet.models.videomae import Attention
 
             for module in model.modules():
                 if isinstance(module, Attention):
@@ -196,7 +196,7 @@ class TorchEngine(Engine):
 
 def _model_attn_impl(model: torch.nn.Module) -> str | None:
     """The attention implementation of the model's blocks (None when it has none)."""
-    from ..models.videomae import Attention
+    from vmaedet.models.videomae import Attention
 
     impls = {m.attn_impl for m in model.modules() if isinstance(m, Attention)}
     return impls.pop() if len(impls) == 1 else None

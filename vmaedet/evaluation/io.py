@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from vmaedet.errors import DataError
 
 __all__ = [
     "AvaRows",
@@ -353,7 +353,7 @@ def write_ava_csv(path: str | Path, rows: AvaRows) -> Path:
         cols.append(rows.person_ids.tolist())
         fmt += ",%d"
     fmt += "\n"
-    from ..safeio import atomic_path
+    from vmaedet.safeio import atomic_path
 
     with atomic_path(path, what="the CSV") as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:

@@ -14,7 +14,7 @@ import platform
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import EngineError
+from vmaedet.errors import EngineError
 
 #: Bumped when a field changes meaning; engines refuse other formats.
 MANIFEST_FORMAT = "vmaedet-artifact-1"
@@ -39,7 +39,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def library_versions() -> dict[str, str | None]:
     """Versions of the libraries an artifact depends on (None when not installed)."""
-    from ..envinfo import _version
+    from vmaedet.envinfo import _version
 
     return {"python": platform.python_version(),
             **{name: _version(name) for name in ("vmaedet", "torch", "torchvision", "onnx", "onnxruntime", "tensorrt")}}
@@ -52,7 +52,7 @@ def write_manifest(artifact: str | Path, manifest: Mapping[str, Any], path: str 
         OutputError: the file cannot be written (names it and the cause: no space left, read-only, …);
             nothing partial is left and an earlier manifest stays as it was.
     """
-    from ..safeio import atomic_write
+    from vmaedet.safeio import atomic_write
 
     path = Path(path) if path is not None else manifest_path(artifact)
     with atomic_write(path, what="the manifest") as fh:

@@ -27,14 +27,14 @@ import numpy as np
 import onnx
 import torch
 
-from ..data.transforms import MEAN_RGB, STD_RGB, input_geometry
-from ..errors import ConfigError, ExportError, VmaedetError
-from ..labels import AVA_ACTIONS
-from ..models.detector import ActionDetector
-from ..ops.roi_align import POOLED_SIZE, SPATIAL_SCALE
-from ..verify import error_stats, merge_stats, random_clip, random_rois, within
-from .fp16 import check_fp16_structure, convert_to_fp16
-from .manifest import CLIP_LEN, FRAME_STRIDE, MANIFEST_FORMAT, library_versions, manifest_path, sha256_file, write_manifest
+from vmaedet.data.transforms import MEAN_RGB, STD_RGB, input_geometry
+from vmaedet.errors import ConfigError, ExportError, VmaedetError
+from vmaedet.labels import AVA_ACTIONS
+from vmaedet.models.detector import ActionDetector
+from vmaedet.ops.roi_align import POOLED_SIZE, SPATIAL_SCALE
+from vmaedet.verify import error_stats, merge_stats, random_clip, random_rois, within
+from vmaedet.export.fp16 import check_fp16_structure, convert_to_fp16
+from vmaedet.export.manifest import CLIP_LEN, FRAME_STRIDE, MANIFEST_FORMAT, library_versions, manifest_path, sha256_file, write_manifest
 
 #: Opsets the exporter accepts: ≥ 17 for a single LayerNormalization node (and RoiAlign-16 modes).
 SUPPORTED_OPSETS = (17, 18, 19, 20)
@@ -129,7 +129,7 @@ def check_writable(out_dir: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".vmaedet-write-test-"):
             pass
     except OSError as exc:
-        from ..safeio import os_error_reason
+        from vmaedet.safeio import os_error_reason
 
         raise ExportError(f"cannot write to the output directory {out_dir}: {os_error_reason(exc, out_dir / 'x')}",
                           received=f"{type(exc).__name__}: {exc.strerror or exc}",
@@ -182,7 +182,7 @@ def _save(model: onnx.ModelProto, path: Path) -> str | None:
 
 
 def _ort_session(path: Path) -> Any:
-    from ..engines.onnxruntime_engine import import_onnxruntime
+    from vmaedet.engines.onnxruntime_engine import import_onnxruntime
 
     ort = import_onnxruntime()  # BackendUnavailable naming vmaedet[cpu] / vmaedet[gpu] when missing
 
@@ -299,7 +299,7 @@ def export_onnx(model: ActionDetector, out_path: str | Path, *, input_hw: tuple[
         ConfigError: bad geometry, opset, precision or person count.
         ExportError: not a detector, unwritable output, or verification failed (with statistics).
     """
-    from ..safeio import check_outputs, find_os_error, output_error
+    from vmaedet.safeio import check_outputs, find_os_error, output_error
 
     _check_args(model, opset, precision, max_persons)
     input_hw, source_wh = resolve_geometry(source_wh, input_hw, short_side=int(getattr(model, "short_side", 256)))

@@ -1,6 +1,6 @@
 """VideoMAE AVA detector: backbone, head, variants, checkpoints."""
 
-from .detector import (
+from vmaedet.models.detector import (
     OFFICIAL_VARIANTS,
     ActionDetector,
     create_detector,
@@ -10,7 +10,7 @@ from .detector import (
     resolve_name,
     variant_config,
 )
-from .videomae import BackboneConfig, VideoMAEBackbone
+from vmaedet.models.videomae import BackboneConfig, VideoMAEBackbone
 
 __all__ = [
     "OFFICIAL_VARIANTS",

@@ -31,9 +31,9 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import CheckpointError
-from .detector import ActionDetector, create_detector, infer_variant, list_models, resolve_name
-from .videomae import BackboneConfig
+from vmaedet.errors import CheckpointError
+from vmaedet.models.detector import ActionDetector, create_detector, infer_variant, list_models, resolve_name
+from vmaedet.models.videomae import BackboneConfig
 
 FORMAT = "vmaedet-detector-1"
 _IGNORED_PRETRAIN = ("decoder.", "encoder_to_decoder", "mask_token")
@@ -413,7 +413,7 @@ def save_detector(model: ActionDetector, path: str | Path, extra: Mapping[str, A
     if path.suffix != ".safetensors":
         raise CheckpointError("vmaedet checkpoints are .safetensors files", received=str(path),
                               fix="name the output <something>.safetensors")
-    from ..safeio import atomic_path
+    from vmaedet.safeio import atomic_path
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "config": json.dumps(detector_config(model)), "extra": json.dumps(dict(extra or {}), default=str)}

@@ -13,10 +13,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from ..labels import NUM_CLASSES
-from ..ops.roi_align import roi_align_max
-from .videomae import BackboneConfig, VideoMAEBackbone, init_weights
+from vmaedet.errors import ConfigError
+from vmaedet.labels import NUM_CLASSES
+from vmaedet.ops.roi_align import roi_align_max
+from vmaedet.models.videomae import BackboneConfig, VideoMAEBackbone, init_weights
 
 _REGISTRY: dict[str, Callable[[], BackboneConfig]] = {}
 _ALIASES: dict[str, str] = {}

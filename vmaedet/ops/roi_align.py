@@ -19,7 +19,7 @@ import os
 import torch
 from torchvision.ops import roi_align
 
-from ..errors import BackendUnavailable, VmaedetError
+from vmaedet.errors import BackendUnavailable, VmaedetError
 
 POOLED_SIZE = 7
 SPATIAL_SCALE = 1.0 / 16.0
@@ -189,7 +189,7 @@ def roi_align_max_triton(
             expected="torch.float16 or torch.float32", fix="features.float()",
         )
     try:
-        from .triton_roi_align import launch_roi_align_max
+        from vmaedet.ops.triton_roi_align import launch_roi_align_max
     except ImportError as exc:
         raise BackendUnavailable(
             f"Triton is not importable ({exc})", fix="pip install triton (it ships with CUDA builds of torch)",

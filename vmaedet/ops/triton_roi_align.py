@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..errors import ExportError
+from vmaedet.errors import ExportError
 
 #: Channels per program: 64 lanes read one contiguous 256-byte (FP32) / 128-byte (FP16) row.
 BLOCK_C = 64

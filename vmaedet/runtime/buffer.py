@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.transforms import normalize_clip, pad_to_multiple, resize_frames, seed_resize_size
-from ..errors import StreamError
-from .sources import Frame
+from vmaedet.data.transforms import normalize_clip, pad_to_multiple, resize_frames, seed_resize_size
+from vmaedet.errors import StreamError
+from vmaedet.runtime.sources import Frame
 
 
 @dataclass

@@ -459,7 +459,7 @@ class ProposalBoxes(PersonDetector):
 
     @staticmethod
     def _read(path: Path) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
-        from ..data.ava import read_proposals
+        from vmaedet.data.ava import read_proposals
 
         rows: dict[str, dict[int, dict[tuple[float, ...], float]]] = {}
         for r in read_proposals(path):  # AVA proposals CSV: 8 columns, score last (errors name file:line)

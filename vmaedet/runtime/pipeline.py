@@ -29,18 +29,18 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from ..engines.base import Engine, create_engine, list_engines
-from ..errors import ConfigError, OutputError, StreamError, VmaedetError
-from ..ops.boxes import make_rois
-from ..safeio import check_outputs, os_error_reason
-from .buffer import ClipRing, DisplayRing
-from .scheduler import KeyJob, Scheduler
-from .sinks import (AvaCsvSink, JsonlSink, PendingOutput, SinkWriter, WindowSink, check_video_container, check_writable,
+from vmaedet.engines.base import Engine, create_engine, list_engines
+from vmaedet.errors import ConfigError, OutputError, StreamError, VmaedetError
+from vmaedet.ops.boxes import make_rois
+from vmaedet.safeio import check_outputs, os_error_reason
+from vmaedet.runtime.buffer import ClipRing, DisplayRing
+from vmaedet.runtime.scheduler import KeyJob, Scheduler
+from vmaedet.runtime.sinks import (AvaCsvSink, JsonlSink, PendingOutput, SinkWriter, WindowSink, check_video_container, check_writable,
                     top_actions, write_stats_json)
-from .smoothing import ScoreSmoother
-from .sources import Closed, Frame, Mailbox, Source, SourceReader, open_source
-from .stats import StreamStats
-from .tracking import PersonTracker
+from vmaedet.runtime.smoothing import ScoreSmoother
+from vmaedet.runtime.sources import Closed, Frame, Mailbox, Source, SourceReader, open_source
+from vmaedet.runtime.stats import StreamStats
+from vmaedet.runtime.tracking import PersonTracker
 
 
 @dataclass
@@ -101,7 +101,7 @@ class StreamResult:
         w, h = self.image_wh
         if w <= 0 or h <= 0:
             raise StreamError("to_csv_rows needs the frame size", received=self.image_wh, expected="(W, H) > 0")
-        from ..data.detections import detections_to_rows
+        from vmaedet.data.detections import detections_to_rows
 
         ts = int(round(self.timestamp)) if timestamp is None else int(timestamp)
         scores = self.scores if smoothed else self.raw_scores
@@ -287,7 +287,7 @@ def _resolve_engine(checkpoint: str | Path | None, engine: Engine | str | Path |
 def _resolve_detector(detector: Any, max_persons: int, device: str) -> Any:
     if hasattr(detector, "detect"):
         return detector
-    from .persons import create_person_detector
+    from vmaedet.runtime.persons import create_person_detector
 
     return create_person_detector(str(detector), max_persons=max_persons, device=device)
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data import video
-from ..errors import ConfigError
+from vmaedet.data import video
+from vmaedet.errors import ConfigError
 
 CLIP_LEN = video.NUM_FRAMES
 FRAME_INTERVAL = video.STRIDE

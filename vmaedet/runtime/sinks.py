@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import OutputError, StreamError
-from ..labels import AVA_ACTIONS
-from ..safeio import ensure_parent, final_mode, output_error
-from .sources import Closed, Frame, Mailbox
-from .stats import StreamStats
+from vmaedet.errors import OutputError, StreamError
+from vmaedet.labels import AVA_ACTIONS
+from vmaedet.safeio import ensure_parent, final_mode, output_error
+from vmaedet.runtime.sources import Closed, Frame, Mailbox
+from vmaedet.runtime.stats import StreamStats
 
 if TYPE_CHECKING:
-    from .pipeline import StreamResult
+    from vmaedet.runtime.pipeline import StreamResult
 
 _PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
                      (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128)], np.uint8)

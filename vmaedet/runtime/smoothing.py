@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..labels import AVA_ACTIONS
+from vmaedet.labels import AVA_ACTIONS
 
 
 @dataclass

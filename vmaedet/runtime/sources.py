@@ -29,8 +29,8 @@ from typing import Any, Generic, Iterator, TypeVar
 
 import numpy as np
 
-from ..errors import StreamError
-from .stats import StreamStats
+from vmaedet.errors import StreamError
+from vmaedet.runtime.stats import StreamStats
 
 log = logging.getLogger(__name__)
 

@@ -432,7 +432,7 @@ def export_ssdlite_onnx(path: str | Path, net: SSDLiteNet | None = None, atol: f
     Outputs ``box_encodings [1, 1917, 4]`` and ``class_logits [1, 1917, 2]``. The file is checked with
     onnxruntime against PyTorch on a random image; a max |Δ| above ``atol`` raises ExportError.
     """
-    from ..engines.onnxruntime_engine import import_onnxruntime
+    from vmaedet.engines.onnxruntime_engine import import_onnxruntime
 
     ort = import_onnxruntime()  # BackendUnavailable naming vmaedet[cpu] / vmaedet[gpu] when missing
 

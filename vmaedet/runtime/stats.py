@@ -92,7 +92,7 @@ class StreamStats:
 
     def write_json(self, path: str | Path, what: str = "the stats JSON") -> Path:
         """Write :meth:`summary` as JSON (through a temporary file renamed over ``path``: never half a file)."""
-        from ..safeio import atomic_write
+        from vmaedet.safeio import atomic_write
 
         path = Path(path)
         with atomic_write(path, what=what) as fh:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailable
+from vmaedet.errors import BackendUnavailable
 
 
 def _bytetrack(keyframe_rate: float, lost_seconds: float, activation: float) -> Any:

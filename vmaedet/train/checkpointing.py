@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from vmaedet.errors import CheckpointError
 
 FORMAT = "vmaedet-resume-1"
 LAST = "last.pth"
@@ -60,7 +60,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     hides behind ``RuntimeError: … unexpected pos`` on a full disk — becomes an
     :class:`~vmaedet.errors.OutputError` naming ``path`` and the cause in words.
     """
-    from ..safeio import atomic_path
+    from vmaedet.safeio import atomic_path
 
     path = Path(path)
     with atomic_path(path, what="the checkpoint") as tmp:

@@ -44,7 +44,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     Args:
         device: "auto" (CUDA if available), "cpu" or "cuda".
     """
-    from ..errors import ConfigError
+    from vmaedet.errors import ConfigError
 
     if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
         raise ConfigError(f"unknown device {device!r}", received=device, expected="auto | cpu | cuda | cuda:N",

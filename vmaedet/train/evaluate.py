@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import TrainConfig
-from ..errors import DataError
-from ..ops.boxes import make_rois
-from .distributed import DistInfo, ShardSampler, all_gather_objects, init_distributed
+from vmaedet.config import TrainConfig
+from vmaedet.errors import DataError
+from vmaedet.ops.boxes import make_rois
+from vmaedet.train.distributed import DistInfo, ShardSampler, all_gather_objects, init_distributed
 
 BOX_THRESH = 0.8  # the seed's box_thresh for test proposals
 
@@ -54,8 +54,8 @@ def infer_rows(model: nn.Module, dataset: Dataset, info: DistInfo, batch_size: i
         model: the detector (eval mode is set here).
         batch_size: clips per forward on this rank.
     """
-    from ..data.ava import collate_clips
-    from ..data.detections import detections_to_rows
+    from vmaedet.data.ava import collate_clips
+    from vmaedet.data.detections import detections_to_rows
 
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), info),  # type: ignore[arg-type]
@@ -89,7 +89,7 @@ def infer_rows(model: nn.Module, dataset: Dataset, info: DistInfo, batch_size: i
 
 def _annotation_paths(dataset: Dataset, data_root: str | Path | None, split: str) -> dict[str, Any]:
     """GT CSV, label map and exclusions of ``split`` in the AVA-format layout (``vmaedet synth``)."""
-    from ..labels import AVA_EVAL_IDS
+    from vmaedet.labels import AVA_EVAL_IDS
 
     ann = Path(data_root or ".") / "annotations"
     gt = ann / f"{split}.csv"
@@ -105,10 +105,10 @@ def _annotation_paths(dataset: Dataset, data_root: str | Path | None, split: str
 
 def score_rows(rows: list[Any], csv_path: Path, paths: dict[str, Any], protocol: str = "official") -> dict[str, Any]:
     """Write the detections CSV (5-decimal rounding) and compute frame-mAP from it, as the seed does."""
-    from ..data.detections import write_detections_csv
-    from ..evaluation.ava import evaluate_frame_map
+    from vmaedet.data.detections import write_detections_csv
+    from vmaedet.evaluation.ava import evaluate_frame_map
 
-    from ..safeio import ensure_parent
+    from vmaedet.safeio import ensure_parent
 
     ensure_parent(csv_path, what="the detections CSV")
     write_detections_csv(csv_path, rows)
@@ -156,8 +156,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, split: st
     Returns:
         The evaluator's result dict plus ``"mAP"`` and ``"detections_csv"``.
     """
-    from ..data.ava import build_dataset
-    from ..models.checkpoints import load_detector
+    from vmaedet.data.ava import build_dataset
+    from vmaedet.models.checkpoints import load_detector
 
     if not Path(data_root).is_dir():
         raise DataError(f"dataset root not found: {data_root}", fix="create one with `vmaedet synth DIR`")

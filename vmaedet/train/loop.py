@@ -31,15 +31,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import TrainConfig, dump_config, validate_config
-from ..errors import CheckpointError, ConfigError, DataError, OutputError, UsageError, VmaedetError
-from ..ops.boxes import random_aug
-from . import checkpointing as ckpt
-from .distributed import (DistInfo, ResumableDistributedSampler, all_gather_objects, all_reduce_mean, barrier,
+from vmaedet.config import TrainConfig, dump_config, validate_config
+from vmaedet.errors import CheckpointError, ConfigError, DataError, OutputError, UsageError, VmaedetError
+from vmaedet.ops.boxes import random_aug
+from vmaedet.train import checkpointing as ckpt
+from vmaedet.train.distributed import (DistInfo, ResumableDistributedSampler, all_gather_objects, all_reduce_mean, barrier,
                           init_distributed)
-from .evaluate import autocast_for
-from .optim import actual_lr, build_optimizer, set_lr
-from .schedule import CosineSchedule
+from vmaedet.train.evaluate import autocast_for
+from vmaedet.train.optim import actual_lr, build_optimizer, set_lr
+from vmaedet.train.schedule import CosineSchedule
 
 CollateFn = Callable[[list[dict[str, Any]]], dict[str, Any]]
 
@@ -72,7 +72,7 @@ class _IndexedCollate:
 
 
 def default_collate() -> CollateFn:
-    from ..data.ava import collate_clips
+    from vmaedet.data.ava import collate_clips
 
     return collate_clips
 
@@ -87,7 +87,7 @@ def build_datasets(cfg: TrainConfig, need_val: bool = True) -> tuple[Dataset, Da
     if not Path(root).is_dir():
         raise DataError(f"dataset root not found: {root}", received=str(root), expected="an existing directory",
                         fix="create synthetic data with `vmaedet synth DIR` or point data.root at your AVA root")
-    from ..data.ava import build_dataset
+    from vmaedet.data.ava import build_dataset
 
     _check_data_kwargs(cfg.data.kwargs)
     splits = [cfg.data.train_split] + ([cfg.data.val_split] if need_val and cfg.data.val_split != cfg.data.train_split else [])
@@ -101,7 +101,7 @@ def _check_data_kwargs(kwargs: dict[str, Any]) -> None:
     """``data.kwargs`` names only options ``build_dataset`` / ``AVADataset`` take."""
     import inspect
 
-    from ..data.ava import AVADataset
+    from vmaedet.data.ava import AVADataset
 
     known = {n for n in inspect.signature(AVADataset.__init__).parameters if n not in ("self", "root_or_frames_source",
                                                                                           "annotations_csv", "split_train")}
@@ -128,7 +128,7 @@ def check_training_data(root: str | Path, splits: Sequence[str], kwargs: dict[st
     Raises:
         DataError: with the number of errors and the first ``max_examples`` (``file:line: message``).
     """
-    from ..data import validate
+    from vmaedet.data import validate
 
     kw = dict(kwargs or {})
     opts = {k: kw.get(k) for k in ("frame_source", "frames_root", "fps", "timestamp_start", "temporal_rule", "labelmap")}
@@ -195,12 +195,12 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     ``short_side`` is set to the data's (``data.kwargs.short_side``, default 256), so the saved
     checkpoints are evaluated, exported and streamed at the resolution they were trained at.
     """
-    from ..models import create_detector
+    from vmaedet.models import create_detector
 
     opts = {"drop_path": cfg.model.drop_path, "grad_checkpointing": cfg.model.grad_checkpointing,
             "attn_impl": cfg.model.attn_impl}
     if cfg.model.init:
-        from ..models.checkpoints import load_detector
+        from vmaedet.models.checkpoints import load_detector
 
         model = load_detector(cfg.model.init, arch=cfg.model.arch, **opts)
     else:
@@ -243,7 +243,7 @@ class MetricsLog:
         """Append one JSON line; a failed write is undone (no partial line) and raised as OutputError."""
         if not self.enabled:
             return
-        from ..safeio import output_error
+        from vmaedet.safeio import output_error
 
         data = (json.dumps(record) + "\n").encode()
         try:
@@ -273,7 +273,7 @@ class MetricsLog:
 
 def _progress(enabled: bool, total: int, done: int) -> Any:
     """A rich bar on a terminal, plain ``[train] steps i/N … ETA`` lines in logs (``vmaedet.progress``)."""
-    from ..progress import progress
+    from vmaedet.progress import progress
 
     return progress(total, "steps", "train", completed=done, enabled=enabled).start()
 
@@ -333,7 +333,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def resume_differences(saved: dict[str, Any], now: TrainConfig) -> list[str]:
     """``"key: checkpoint X vs now Y"`` for every :data:`RESUME_FIELDS` entry that differs."""
-    from ..models.detector import resolve_name
+    from vmaedet.models.detector import resolve_name
 
     a, b = _flatten(saved), _flatten(now.to_dict())
     diffs = []
@@ -351,7 +351,7 @@ def resume_differences(saved: dict[str, Any], now: TrainConfig) -> list[str]:
 
 def _restore(path: Path, model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
              info: DistInfo, cfg: TrainConfig | None = None, hints: dict[str, str] | None = None) -> _State:
-    from ..models.checkpoints import shape_mismatches
+    from vmaedet.models.checkpoints import shape_mismatches
 
     hints = {**_HINTS, **(hints or {})}
     state = ckpt.load_resume(path)
@@ -428,7 +428,7 @@ def _leftover_temps(out_dir: Path) -> list[Path]:
 
 def clear_run(out_dir: str | Path) -> list[Path]:
     """Delete the previous run's files (only the files ``train`` writes); returns what was deleted."""
-    from ..safeio import output_error
+    from vmaedet.safeio import output_error
 
     out = Path(out_dir)
     gone = previous_run_files(out) + _leftover_temps(out) + ([out / "config.yaml"] if (out / "config.yaml").is_file() else [])
@@ -471,7 +471,7 @@ def check_writable(folder: Path, *, create: bool = True) -> None:
     exists already (``folder`` itself, else its nearest existing parent), for a check before the run
     may write anything.
     """
-    from ..safeio import output_error
+    from vmaedet.safeio import output_error
 
     try:
         if create:
@@ -515,7 +515,7 @@ def _resumes_elsewhere(resume: str | None, out_dir: Path) -> Path | None:
 
 def _trim_metrics(path: Path, step: int) -> None:
     """Drop metrics lines past ``step`` (written after the checkpoint a run resumes from)."""
-    from ..safeio import atomic_write
+    from vmaedet.safeio import atomic_write
 
     if not path.is_file():
         return
@@ -678,7 +678,7 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
     # every check passed: only now touch the folder
     check_writable(out_dir)  # creates it (and its parents) and probes it
     if info.is_main:
-        from ..safeio import atomic_write
+        from vmaedet.safeio import atomic_write
 
         if overwrite:
             clear_run(out_dir)
@@ -690,7 +690,7 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
     ddp_model: nn.Module = DDP(model, device_ids=[info.device.index] if info.device.type == "cuda" else None) \
         if info.distributed else model
     if evaluate_fn is None:
-        from .evaluate import evaluate_model as evaluate_fn  # noqa: N813
+        from vmaedet.train.evaluate import evaluate_model as evaluate_fn  # noqa: N813
     log = MetricsLog(out_dir, info.is_main, cfg.runtime.tensorboard)
     total_steps = cfg.schedule.epochs * iters
     if cfg.train.max_steps > 0:
@@ -750,7 +750,7 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
         log.close()
     final = None
     if info.is_main:
-        from ..models.checkpoints import save_detector
+        from vmaedet.models.checkpoints import save_detector
 
         final = save_detector(unwrap(ddp_model), out_dir / "final.safetensors",  # type: ignore[arg-type]
                               extra={"epoch": st.epoch, "step": st.step, "best_map": st.best_map})

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import OptimConfig
+from vmaedet.config import OptimConfig
 
 SKIP_WEIGHT_DECAY = ("pos_embed", "cls_token")
 

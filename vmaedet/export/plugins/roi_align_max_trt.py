@@ -32,7 +32,7 @@ import numpy.typing as npt
 import tensorrt as trt
 import tensorrt.plugin as trtp
 
-from . import ROI_ALIGN_MAX_ID
+from vmaedet.export.plugins import ROI_ALIGN_MAX_ID
 
 #: Attribute annotations (the ONNX parser's plugin field types for FLOAT / INT node attributes).
 Float32Attr = npt.NDArray[np.float32]
@@ -67,7 +67,7 @@ def roi_align_max_impl(features: trtp.Tensor, rois: trtp.Tensor, spatial_scale: 
     """JIT path: launch the Triton kernel on TensorRT's stream (torch views of TensorRT's buffers)."""
     import torch
 
-    from ...ops.triton_roi_align import launch_roi_align_max
+    from vmaedet.ops.triton_roi_align import launch_roi_align_max
 
     with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
         feats = torch.as_tensor(features, device="cuda")  # [B, h, w, C]
@@ -88,7 +88,7 @@ def roi_align_max_aot(features: trtp.TensorDesc, rois: trtp.TensorDesc, spatial_
     TensorRT launches the ``.entry`` with (features, rois, *scalars, output), which is exactly
     :data:`vmaedet.ops.triton_roi_align.AOT_PARAM_ORDER`; the compile function checks the PTX.
     """
-    from ...ops.triton_roi_align import AOT_SCALARS, compile_roi_align_max_aot
+    from vmaedet.ops.triton_roi_align import AOT_SCALARS, compile_roi_align_max_aot
 
     kernel = compile_roi_align_max_aot(
         "fp16" if features.dtype == trt.float16 else "fp32", attr_scalar(spatial_scale, float),
