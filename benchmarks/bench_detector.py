@@ -55,8 +55,8 @@ def main() -> None:
     import torch
 
     from vmaedet.envinfo import environment, write_json
-    from vmaedet.runtime import ssdlite
-    from vmaedet.runtime.persons import create_person_detector
+    from vmaedet.persons import ssdlite
+    from vmaedet.persons.base import create_person_detector
 
     frame = _frame()  # [272, 640, 3] uint8
     image = np.ascontiguousarray(ssdlite.tf_resize_bilinear(frame).transpose(2, 0, 1)[None], dtype=np.float32)

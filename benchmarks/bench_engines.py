@@ -26,7 +26,7 @@ from benchmarks.common import environment, write_json  # noqa: E402
 from vmaedet.engines import create_engine  # noqa: E402
 from vmaedet.export.onnx import export_onnx  # noqa: E402
 from vmaedet.models import create_detector  # noqa: E402
-from vmaedet.verify import error_stats, random_clip, random_rois  # noqa: E402
+from vmaedet.tools.verify import error_stats, random_clip, random_rois  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_engines.json"
 

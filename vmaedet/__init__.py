@@ -12,7 +12,7 @@ _LAZY = {
     "save_detector": "vmaedet.models.checkpoints:save_detector",
     "create_detector": "vmaedet.models.detector:create_detector",
     "list_models": "vmaedet.models.detector:list_models",
-    "Predictor": "vmaedet.predictor:Predictor",
+    "Predictor": "vmaedet.models.predictor:Predictor",
     "ActionDetections": "vmaedet.structures:ActionDetections",
     "stream": "vmaedet.runtime.pipeline:stream",
 }

@@ -5,6 +5,8 @@ Logit ``i`` of the detector corresponds to AVA action id ``i + 1``.
 
 from __future__ import annotations
 
+from vmaedet.constants import NUM_CLASSES
+
 #: The 80 AVA v2.2 action names; ``AVA_ACTIONS[i]`` is action id ``i + 1``.
 AVA_ACTIONS: tuple[str, ...] = (
     'bend/bow (at the waist)',
@@ -92,7 +94,7 @@ AVA_ACTIONS: tuple[str, ...] = (
 #: The 60 action ids evaluated by the official AVA v2.1/v2.2 frame-mAP protocol.
 AVA_EVAL_IDS: tuple[int, ...] = (1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 20, 22, 24, 26, 27, 28, 29, 30, 34, 36, 37, 38, 41, 43, 45, 46, 47, 48, 49, 51, 52, 54, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 72, 73, 74, 76, 77, 78, 79, 80)
 
-NUM_CLASSES = len(AVA_ACTIONS)
+assert len(AVA_ACTIONS) == NUM_CLASSES
 
 
 def action_name(action_id: int) -> str:

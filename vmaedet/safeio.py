@@ -88,6 +88,51 @@ def output_error(path: PathLike, exc: BaseException, *, what: str = "the output"
                        expected="a writable path with free space", fix=fix + "; nothing was written there")
 
 
+def nearest_existing(path: PathLike) -> Path:
+    """``path`` if it exists, else its nearest existing parent (the current folder for a relative path)."""
+    p = Path(path).absolute()
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    return p
+
+
+def check_writable_dir(folder: PathLike, *, create: bool = True, what: str = "the output folder") -> Path:
+    """Prove that files can be written into ``folder`` by writing (and removing) a probe file.
+
+    Args:
+        folder: the folder outputs will go to.
+        create: create ``folder`` (and its parents) first.  With ``False`` nothing is created: the
+            probe goes into the nearest folder of the path that exists (``folder`` itself, else its
+            nearest existing parent), for a check before a job may write anything.
+        what: how messages name the folder ("into the run folder", "the export folder").
+
+    Returns:
+        ``folder`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputError: the folder cannot be created or written (read-only, full, permissions, a file
+            where a folder should be), in words, with the fix.
+    """
+    folder = Path(folder)
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder
+        else:
+            probe = nearest_existing(folder)
+            if not probe.is_dir():  # a file where a folder of the path should be
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe))
+        fd, name = tempfile.mkstemp(prefix=".vmaedet-write-test.", suffix=".tmp", dir=probe)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+            os.unlink(name)
+    except OSError as exc:
+        raise output_error(folder, exc, what=what) from exc
+    return folder
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         if a.exists() and b.exists():

@@ -72,7 +72,7 @@ def test_checkpoint_mode_needs_both_options(tmp_path: Path, capsys: pytest.Captu
 
 def test_checkpoint_mode_runs_the_model_and_evaluates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from vmaedet.data.synthetic import generate
-    from vmaedet.evaluation.io import read_ava_csv, read_labelmap
+    from vmaedet.data.annotations import read_ava_csv, read_labelmap
     from vmaedet.models import create_detector
     from vmaedet.models.checkpoints import save_detector
 

@@ -170,7 +170,7 @@ def test_onnxruntime_engine_feeds_the_names_the_manifest_gives(artifact: Path, t
     """A graph whose inputs/output are named otherwise runs when its manifest names them."""
     import onnx
 
-    from vmaedet.export.manifest import sha256_file
+    from vmaedet.artifacts import sha256_file
 
     renames = {"clip": "video", "rois": "boxes"}
     manifest = json.loads(artifact.with_name("m.onnx.json").read_text())

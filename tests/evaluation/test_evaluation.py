@@ -447,7 +447,7 @@ def test_oracle_detections_are_not_taken_for_ground_truth() -> None:
     """Ground-truth rows with one constant score (an oracle sanity check) evaluate to 1.0 without a
     ground-truth-layout warning; varying integer scores on the same rows (person ids) get the warning."""
     from vmaedet.evaluation.ava import check_detection_rows
-    from vmaedet.evaluation.io import read_ava_csv
+    from vmaedet.data.annotations import read_ava_csv
 
     import tempfile
     from pathlib import Path

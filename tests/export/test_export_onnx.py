@@ -27,7 +27,7 @@ MAX_PERSONS = 9
 
 
 def _clip_and_rois(k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clip from random uint8 frames normalised by hand, boxes inside the clip (independent of vmaedet.verify)."""
+    """Clip from random uint8 frames normalised by hand, boxes inside the clip (independent of vmaedet.tools.verify)."""
     g = torch.Generator().manual_seed(seed)
     frames = torch.randint(0, 256, (1, 3, 16, *HW), generator=g).float()
     clip = (frames - torch.tensor([122.7717, 115.9465, 102.9801]).view(1, 3, 1, 1, 1)) / 57.375

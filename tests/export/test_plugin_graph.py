@@ -18,7 +18,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from vmaedet.errors import ExportError
-from vmaedet.export.plugins import PLUGIN_NAMESPACE, PLUGIN_VERSION, ROI_ALIGN_MAX_OP
+from vmaedet.constants import PLUGIN_NAMESPACE, PLUGIN_VERSION, ROI_ALIGN_MAX_OP
 from vmaedet.export.surgery import find_roi_align_max, rewrite_file, to_builtin_graph, to_plugin_graph
 from vmaedet.ops.roi_align import roi_align_max_reference
 

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from vmaedet.errors import BackendUnavailable, ConfigError, EngineError
-from vmaedet.export.manifest import MANIFEST_FORMAT, sha256_file, write_manifest
+from vmaedet.artifacts import MANIFEST_FORMAT, sha256_file, write_manifest
 from vmaedet.export.tensorrt import build_engine, check_engine_compat, tensorrt_status
 
 ROOT = Path(__file__).resolve().parents[2]
-ALLOWED = {"vmaedet/export/tensorrt.py", "vmaedet/engines/tensorrt_engine.py", "vmaedet/export/plugins/roi_align_max_trt.py"}
+ALLOWED = {"vmaedet/export/tensorrt.py", "vmaedet/engines/tensorrt_engine.py", "vmaedet/ops/roi_align_trt.py"}
 
 
 def _artifact(tmp_path: Path, name: str, fmt: str, tensorrt: dict | None = None) -> Path:
@@ -137,8 +137,8 @@ def test_tensorrt_imports_are_confined() -> None:
         tree = ast.parse(path.read_text())
         if rel not in ALLOWED and any(n.split(".")[0] == "tensorrt" for n in _imports(tree, top_level_only=True)):
             offenders.append(rel)
-        plugin_users = ALLOWED - {"vmaedet/export/plugins/roi_align_max_trt.py"}
-        if rel not in plugin_users and any(n.endswith("roi_align_max_trt") for n in _imports(tree, top_level_only=False)):
+        plugin_users = ALLOWED - {"vmaedet/ops/roi_align_trt.py"}
+        if rel not in plugin_users and any(n.endswith("roi_align_trt") for n in _imports(tree, top_level_only=False)):
             offenders.append(rel)
     assert not offenders, f"TensorRT imported outside {sorted(ALLOWED)}: {offenders}"
     code = ("import sys, vmaedet.export.tensorrt, vmaedet.engines.tensorrt_engine, vmaedet.export.surgery; "

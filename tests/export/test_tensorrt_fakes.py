@@ -26,10 +26,10 @@ import torch
 from helpers.fake_tensorrt import FakeCuda, make_plan, make_tensorrt
 from vmaedet.errors import BackendUnavailable, EngineError
 from vmaedet.export import tensorrt as trt_export
-from vmaedet.export.manifest import MANIFEST_FORMAT, sha256_file, write_manifest
+from vmaedet.artifacts import MANIFEST_FORMAT, sha256_file, write_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_MODULE = "vmaedet.export.plugins.roi_align_max_trt"
+PLUGIN_MODULE = "vmaedet.ops.roi_align_trt"
 RUNTIME_NAMES = ("tensorrt", "tensorrt_lean", "tensorrt_dispatch")
 
 
@@ -160,7 +160,7 @@ def test_runtime_only_install_runs_but_cannot_build(monkeypatch: pytest.MonkeyPa
 
 
 def test_doctor_reports_a_runtime_only_install(monkeypatch: pytest.MonkeyPatch, cuda: FakeCuda) -> None:
-    from vmaedet import doctor
+    from vmaedet.tools import doctor
 
     _install(monkeypatch, tensorrt=None, tensorrt_dispatch=make_tensorrt("11", cuda=cuda, module_name="tensorrt_dispatch"))
     row = next(r for r in doctor.collect() if r["component"] == "TensorRT")

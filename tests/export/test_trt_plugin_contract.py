@@ -5,7 +5,7 @@ signature validation of ``register``/``impl``/``autotune``/``aot_impl`` (``inspe
 ``issubclass`` on the annotation objects), the ONNX parser's plugin fields (FLOAT → float32,
 INT → int32, 1-element), the creator's attribute conversion (``int(field.data)`` for a built-in
 annotation: NumPy ≥ 2.4 refuses it) and how TensorRT calls each function.  Each test installs it in
-``sys.modules`` and imports ``vmaedet.export.plugins.roi_align_max_trt`` afresh.
+``sys.modules`` and imports ``vmaedet.ops.roi_align_trt`` afresh.
 
 The module of commit 324722c (``from __future__ import annotations``, ``int``/``float`` attributes)
 fails here at import: ``TypeError: issubclass() arg 1 must be a class``.
@@ -29,10 +29,10 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from helpers import fake_trt_plugin as fake
-from vmaedet.export.plugins import ROI_ALIGN_MAX_ID, ROI_ALIGN_MAX_OP
+from vmaedet.constants import ROI_ALIGN_MAX_ID, ROI_ALIGN_MAX_OP
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULE = "vmaedet.export.plugins.roi_align_max_trt"
+MODULE = "vmaedet.ops.roi_align_trt"
 NUMPY_REFUSES_1ELEM_INT = tuple(int(p) for p in np.__version__.split(".")[:2]) >= (2, 4)
 
 
@@ -42,17 +42,17 @@ def plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     import vmaedet.ops.roi_align  # noqa: F401 - torch/torchvision first, under the real (absent) tensorrt
 
     fake.install(monkeypatch)
-    import vmaedet.export.plugins as pkg
+    import vmaedet.ops as pkg
 
     sys.modules.pop(MODULE, None)
-    if hasattr(pkg, "roi_align_max_trt"):
-        monkeypatch.delattr(pkg, "roi_align_max_trt")
+    if hasattr(pkg, "roi_align_trt"):
+        monkeypatch.delattr(pkg, "roi_align_trt")
     try:
         yield importlib.import_module(MODULE)
     finally:
         sys.modules.pop(MODULE, None)
-        if hasattr(pkg, "roi_align_max_trt"):
-            delattr(pkg, "roi_align_max_trt")
+        if hasattr(pkg, "roi_align_trt"):
+            delattr(pkg, "roi_align_trt")
 
 
 def _descs(dtype: fake.DataType) -> tuple[fake.TensorDesc, fake.TensorDesc]:
@@ -115,7 +115,7 @@ def test_stand_in_reproduces_the_numpy_2_4_int_attribute_failure(monkeypatch: py
 
 
 def test_plugin_module_has_no_future_annotations() -> None:
-    tree = ast.parse((ROOT / "vmaedet/export/plugins/roi_align_max_trt.py").read_text())
+    tree = ast.parse((ROOT / "vmaedet/ops/roi_align_trt.py").read_text())
     futures = [a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__" for a in n.names]
     assert "annotations" not in futures
 

@@ -17,7 +17,7 @@ from vmaedet.engines import Engine, create_engine
 from vmaedet.errors import StreamError
 from vmaedet.models.checkpoints import save_detector
 from vmaedet.models.detector import create_detector
-from vmaedet.predictor import Predictor
+from vmaedet.models.predictor import Predictor
 from vmaedet.runtime.pipeline import stream
 from vmaedet.runtime.scheduler import frame_offsets
 from vmaedet.runtime.sources import FileSource, Frame, Source

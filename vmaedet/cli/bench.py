@@ -43,7 +43,7 @@ def bench(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out JSON and --plot PNG.")] = False,
 ) -> None:
     """Measure p50/p95 latency, clips/s, FLOPs, %-of-measured-peak and score error per engine."""
-    from vmaedet.bench import BenchConfig, plot_latency, run_benchmark
+    from vmaedet.tools.bench import BenchConfig, plot_latency, run_benchmark
     from vmaedet.errors import VmaedetError
 
     try:

@@ -19,7 +19,7 @@ def demo(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous demo's results in --out (other files stay).")] = False,
 ) -> None:
     """Run the whole job on the embedded defaults: data, training, mAP, ONNX parity, streaming (~7 min on 2 cores)."""
-    from vmaedet.demo import DemoConfig, check_out, demo_ok, print_summary, run_demo
+    from vmaedet.tools.demo import DemoConfig, check_out, demo_ok, print_summary, run_demo
 
     check_out(out, overwrite, hint="--overwrite")  # before anything runs, with the CLI's wording
     summary = run_demo(DemoConfig(out=out, videos=videos, seconds=seconds, seed=seed, epochs=epochs,

@@ -16,7 +16,7 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Report torch, CUDA/GPU, onnxruntime providers, TensorRT (importable or not, and why), Triton, PyAV codecs."""
-    from vmaedet.doctor import collect
+    from vmaedet.tools.doctor import collect
 
     rows = collect()
     if as_json:

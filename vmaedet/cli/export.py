@@ -87,7 +87,7 @@ def export(
     logits [K, 80]; a sidecar manifest <artifact>.json records geometry, precision and the
     tolerances the artifact was verified to.
     """
-    from vmaedet.export.manifest import manifest_path
+    from vmaedet.artifacts import manifest_path
     from vmaedet.export.onnx import export_onnx, external_data_path, parse_size, resolve_geometry
     from vmaedet.models.checkpoints import load_detector
     from vmaedet.progress import progress

@@ -46,9 +46,9 @@ def verify(
     from vmaedet.errors import ConfigError
     from vmaedet.export.onnx import parse_size, resolve_geometry
     from vmaedet.models.checkpoints import load_detector
-    from vmaedet.verify import checkpoint_from_manifests, run_ladder
+    from vmaedet.tools.verify import checkpoint_from_manifests, run_ladder
 
-    from vmaedet.export.manifest import manifest_path
+    from vmaedet.artifacts import manifest_path
     from vmaedet.safeio import check_outputs
 
     artifacts = list(artifacts or [])

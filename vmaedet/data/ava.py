@@ -6,7 +6,7 @@ Readers (every malformed row raises :class:`vmaedet.errors.DataError` naming ``f
 * proposals as AVA-style CSV ``video_id,timestamp,x1,y1,x2,y2,[action],score`` or the seed's COCO
   results list ``[{"image_id", "bbox": [x, y, w, h] px, "score"}]`` (with the COCO ``images`` index
   that maps ``image_id`` → movie, timestamp, width, height);
-* excluded timestamps and label maps via :mod:`vmaedet.evaluation.io`; timestamps may be written
+* excluded timestamps and label maps via :mod:`vmaedet.data.annotations`; timestamps may be written
   ``902`` or ``0902``.
 
 Boxes are kept normalised; the dataset turns them into pixels with the seed's convention
@@ -30,13 +30,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vmaedet.constants import NUM_CLASSES
 from vmaedet.errors import DataError
-from vmaedet.evaluation.io import read_exclusions, read_labelmap
+from vmaedet.data.annotations import read_exclusions, read_labelmap
 from vmaedet.ops.boxes import normalized_to_pixels
 from vmaedet.data.transforms import augment, normalize_clip, resize_boxes, resize_clip, resize_frames, seed_resize_size, train_transform
 from vmaedet.data.video import FrameSource, make_source
 
-NUM_CLASSES = 80
 Key = tuple[str, int]
 #: (clip [3, 16, h, w], boxes [N, 4] in clip pixels, clip (w, h), source (w, h)) of one sample.
 _Sample = tuple[torch.Tensor, np.ndarray, tuple[int, int], tuple[int, int]]

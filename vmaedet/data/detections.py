@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vmaedet.errors import DataError
-from vmaedet.evaluation.io import AvaRows, write_ava_csv
+from vmaedet.data.annotations import AvaRows, write_ava_csv
 
 #: One detection row: (video_id, timestamp, x1, y1, x2, y2, action_id, score).
 Row = tuple[str, int, float, float, float, float, int, float]
@@ -62,7 +62,7 @@ def detections_to_rows(
 
 
 def rows_to_ava(rows: Sequence[Row]) -> AvaRows:
-    """Detection rows as :class:`vmaedet.evaluation.io.AvaRows` (with scores)."""
+    """Detection rows as :class:`vmaedet.data.annotations.AvaRows` (with scores)."""
     return AvaRows.from_columns(
         [r[0] for r in rows], [r[1] for r in rows], [r[2:6] for r in rows], [r[6] for r in rows],
         scores=[r[7] for r in rows],

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vmaedet.constants import SHORT_SIDE
 from vmaedet.ops.boxes import scale_boxes
 
 #: RGB mean and std of the seed (Detectron's BGR mean reversed; not ImageNet's).
 MEAN_RGB: tuple[float, float, float] = (122.7717, 115.9465, 102.9801)
 STD_RGB: tuple[float, float, float] = (57.375, 57.375, 57.375)
-SHORT_SIDE = 256
 SIZE_DIVISIBLE = 16
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from vmaedet.errors import ConfigError, DataError
-from vmaedet.evaluation.io import read_exclusions, read_labelmap
+from vmaedet.data.annotations import read_exclusions, read_labelmap
 from vmaedet.data.ava import NUM_CLASSES, SOURCE_DIRS, box_problems, iter_csv, parse_row
 from vmaedet.data.video import ClipsSource, FramesDirSource, FrameSource, make_source
 

@@ -45,12 +45,12 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from vmaedet.constants import CLIP_LEN, FRAME_STRIDE, SEED_FPS
 from vmaedet.errors import DataError
 
 #: The seed's frame offsets relative to the keyframe at 25 fps (16 frames, stride 4).
-SEED_FPS = 25
-NUM_FRAMES = 16
-STRIDE = 4
+NUM_FRAMES = CLIP_LEN
+STRIDE = FRAME_STRIDE
 SEED_OFFSETS: tuple[int, ...] = tuple(-31 + STRIDE * k for k in range(NUM_FRAMES))
 TEMPORAL_RULES = ("auto", "frames", "time")
 

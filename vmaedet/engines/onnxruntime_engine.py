@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from vmaedet.errors import BackendUnavailable, EngineError
-from vmaedet.export.manifest import open_artifact
+from vmaedet.artifacts import open_artifact
 from vmaedet.engines.base import Engine
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"

@@ -28,14 +28,14 @@ from typing import Any
 import torch
 
 from vmaedet.errors import BackendUnavailable, EngineError
-from vmaedet.export.manifest import open_artifact
+from vmaedet.artifacts import open_artifact
 from vmaedet.export.tensorrt import check_engine_compat, gpu_identity, require_tensorrt_runtime
 from vmaedet.engines.base import Engine
 
 #: A harmless padding roi (a 16×16 box in clip 0) for CUDA-graph replay.
 _PAD_ROI = (0.0, 0.0, 0.0, 16.0, 16.0)
 #: The Python module defining the ``vmaedet::RoIAlignMax`` plugin (imported for JIT engines only).
-PLUGIN_MODULE = "vmaedet.export.plugins.roi_align_max_trt"
+PLUGIN_MODULE = "vmaedet.ops.roi_align_trt"
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
@@ -109,7 +109,7 @@ class TensorRTEngine(Engine):
                                          fix="rebuild it with the AOT plugin (the default, without --jit), "
                                              "or install the full tensorrt package")
             try:
-                from vmaedet.export.plugins import roi_align_max_trt  # noqa: F401 - JIT: registers the callback's definitions
+                from vmaedet.ops import roi_align_trt  # noqa: F401 - JIT: registers the callback's definitions
             except ImportError as exc:
                 raise BackendUnavailable(f"{path} uses the JIT plugin, whose Python definitions cannot be imported here",
                                          received=f"{type(exc).__name__}: {exc}",

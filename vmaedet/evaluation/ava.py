@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from vmaedet.errors import ConfigError, DataError
-from vmaedet.evaluation.io import AvaRows, check_gt_boxes, read_ava_csv, read_exclusions, read_labelmap
+from vmaedet.data.annotations import AvaRows, check_gt_boxes, read_ava_csv, read_exclusions, read_labelmap
 
 __all__ = ["EvalResult", "EvalWarning", "PROTOCOLS", "check_detection_rows", "evaluate_frame_map"]
 

@@ -5,7 +5,7 @@ the ONNX exporter:
 
 * :func:`export_onnx` — export + parity gate + manifest (``vmaedet.export.onnx``)
 * :func:`convert_to_fp16`, :func:`check_fp16_structure` — the FP16 graph pass (``vmaedet.export.fp16``)
-* :func:`read_manifest`, :func:`write_manifest`, :func:`manifest_path` (``vmaedet.export.manifest``)
+* :func:`read_manifest`, :func:`write_manifest`, :func:`manifest_path` (``vmaedet.artifacts``)
 """
 
 from __future__ import annotations

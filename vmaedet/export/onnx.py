@@ -32,9 +32,9 @@ from vmaedet.errors import ConfigError, ExportError, VmaedetError
 from vmaedet.labels import AVA_ACTIONS
 from vmaedet.models.detector import ActionDetector
 from vmaedet.ops.roi_align import POOLED_SIZE, SPATIAL_SCALE
-from vmaedet.verify import error_stats, merge_stats, random_clip, random_rois, within
+from vmaedet.tools.verify import error_stats, merge_stats, random_clip, random_rois, within
 from vmaedet.export.fp16 import check_fp16_structure, convert_to_fp16
-from vmaedet.export.manifest import CLIP_LEN, FRAME_STRIDE, MANIFEST_FORMAT, library_versions, manifest_path, sha256_file, write_manifest
+from vmaedet.artifacts import CLIP_LEN, FRAME_STRIDE, MANIFEST_FORMAT, library_versions, manifest_path, sha256_file, write_manifest
 
 #: Opsets the exporter accepts: ≥ 17 for a single LayerNormalization node (and RoiAlign-16 modes).
 SUPPORTED_OPSETS = (17, 18, 19, 20)

@@ -26,7 +26,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from vmaedet.errors import ExportError
-from vmaedet.export.plugins import PLUGIN_NAMESPACE, PLUGIN_VERSION, ROI_ALIGN_MAX_OP
+from vmaedet.constants import PLUGIN_NAMESPACE, PLUGIN_VERSION, ROI_ALIGN_MAX_OP
 
 RoiAlignMode = Literal["plugin", "builtin"]
 ROI_ALIGN_MODES: tuple[str, ...] = ("plugin", "builtin")

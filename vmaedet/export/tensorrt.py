@@ -40,8 +40,8 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 from vmaedet.errors import BackendUnavailable, ConfigError, EngineError, ExportError
 from vmaedet.safeio import atomic_path
-from vmaedet.export.manifest import check_artifact_hash, library_versions, read_manifest, sha256_file, write_manifest
-from vmaedet.export.plugins import PLUGIN_VERSION, ROI_ALIGN_MAX_ID
+from vmaedet.artifacts import check_artifact_hash, library_versions, read_manifest, sha256_file, write_manifest
+from vmaedet.constants import PLUGIN_VERSION, ROI_ALIGN_MAX_ID
 from vmaedet.export.surgery import ROI_ALIGN_MODES, prepare_roi_align
 
 log = logging.getLogger(__name__)
@@ -468,7 +468,7 @@ def build_engine(
     graph = prepare_roi_align(onnx.load(str(onnx_path)), roi_align, aot=aot)
     graph_bytes = graph.SerializeToString()
     if roi_align == "plugin":
-        from vmaedet.export.plugins import roi_align_max_trt  # noqa: F401 - registers the tensorrt.plugin definitions
+        from vmaedet.ops import roi_align_trt  # noqa: F401 - registers the tensorrt.plugin definitions
     say(f"graph surgery ({roi_align} RoIAlign): {time.perf_counter() - t0:.1f} s")
 
     gpu = gpu_identity()

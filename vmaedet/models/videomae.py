@@ -24,9 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from vmaedet.constants import CLIP_LEN
+
 PATCH = 16
 TUBELET = 2
-NUM_FRAMES = 16
+NUM_FRAMES = CLIP_LEN
 TRAIN_GRID = 14  # img_size 224 / patch 16
 TABLE_LEN = (NUM_FRAMES // TUBELET) * TRAIN_GRID * TRAIN_GRID  # 1568
 

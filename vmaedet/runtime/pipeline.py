@@ -287,7 +287,7 @@ def _resolve_engine(checkpoint: str | Path | None, engine: Engine | str | Path |
 def _resolve_detector(detector: Any, max_persons: int, device: str) -> Any:
     if hasattr(detector, "detect"):
         return detector
-    from vmaedet.runtime.persons import create_person_detector
+    from vmaedet.persons.base import create_person_detector
 
     return create_person_detector(str(detector), max_persons=max_persons, device=device)
 

@@ -14,12 +14,11 @@ import platform
 from pathlib import Path
 from typing import Any, Mapping
 
+from vmaedet.constants import CLIP_LEN, FRAME_STRIDE
 from vmaedet.errors import EngineError
 
 #: Bumped when a field changes meaning; engines refuse other formats.
 MANIFEST_FORMAT = "vmaedet-artifact-1"
-CLIP_LEN = 16
-FRAME_STRIDE = 4
 
 
 def manifest_path(artifact: str | Path) -> Path:

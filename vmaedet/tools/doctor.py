@@ -80,7 +80,7 @@ def collect() -> list[dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001
         add("OpenCV", False, str(exc))
     try:
-        from vmaedet.runtime.ssdlite import graph_path
+        from vmaedet.persons.ssdlite import graph_path
 
         p = graph_path()
         add("person detector (ssdlite)", p.exists(), str(p))

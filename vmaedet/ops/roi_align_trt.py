@@ -32,7 +32,7 @@ import numpy.typing as npt
 import tensorrt as trt
 import tensorrt.plugin as trtp
 
-from vmaedet.export.plugins import ROI_ALIGN_MAX_ID
+from vmaedet.constants import ROI_ALIGN_MAX_ID
 
 #: Attribute annotations (the ONNX parser's plugin field types for FLOAT / INT node attributes).
 Float32Attr = npt.NDArray[np.float32]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vmaedet.demo import DemoConfig, demo_ok, learned, print_summary, run_demo
+from vmaedet.tools.demo import DemoConfig, demo_ok, learned, print_summary, run_demo
 
 
 @pytest.mark.slow

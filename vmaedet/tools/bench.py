@@ -111,7 +111,7 @@ def count_flops(model: ActionDetector, clip: torch.Tensor, rois: torch.Tensor) -
 
 def make_inputs(input_hw: tuple[int, int], k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A clip of real-frame scale and K random person rois inside it (the verify ladder's inputs)."""
-    from vmaedet.verify import random_clip, random_rois
+    from vmaedet.tools.verify import random_clip, random_rois
 
     g = torch.Generator().manual_seed(seed)
     return random_clip(input_hw, g), random_rois(k, input_hw, g)  # [1, 3, 16, H, W], [K, 5]

@@ -125,7 +125,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from vmaedet.models.checkpoints import load_detector, save_detector
     from vmaedet.train.evaluate import evaluate_checkpoint
     from vmaedet.train.loop import initial_model, train
-    from vmaedet.verify import run_ladder
+    from vmaedet.tools.verify import run_ladder
 
     out = cfg.out.resolve()
     previous = check_out(out, cfg.overwrite)

@@ -170,7 +170,7 @@ def test_numpy_attribute_check_matches_this_numpy() -> None:
 # -- step 4's helpers on the CPU ----------------------------------------------------------------------
 @pytest.mark.parametrize("variant", ["vit_micro", "vit_seed_tiny"])
 def test_analytic_flops_match_the_flop_counter(variant: str) -> None:
-    from vmaedet.bench import count_flops
+    from vmaedet.tools.bench import count_flops
 
     model = create_detector(variant).eval()
     clip, rois = gpu_check.random_inputs(HW, 3)

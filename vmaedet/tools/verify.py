@@ -162,7 +162,7 @@ def run_rung(engine: Any, label: str, inputs: LadderInputs, tolerances: dict[str
 def _artifact_engine(path: Path) -> tuple[str, Any]:
     """(engine name, engine) for an artifact, chosen by its manifest's format."""
     from vmaedet.engines import create_engine
-    from vmaedet.export.manifest import read_manifest
+    from vmaedet.artifacts import read_manifest
 
     fmt = read_manifest(path)["artifact"]["format"]
     name = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "engine": "tensorrt"}.get(fmt)
@@ -173,7 +173,7 @@ def _artifact_engine(path: Path) -> tuple[str, Any]:
 
 def checkpoint_from_manifests(artifacts: Sequence[Path]) -> Path:
     """The checkpoint recorded at export (same path and sha256 in every manifest, file unchanged)."""
-    from vmaedet.export.manifest import read_manifest, sha256_file
+    from vmaedet.artifacts import read_manifest, sha256_file
 
     recorded = {(m.get("checkpoint") or {}).get("path"): (m.get("checkpoint") or {}).get("sha256")
                 for m in (read_manifest(a) for a in artifacts)}
@@ -207,7 +207,7 @@ def run_ladder(model: torch.nn.Module, artifacts: Sequence[Path] = (), torch_pre
         ks: person counts, one random clip per entry (capped at the artifacts' max_persons).
     """
     from vmaedet.engines.torch_engine import TorchEngine
-    from vmaedet.export.manifest import read_manifest
+    from vmaedet.artifacts import read_manifest
 
     manifests = [read_manifest(a) for a in artifacts]
     geometries = {tuple(m["input"]["clip_hw"]) for m in manifests}

@@ -10,10 +10,10 @@ import jsonschema
 import pytest
 import torch
 
-from vmaedet.bench import BenchConfig, count_flops, make_inputs, measure_matmul_peak, plot_latency, run_benchmark
+from vmaedet.tools.bench import BenchConfig, count_flops, make_inputs, measure_matmul_peak, plot_latency, run_benchmark
 from vmaedet.models import create_detector
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "bench_schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "bench_schema.json").read_text())
 
 
 def _analytic_flops(n_tokens: int, d: int, depth: int, k: int, classes: int = 80) -> int:
