@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from vmaedet.data.ava import build_dataset, collate_clips
 from vmaedet.envinfo import environment, write_json
 from vmaedet.data.synthetic import generate
-from vmaedet.data.video import write_clips_layout, write_frames_layout
+from vmaedet.data.layouts import write_clips_layout, write_frames_layout
 
 
 def _rate(ds, workers: int, batch: int) -> dict:

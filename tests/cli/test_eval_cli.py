@@ -73,13 +73,12 @@ def test_checkpoint_mode_needs_both_options(tmp_path: Path, capsys: pytest.Captu
 def test_checkpoint_mode_runs_the_model_and_evaluates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from vmaedet.data.synthetic import generate
     from vmaedet.data.annotations import read_ava_csv, read_labelmap
-    from vmaedet.models import create_detector
+    from vmaedet.models import PreprocessConfig, create_detector
     from vmaedet.models.checkpoints import save_detector
 
     data = tmp_path / "data"
     generate(data, videos=2, seconds=6, seed=1, overwrite=True)
-    model = create_detector("vit_micro")
-    model.short_side = 128
+    model = create_detector("vit_micro", preprocess=PreprocessConfig(short_side=128))
     ckpt = save_detector(model, tmp_path / "m.safetensors")
     out = tmp_path / "m.json"
     assert main(["eval", "--checkpoint", str(ckpt), "--data", str(data), "--protocol", "seed", "--json", str(out),

@@ -11,7 +11,7 @@ import torch
 
 from vmaedet.data.ava import AVADataset, build_dataset
 from vmaedet.data.synthetic import generate
-from vmaedet.data.video import VideoFileSource
+from vmaedet.data.layouts import VideoFileSource
 
 
 class CountingSource(VideoFileSource):

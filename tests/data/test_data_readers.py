@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from vmaedet.data.ava import AVADataset, collate_clips, read_annotations, read_proposals
-from vmaedet.data.video import (ClipsSource, FramesDirSource, VideoFileSource, decode_all, frame_offsets,
-                                write_clips_layout, write_frames_layout, write_video)
+from vmaedet.data.annotations import read_annotations, read_proposals
+from vmaedet.data.ava import AVADataset, collate_clips
+from vmaedet.data.layouts import (ClipsSource, FramesDirSource, VideoFileSource, write_clips_layout,
+                                  write_frames_layout)
+from vmaedet.data.sampling import frame_offsets
+from vmaedet.data.video import decode_all, write_video
 from vmaedet.errors import DataError
 
 N, W, H = 125, 64, 48  # 5 s at 25 fps
@@ -93,7 +96,7 @@ def test_frames_source_time_and_frames_rules(layouts):
     d = layouts / "frames" / "vid_a"
     assert len(list(d.glob("*.jpg"))) == 150 and (d / "vid_a_000001.jpg").is_file()
     # frame j (0-based) of the 30 fps folder is the source frame nearest to time j/30; a tie (j·25/30 = k + ½,
-    # e.g. j = 33) takes the earlier frame — the one tie rule of vmaedet.data.video (was: the later frame)
+    # e.g. j = 33) takes the earlier frame — the one tie rule of vmaedet.data.sampling (was: the later frame)
     src_of = lambda j: min(range(N), key=lambda k: (abs(Fraction(k, 25) - Fraction(j, 30)), k))  # noqa: E731
     time_src = FramesDirSource(layouts / "frames", timestamp_start=0)  # auto → "time" at 30 fps
     got = decode_index(time_src.clip("vid_a", 2))

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vmaedet.data import video
+from vmaedet.data import sampling, video
 from vmaedet.data.validate import check_dataset
-from vmaedet.data.video import FramesDirSource, VideoFileSource, encode_h264, frame_offsets, write_video
+from vmaedet.data.layouts import FramesDirSource, VideoFileSource
+from vmaedet.data.sampling import frame_offsets
+from vmaedet.data.video import encode_h264, write_video
 from vmaedet.errors import DataError
 from vmaedet.runtime import scheduler
 
@@ -54,7 +56,7 @@ def test_keyframe_of_a_timestamp_uses_the_same_tie_rule() -> None:
     # 12.5 fps frame folders: t = 3 s is frame 37.5 → 37 (earlier), t = 1 s is 12.5 → 12
     src = FramesDirSource("/nonexistent", fps=12.5, timestamp_start=0)
     assert (src.keyframe_index(3), src.keyframe_index(1), src.keyframe_index(2)) == (37, 12, 25)
-    assert video.nearest_frame(Fraction(3), 12.5) == brute_nearest(Fraction(3), Fraction(25, 2))
+    assert sampling.nearest_frame(Fraction(3), 12.5) == brute_nearest(Fraction(3), Fraction(25, 2))
 
 
 def coded(n: int, w: int = 64, h: int = 48) -> np.ndarray:
@@ -134,7 +136,7 @@ def test_reader_closes_its_container_when_stream_info_fails(slow_video: Path, mo
     monkeypatch.setattr(video, "_open_container", spy_open)
     monkeypatch.setattr(video, "_stream_info", broken_info)
     with pytest.raises(DataError, match="how many frames"):
-        video._CachedVideoReader(slow_video / "videos" / "v.mp4", None, 10, 10)
+        video.CachedVideoReader(slow_video / "videos" / "v.mp4", None, 10, 10)
     assert len(opened) == 1 and opened[0].closed
 
 

@@ -61,7 +61,7 @@ def test_missing_data_and_config_typo_are_clear(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_cli_train_then_evaluate_checkpoint_on_synthetic_data(tmp_path: Path) -> None:
     from vmaedet.cli.main import main
-    from vmaedet.data.ava import read_exclusions, read_proposals
+    from vmaedet.data.annotations import read_exclusions, read_proposals
     from vmaedet.data.synthetic import generate
     from vmaedet.train.evaluate import evaluate_checkpoint
 

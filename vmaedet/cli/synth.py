@@ -36,7 +36,7 @@ def synth(
     with progress(videos if videos > 0 else None, "videos", "synth", console=console, transient=True) as bar:
         summary = generate(out, videos=videos, seconds=seconds, seed=seed, width=width, height=height, fps=fps,
                            max_persons=max_persons, val_fraction=val_fraction, overwrite=overwrite,
-                           progress=lambda done, total: bar.update(done))
+                           progress=lambda done, total: bar.update(done), option_names=_FLAGS)
 
     table = Table(title=f"synthetic dataset: {summary.out_dir}", show_header=False)
     table.add_column("field", style="bold")
@@ -55,6 +55,11 @@ def synth(
     console.print(hist)
     console.print(f"next: [bold]vmaedet data check {out}[/]  then  "
                   f"[bold]vmaedet train --config tiny --data {out}[/]")
+
+
+#: The flag of each :func:`vmaedet.data.synthetic.generate` option, for its error messages.
+_FLAGS = {"videos": "--videos", "seconds": "--seconds", "width": "--width", "height": "--height", "fps": "--fps",
+          "max_persons": "--max-persons", "val_fraction": "--val-fraction", "overwrite": "--overwrite"}
 
 
 def register(app: typer.Typer) -> None:

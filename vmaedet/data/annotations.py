@@ -1,40 +1,89 @@
-"""AVA annotation I/O: label maps (``.pbtxt``), box CSVs, excluded-timestamp CSVs, result CSVs.
+"""AVA annotation I/O, the one home of it: box CSVs, proposals, excluded timestamps, label maps, result CSVs.
 
 The CSV layout is the AVA one, with no header::
 
     video_id,timestamp,x1,y1,x2,y2,action_id[,person_id | ,score]
 
 Boxes are normalised ``[0, 1]`` corner coordinates; timestamps are integer seconds, written ``902`` or
-``0902`` (both are the same frame).  Large files are parsed with numpy's C ``loadtxt`` (about a
-second per million rows); when that parser rejects a file, a line-by-line pass finds the first
-bad line and the error names the file and the line.
+``0902`` (both are the same frame). Every malformed input raises :class:`vmaedet.errors.DataError`
+naming the file and the line.
+
+Two readers of the same files, for two jobs (both use :data:`GT_FORMAT` / :data:`DETECTION_FORMAT` /
+:data:`PROPOSAL_FORMAT` and the helpers below):
+
+* **columns** — :func:`read_ava_csv` → :class:`AvaRows` (numpy columns) for evaluation and results.
+  Large files are parsed with numpy's C ``loadtxt`` (about a second per million rows); when that
+  parser rejects a file, a line-by-line pass finds the first bad line. Detections need an action id
+  and a score; values must be finite, timestamps ≥ 0, action ids ≥ 1; inverted ground-truth boxes
+  are refused (:func:`check_gt_boxes`).
+* **records** — :func:`read_annotations` / :func:`read_proposals` → :class:`BoxRow` per row for the
+  dataset and the person-proposal detector, with the dataset's stricter checks: boxes inside
+  [0, 1] and non-empty (:func:`box_problems`), ground-truth action ids in 1..80, and proposals whose
+  action column may be blank. Also reads the seed's COCO-json proposals (:func:`read_coco_proposals`).
+  :func:`iter_csv` + :func:`parse_row` are the same row parser for the dataset validator, which
+  collects every bad row instead of stopping at the first.
+
+The two readers differ on purpose where their jobs differ: a proposal row may leave the action blank
+(records) while a detection row must name one (columns); the record reader accepts a quoted field
+and an integer written as ``902.0``, and checks the box range, which a results file the evaluator
+ranks does not need. Both skip blank lines and accept 7 or 8 ground-truth columns (the 8th the
+person id).
+
+Writing: :func:`write_ava_csv` (the seed's ``write_csv`` format, :data:`AVA_ROW_FORMAT`), atomically.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from vmaedet.constants import NUM_CLASSES
 from vmaedet.errors import DataError
 
 __all__ = [
+    "AVA_ROW_FORMAT",
+    "DETECTION_FORMAT",
+    "GT_FORMAT",
+    "PROPOSAL_FORMAT",
     "AvaRows",
+    "BoxRow",
+    "box_problems",
     "check_gt_boxes",
+    "format_ava_rows",
+    "iter_csv",
+    "parse_row",
+    "read_annotations",
     "read_ava_csv",
+    "read_coco_images",
+    "read_coco_proposals",
     "read_exclusions",
+    "read_json",
     "read_labelmap",
+    "read_proposals",
+    "read_rows",
     "write_ava_csv",
 ]
 
-_CSV_LAYOUT_GT = "video_id,timestamp,x1,y1,x2,y2,action_id[,person_id]"
-_CSV_LAYOUT_DET = "video_id,timestamp,x1,y1,x2,y2,action_id,score"
+#: Ground-truth rows: the 8th column, when present, is the person id.
+GT_FORMAT = "video_id,timestamp,x1,y1,x2,y2,action_id[,person_id]"
+#: Detection (result) rows: 8 columns, the score last.
+DETECTION_FORMAT = "video_id,timestamp,x1,y1,x2,y2,action_id,score"
+#: Person-proposal rows: 8 columns, the action column may be blank, the score last.
+PROPOSAL_FORMAT = "video_id,timestamp,x1,y1,x2,y2,[action_id],score"
+#: ``%``-format of one written row (the seed's ``write_csv``): 4-digit timestamp, 5 decimals.
+AVA_ROW_FORMAT = "%s,%04d,%.5f,%.5f,%.5f,%.5f,%d,%.5f"
+
+_CSV_LAYOUT_GT = GT_FORMAT
+_CSV_LAYOUT_DET = DETECTION_FORMAT
+
 
 
 @dataclass(frozen=True)
@@ -111,6 +160,7 @@ class AvaRows:
         return np.asarray(self.videos, dtype=object)[self.video_index]
 
 
+
 # ----------------------------------------------------------------------------------------------
 # label maps
 
@@ -155,6 +205,41 @@ def read_labelmap(path: str | Path) -> dict[int, str]:
                         expected='entries like item { name: "walk" id: 14 } or label { ... label_id: 14 }',
                         fix="pass the AVA action list .pbtxt")
     return labelmap
+
+
+# ----------------------------------------------------------------------------------------------
+# files
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read the {what} {path}", received=f"{type(exc).__name__}: {exc}",
+                        expected="a readable file", fix="check the path") from None
+
+
+def _read_text(path: Path, what: str) -> str:
+    return _read_bytes(path, what).decode("utf-8", errors="replace")
+
+
+def _require_file(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{what} not found", received=str(p), expected=f"an existing {what}",
+                        fix="check the path (or the dataset root layout: vmaedet data check ROOT)")
+    return p
+
+
+
+def read_json(p: Path) -> object:
+    """The parsed contents of a JSON file; :class:`DataError` when it is not valid UTF-8 JSON."""
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p} is not valid JSON", received=str(exc), expected="a JSON file",
+                        fix="regenerate the file") from None
+
 
 
 # ----------------------------------------------------------------------------------------------
@@ -313,6 +398,198 @@ def _raise_bad_line(path: Path, data: bytes, with_scores: bool, ncols_expected: 
                     expected=layout, fix="check the encoding and the delimiters (commas, one row per line)")
 
 
+# ----------------------------------------------------------------------------------------------
+# box CSVs as records (datasets, proposals)
+
+
+@dataclass(frozen=True)
+class BoxRow:
+    """One parsed CSV row: a normalised box of one keyframe with its action id / score."""
+
+    video_id: str
+    timestamp: int
+    box: tuple[float, float, float, float]
+    action_id: int | None
+    person_id: int | None = None
+    score: float = 1.0
+    line: int = 0
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """``(video_id, timestamp)``: the keyframe of this row."""
+        return self.video_id, self.timestamp
+
+
+
+def iter_csv(path: str | Path, what: str = "CSV file") -> Iterator[tuple[int, list[str]]]:
+    """``(line_number, fields)`` for every non-blank line (1-based line numbers)."""
+    p = _require_file(path, what)
+    try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            for lineno, fields in enumerate(csv.reader(fh), start=1):
+                if fields and any(f.strip() for f in fields):
+                    yield lineno, [f.strip() for f in fields]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{what} is not UTF-8 text", received=f"{p} ({exc})", expected="a CSV text file",
+                        fix="check that the path names the CSV, not a binary file") from None
+
+
+def _int(text: str, name: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            f = float(text)
+        except ValueError:
+            raise ValueError(f"{name} {text!r} is not a number") from None
+        if not f.is_integer():
+            raise ValueError(f"{name} {text!r} is not an integer") from None
+        return int(f)
+
+
+def _float(text: str, name: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not a number") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{name} {text!r} is not finite")
+    return v
+
+
+def box_problems(box: Sequence[float]) -> list[str]:
+    """Messages for a normalised box outside [0, 1] or inverted/empty (empty list when fine)."""
+    x1, y1, x2, y2 = box
+    msgs = []
+    if min(box) < 0 or max(box) > 1:
+        msgs.append(f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside [0, 1]")
+    if x2 <= x1 or y2 <= y1:
+        msgs.append(f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is inverted or empty (needs x1 < x2 and y1 < y2)")
+    return msgs
+
+
+
+def parse_row(fields: list[str], kind: str, line: int = 0) -> BoxRow:
+    """Parse one GT (``kind="gt"``) or proposal (``kind="proposal"``) row; ValueError says what is wrong.
+
+    Box range/order is not checked here (see :func:`box_problems`).
+    """
+    n = len(fields)
+    if kind == "gt" and n not in (7, 8):
+        raise ValueError(f"{n} columns, expected 7 or 8 ({GT_FORMAT})")
+    if kind == "proposal" and n != 8:
+        raise ValueError(f"{n} columns, expected 8 ({PROPOSAL_FORMAT})")
+    if not fields[0]:
+        raise ValueError("empty video_id")
+    ts = _int(fields[1], "timestamp")
+    box = tuple(_float(fields[2 + i], name) for i, name in enumerate(("x1", "y1", "x2", "y2")))
+    if kind == "gt":
+        action = _int(fields[6], "action_id")
+        person = _int(fields[7], "person_id") if n == 8 and fields[7] else None
+        return BoxRow(fields[0], ts, box, action, person, 1.0, line)
+    action = _int(fields[6], "action_id") if fields[6] else None
+    return BoxRow(fields[0], ts, box, action, None, _float(fields[7], "score"), line)
+
+
+def _row_error(path: Path, line: int, msg: str, fmt: str) -> DataError:
+    return DataError(f"malformed row in {path}:{line}: {msg}", received=f"{path}:{line}", expected=fmt,
+                     fix="correct or delete that line (vmaedet data check ROOT lists every bad row)")
+
+
+def read_rows(path: str | Path, kind: str) -> list[BoxRow]:
+    """All rows of a GT or proposal CSV; the first bad row raises DataError with file:line."""
+    p = Path(path)
+    fmt = GT_FORMAT if kind == "gt" else PROPOSAL_FORMAT
+    rows = []
+    for line, fields in iter_csv(p, "annotation CSV" if kind == "gt" else "proposal CSV"):
+        try:
+            row = parse_row(fields, kind, line)
+        except ValueError as exc:
+            raise _row_error(p, line, str(exc), fmt) from None
+        problems = box_problems(row.box)
+        if problems:
+            raise _row_error(p, line, "; ".join(problems), fmt)
+        if kind == "gt" and not 1 <= row.action_id <= NUM_CLASSES:
+            raise _row_error(p, line, f"action_id {row.action_id} outside 1..{NUM_CLASSES}", fmt)
+        rows.append(row)
+    return rows
+
+
+def read_annotations(path: str | Path) -> list[BoxRow]:
+    """GT rows of an AVA CSV (``video_id,timestamp,x1,y1,x2,y2,action_id[,person_id]``)."""
+    return read_rows(path, "gt")
+
+# ----------------------------------------------------------------------------------------------
+# person proposals
+
+
+def read_coco_images(path: str | Path) -> dict[int, tuple[str, int, int, int]]:
+    """``image_id → (movie, timestamp, width, height)`` from a COCO-style json's ``images`` list."""
+    p = _require_file(path, "COCO images json")
+    data = read_json(p)
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list):
+        raise DataError("COCO json has no 'images' list", received=str(p),
+                        expected='{"images": [{"id", "movie", "timestamp", "width", "height"}, …]}',
+                        fix="pass the seed's ava_val_v2.2_min.json (AlphAction csv2COCO output)")
+    out = {}
+    for i, im in enumerate(images):
+        try:
+            out[int(im["id"])] = (str(im["movie"]), int(im["timestamp"]), int(im["width"]), int(im["height"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"bad image entry #{i} in {p}", received=repr(im)[:200],
+                            expected="id, movie, timestamp, width, height", fix="regenerate the json") from exc
+    return out
+
+
+
+def read_coco_proposals(path: str | Path, images: dict[int, tuple[str, int, int, int]]) -> list[BoxRow]:
+    """The seed's person detections ``[{image_id, bbox: [x, y, w, h] px, score}]`` as normalised rows.
+
+    xyxy = (x, y, x + w − 1, y + h − 1) (the seed's BoxList convention), clipped to the json
+    image [0, W − 1] × [0, H − 1], then stored normalised like a CSV box: (x1 / W, y1 / H,
+    (x2 + 1) / W, (y2 + 1) / H), so that the dataset's ``normalized_to_pixels`` gives these pixels
+    back.  Entry numbers stand in for line numbers.
+    """
+    p = _require_file(path, "proposal json")
+    data = read_json(p)
+    if not isinstance(data, list):
+        raise DataError("proposal json must be a list of detections", received=f"{p} ({type(data).__name__})",
+                        expected='[{"image_id": int, "bbox": [x, y, w, h], "score": float}, …]',
+                        fix="pass the COCO results list (e.g. ava_val_det_person_bbox.json)")
+    rows = []
+    for i, det in enumerate(data):
+        try:
+            image_id, (x, y, w, h), score = int(det["image_id"]), map(float, det["bbox"]), float(det["score"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"malformed detection #{i} in {p}", received=repr(det)[:200],
+                            expected='{"image_id": int, "bbox": [x, y, w, h], "score": float}',
+                            fix="correct or delete that entry") from None
+        if image_id not in images:
+            raise DataError(f"detection #{i} in {p} names an unknown image_id", received=image_id,
+                            expected="an id of the COCO images json", fix="pass the matching images json")
+        movie, ts, iw, ih = images[image_id]
+        x1, y1 = min(max(x, 0.0), iw - 1), min(max(y, 0.0), ih - 1)
+        x2, y2 = min(max(x + w - 1, 0.0), iw - 1), min(max(y + h - 1, 0.0), ih - 1)
+        rows.append(BoxRow(movie, ts, (x1 / iw, y1 / ih, (x2 + 1) / iw, (y2 + 1) / ih), None, None, score, i + 1))
+    return rows
+
+
+def read_proposals(path: str | Path, coco_images: str | Path | None = None) -> list[BoxRow]:
+    """Person proposals from an AVA-style CSV or (``.json``) the seed's COCO results list."""
+    p = Path(path)
+    if p.suffix.lower() == ".json":
+        if coco_images is None:
+            raise DataError("COCO-json proposals need the images index that maps image_id to movie/timestamp",
+                            received=str(p), expected="coco_images=<ava_val_v2.2_min.json>",
+                            fix="pass coco_images=… (or convert the proposals to CSV)")
+        return read_coco_proposals(p, read_coco_images(coco_images))
+    return read_rows(p, "proposal")
+
+# ----------------------------------------------------------------------------------------------
+# excluded timestamps and results
+
+
 def read_exclusions(path: str | Path) -> set[tuple[str, int]]:
     """Read an AVA excluded-timestamps CSV (``video_id,timestamp``) into a set of frame keys."""
     path = Path(path)
@@ -332,6 +609,7 @@ def read_exclusions(path: str | Path) -> set[tuple[str, int]]:
     return keys
 
 
+
 def write_ava_csv(path: str | Path, rows: AvaRows) -> Path:
     """Write rows as the seed's ``write_csv`` does: ``movie,TTTT,x1,y1,x2,y2,action_id,score``.
 
@@ -345,7 +623,7 @@ def write_ava_csv(path: str | Path, rows: AvaRows) -> Path:
     names = np.asarray(rows.videos, dtype=object)
     cols = [names[rows.video_index].tolist(), rows.timestamps.tolist(), *rows.boxes.T.tolist(),
             rows.action_ids.tolist()]
-    fmt = "%s,%04d,%.5f,%.5f,%.5f,%.5f,%d"
+    fmt = AVA_ROW_FORMAT.rsplit(",", 1)[0]  # the 7 columns before the score
     if rows.scores is not None:
         cols.append(rows.scores.tolist())
         fmt += ",%.5f"
@@ -363,13 +641,8 @@ def write_ava_csv(path: str | Path, rows: AvaRows) -> Path:
     return path
 
 
-def _read_bytes(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read the {what} {path}", received=f"{type(exc).__name__}: {exc}",
-                        expected="a readable file", fix="check the path") from None
 
-
-def _read_text(path: Path, what: str) -> str:
-    return _read_bytes(path, what).decode("utf-8", errors="replace")
+def format_ava_rows(rows: Iterable[tuple[str, int, float, float, float, float, int, float]]) -> list[str]:
+    """Detection rows ``(video_id, timestamp, x1, y1, x2, y2, action_id, score)`` as CSV lines (no newline)
+    in the seed's format (:data:`AVA_ROW_FORMAT`: ``movie,TTTT,x1,y1,x2,y2,action_id,score``)."""
+    return [AVA_ROW_FORMAT % tuple(row) for row in rows]

@@ -1,13 +1,8 @@
-"""AVA-format annotations, person proposals and the keyframe-clip dataset (spec §2, §4).
+"""The AVA keyframe-clip dataset (spec §2, §4): GT boxes or person proposals with their 16-frame clips.
 
-Readers (every malformed row raises :class:`vmaedet.errors.DataError` naming ``file:line``):
-
-* GT rows ``video_id,timestamp,x1,y1,x2,y2,action_id[,person_id]`` (normalised boxes);
-* proposals as AVA-style CSV ``video_id,timestamp,x1,y1,x2,y2,[action],score`` or the seed's COCO
-  results list ``[{"image_id", "bbox": [x, y, w, h] px, "score"}]`` (with the COCO ``images`` index
-  that maps ``image_id`` → movie, timestamp, width, height);
-* excluded timestamps and label maps via :mod:`vmaedet.data.annotations`; timestamps may be written
-  ``902`` or ``0902``.
+The files (GT CSV, proposals as CSV or the seed's COCO json, excluded timestamps, label map) are
+read by :mod:`vmaedet.data.annotations`; the frames come from a layout of
+:mod:`vmaedet.data.layouts`.
 
 Boxes are kept normalised; the dataset turns them into pixels with the seed's convention
 (``vmaedet.ops.boxes.normalized_to_pixels``: x1·W, y1·H, x2·W − 1, y2·H − 1 — csv2COCO followed by
@@ -19,228 +14,25 @@ Dataset contract: :class:`AVADataset`, :func:`collate_clips`, :func:`build_datas
 
 from __future__ import annotations
 
-import csv
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vmaedet.constants import NUM_CLASSES
+from vmaedet.constants import NUM_CLASSES, PATCH_SIZE, SHORT_SIDE
 from vmaedet.errors import DataError
-from vmaedet.data.annotations import read_exclusions, read_labelmap
+from vmaedet.data.annotations import BoxRow, read_annotations, read_exclusions, read_json, read_labelmap, read_proposals
+from vmaedet.data.layouts import FrameSource, make_source
+from vmaedet.data.transforms import (augment, normalize_clip, resize_boxes, resize_clip, resize_frames,
+                                     seed_resize_size, train_transform)
 from vmaedet.ops.boxes import normalized_to_pixels
-from vmaedet.data.transforms import augment, normalize_clip, resize_boxes, resize_clip, resize_frames, seed_resize_size, train_transform
-from vmaedet.data.video import FrameSource, make_source
 
 Key = tuple[str, int]
 #: (clip [3, 16, h, w], boxes [N, 4] in clip pixels, clip (w, h), source (w, h)) of one sample.
 _Sample = tuple[torch.Tensor, np.ndarray, tuple[int, int], tuple[int, int]]
-
-
-# --------------------------------------------------------------------------- rows
-
-
-@dataclass(frozen=True)
-class BoxRow:
-    """One parsed CSV row: a normalised box of one keyframe with its action id / score."""
-
-    video_id: str
-    timestamp: int
-    box: tuple[float, float, float, float]
-    action_id: int | None
-    person_id: int | None = None
-    score: float = 1.0
-    line: int = 0
-
-    @property
-    def key(self) -> Key:
-        return self.video_id, self.timestamp
-
-
-def _require_file(path: str | Path, what: str) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{what} not found", received=str(p), expected=f"an existing {what}",
-                        fix="check the path (or the dataset root layout: vmaedet data check ROOT)")
-    return p
-
-
-def iter_csv(path: str | Path, what: str = "CSV file") -> Iterator[tuple[int, list[str]]]:
-    """``(line_number, fields)`` for every non-blank line (1-based line numbers)."""
-    p = _require_file(path, what)
-    try:
-        with open(p, newline="", encoding="utf-8") as fh:
-            for lineno, fields in enumerate(csv.reader(fh), start=1):
-                if fields and any(f.strip() for f in fields):
-                    yield lineno, [f.strip() for f in fields]
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{what} is not UTF-8 text", received=f"{p} ({exc})", expected="a CSV text file",
-                        fix="check that the path names the CSV, not a binary file") from None
-
-
-def _int(text: str, name: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            f = float(text)
-        except ValueError:
-            raise ValueError(f"{name} {text!r} is not a number") from None
-        if not f.is_integer():
-            raise ValueError(f"{name} {text!r} is not an integer") from None
-        return int(f)
-
-
-def _float(text: str, name: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise ValueError(f"{name} {text!r} is not a number") from None
-    if not np.isfinite(v):
-        raise ValueError(f"{name} {text!r} is not finite")
-    return v
-
-
-def box_problems(box: Sequence[float]) -> list[str]:
-    """Messages for a normalised box outside [0, 1] or inverted/empty (empty list when fine)."""
-    x1, y1, x2, y2 = box
-    msgs = []
-    if min(box) < 0 or max(box) > 1:
-        msgs.append(f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside [0, 1]")
-    if x2 <= x1 or y2 <= y1:
-        msgs.append(f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is inverted or empty (needs x1 < x2 and y1 < y2)")
-    return msgs
-
-
-GT_FORMAT = "video_id,timestamp,x1,y1,x2,y2,action_id[,person_id]"
-PROPOSAL_FORMAT = "video_id,timestamp,x1,y1,x2,y2,[action_id],score"
-
-
-def parse_row(fields: list[str], kind: str, line: int = 0) -> BoxRow:
-    """Parse one GT (``kind="gt"``) or proposal (``kind="proposal"``) row; ValueError says what is wrong.
-
-    Box range/order is not checked here (see :func:`box_problems`).
-    """
-    n = len(fields)
-    if kind == "gt" and n not in (7, 8):
-        raise ValueError(f"{n} columns, expected 7 or 8 ({GT_FORMAT})")
-    if kind == "proposal" and n != 8:
-        raise ValueError(f"{n} columns, expected 8 ({PROPOSAL_FORMAT})")
-    if not fields[0]:
-        raise ValueError("empty video_id")
-    ts = _int(fields[1], "timestamp")
-    box = tuple(_float(fields[2 + i], name) for i, name in enumerate(("x1", "y1", "x2", "y2")))
-    if kind == "gt":
-        action = _int(fields[6], "action_id")
-        person = _int(fields[7], "person_id") if n == 8 and fields[7] else None
-        return BoxRow(fields[0], ts, box, action, person, 1.0, line)
-    action = _int(fields[6], "action_id") if fields[6] else None
-    return BoxRow(fields[0], ts, box, action, None, _float(fields[7], "score"), line)
-
-
-def _row_error(path: Path, line: int, msg: str, fmt: str) -> DataError:
-    return DataError(f"malformed row in {path}:{line}: {msg}", received=f"{path}:{line}", expected=fmt,
-                     fix="correct or delete that line (vmaedet data check ROOT lists every bad row)")
-
-
-def read_rows(path: str | Path, kind: str) -> list[BoxRow]:
-    """All rows of a GT or proposal CSV; the first bad row raises DataError with file:line."""
-    p = Path(path)
-    fmt = GT_FORMAT if kind == "gt" else PROPOSAL_FORMAT
-    rows = []
-    for line, fields in iter_csv(p, "annotation CSV" if kind == "gt" else "proposal CSV"):
-        try:
-            row = parse_row(fields, kind, line)
-        except ValueError as exc:
-            raise _row_error(p, line, str(exc), fmt) from None
-        problems = box_problems(row.box)
-        if problems:
-            raise _row_error(p, line, "; ".join(problems), fmt)
-        if kind == "gt" and not 1 <= row.action_id <= NUM_CLASSES:
-            raise _row_error(p, line, f"action_id {row.action_id} outside 1..{NUM_CLASSES}", fmt)
-        rows.append(row)
-    return rows
-
-
-def read_annotations(path: str | Path) -> list[BoxRow]:
-    """GT rows of an AVA CSV (``video_id,timestamp,x1,y1,x2,y2,action_id[,person_id]``)."""
-    return read_rows(path, "gt")
-
-
-def read_coco_images(path: str | Path) -> dict[int, tuple[str, int, int, int]]:
-    """``image_id → (movie, timestamp, width, height)`` from a COCO-style json's ``images`` list."""
-    p = _require_file(path, "COCO images json")
-    data = _load_json(p)
-    images = data.get("images") if isinstance(data, dict) else None
-    if not isinstance(images, list):
-        raise DataError("COCO json has no 'images' list", received=str(p),
-                        expected='{"images": [{"id", "movie", "timestamp", "width", "height"}, …]}',
-                        fix="pass the seed's ava_val_v2.2_min.json (AlphAction csv2COCO output)")
-    out = {}
-    for i, im in enumerate(images):
-        try:
-            out[int(im["id"])] = (str(im["movie"]), int(im["timestamp"]), int(im["width"]), int(im["height"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"bad image entry #{i} in {p}", received=repr(im)[:200],
-                            expected="id, movie, timestamp, width, height", fix="regenerate the json") from exc
-    return out
-
-
-def _load_json(p: Path) -> object:
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{p} is not valid JSON", received=str(exc), expected="a JSON file",
-                        fix="regenerate the file") from None
-
-
-def read_coco_proposals(path: str | Path, images: dict[int, tuple[str, int, int, int]]) -> list[BoxRow]:
-    """The seed's person detections ``[{image_id, bbox: [x, y, w, h] px, score}]`` as normalised rows.
-
-    xyxy = (x, y, x + w − 1, y + h − 1) (the seed's BoxList convention), clipped to the json
-    image [0, W − 1] × [0, H − 1], then stored normalised like a CSV box: (x1 / W, y1 / H,
-    (x2 + 1) / W, (y2 + 1) / H), so that the dataset's ``normalized_to_pixels`` gives these pixels
-    back.  Entry numbers stand in for line numbers.
-    """
-    p = _require_file(path, "proposal json")
-    data = _load_json(p)
-    if not isinstance(data, list):
-        raise DataError("proposal json must be a list of detections", received=f"{p} ({type(data).__name__})",
-                        expected='[{"image_id": int, "bbox": [x, y, w, h], "score": float}, …]',
-                        fix="pass the COCO results list (e.g. ava_val_det_person_bbox.json)")
-    rows = []
-    for i, det in enumerate(data):
-        try:
-            image_id, (x, y, w, h), score = int(det["image_id"]), map(float, det["bbox"]), float(det["score"])
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"malformed detection #{i} in {p}", received=repr(det)[:200],
-                            expected='{"image_id": int, "bbox": [x, y, w, h], "score": float}',
-                            fix="correct or delete that entry") from None
-        if image_id not in images:
-            raise DataError(f"detection #{i} in {p} names an unknown image_id", received=image_id,
-                            expected="an id of the COCO images json", fix="pass the matching images json")
-        movie, ts, iw, ih = images[image_id]
-        x1, y1 = min(max(x, 0.0), iw - 1), min(max(y, 0.0), ih - 1)
-        x2, y2 = min(max(x + w - 1, 0.0), iw - 1), min(max(y + h - 1, 0.0), ih - 1)
-        rows.append(BoxRow(movie, ts, (x1 / iw, y1 / ih, (x2 + 1) / iw, (y2 + 1) / ih), None, None, score, i + 1))
-    return rows
-
-
-def read_proposals(path: str | Path, coco_images: str | Path | None = None) -> list[BoxRow]:
-    """Person proposals from an AVA-style CSV or (``.json``) the seed's COCO results list."""
-    p = Path(path)
-    if p.suffix.lower() == ".json":
-        if coco_images is None:
-            raise DataError("COCO-json proposals need the images index that maps image_id to movie/timestamp",
-                            received=str(p), expected="coco_images=<ava_val_v2.2_min.json>",
-                            fix="pass coco_images=… (or convert the proposals to CSV)")
-        return read_coco_proposals(p, read_coco_images(coco_images))
-    return read_rows(p, "proposal")
 
 
 # --------------------------------------------------------------------------- dataset
@@ -303,7 +95,7 @@ class AVADataset(Dataset):
         fps: frame rate of a frames folder (default 30) / override for video files.
         box_threshold: minimum proposal score (0.8 as the seed).
         seed: base seed of the random transforms (``set_epoch`` changes the epoch part).
-        temporal_rule: "auto" | "frames" | "time" (see :mod:`vmaedet.data.video`).
+        temporal_rule: "auto" | "frames" | "time" (see :mod:`vmaedet.data.sampling`).
         timestamp_start: first timestamp of a frames folder (900 for real AVA, 0 for synthetic).
         crop_size, short_side, seed_quirk: transform geometry (spec §2).
         cache: keep each keyframe's 16 *resized* uint8 frames in memory after their first decode, so
@@ -331,7 +123,7 @@ class AVADataset(Dataset):
         temporal_rule: str = "auto",
         timestamp_start: int = 900,
         crop_size: int = 224,
-        short_side: int = 256,
+        short_side: int = SHORT_SIDE,
         seed_quirk: bool = True,
         cache: bool = False,
     ) -> None:
@@ -449,7 +241,7 @@ class AVADataset(Dataset):
         }
 
 
-def collate_clips(batch: list[dict], size_divisible: int = 16) -> dict:
+def collate_clips(batch: list[dict], size_divisible: int = PATCH_SIZE) -> dict:
     """Stack samples, zero-pad clips bottom/right to the batch max rounded up to ``size_divisible``.
 
     Returns ``clip [B, 3, 16, Hp, Wp]``, ``rois [K, 5]`` (batch index, x1, y1, x2, y2),
@@ -493,7 +285,7 @@ def build_dataset(root: str | Path, split: str, train: bool, **kw) -> AVADataset
     if split not in ("train", "val"):
         raise DataError("unknown split", received=split, expected="train | val", fix="pass split='train' or 'val'")
     meta_path = root / "meta.json"
-    meta = _load_json(meta_path) if meta_path.is_file() else {}
+    meta = read_json(meta_path) if meta_path.is_file() else {}
     ann = root / "annotations"
     kind = kw.pop("frame_source", "video")
     frames_root = Path(kw.pop("frames_root", root / SOURCE_DIRS.get(kind, kind)))

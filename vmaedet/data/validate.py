@@ -16,10 +16,11 @@ from pathlib import Path
 
 import yaml
 
+from vmaedet.constants import NUM_CLASSES
+from vmaedet.data.annotations import box_problems, iter_csv, parse_row, read_exclusions, read_labelmap
+from vmaedet.data.ava import SOURCE_DIRS
+from vmaedet.data.layouts import ClipsSource, FramesDirSource, FrameSource, make_source
 from vmaedet.errors import ConfigError, DataError
-from vmaedet.data.annotations import read_exclusions, read_labelmap
-from vmaedet.data.ava import NUM_CLASSES, SOURCE_DIRS, box_problems, iter_csv, parse_row
-from vmaedet.data.video import ClipsSource, FramesDirSource, FrameSource, make_source
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def check_dataset(root: str | Path, split: str = "all", config: CheckConfig | No
             paths = cfg.splits.get(name)
             if paths is None:
                 raise ConfigError("unknown split", received=name, expected=sorted(cfg.splits),
-                                  fix="pass --split train, val or all")
+                                  fix="pass split='train', 'val' or 'all' (or a split named in the config)")
             report.summary[name] = _check_split(paths, labelmap, source, report)
     finally:
         source.close()

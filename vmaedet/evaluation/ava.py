@@ -104,7 +104,7 @@ def evaluate_frame_map(
     """
     if protocol not in PROTOCOLS:
         raise ConfigError("unknown evaluation protocol", received=protocol, expected=" or ".join(PROTOCOLS),
-                          fix="use --protocol official (ActivityNet) or seed (VideoMAE's published numbers)")
+                          fix="pass protocol='official' (ActivityNet) or 'seed' (VideoMAE's published numbers)")
     gt_rows = gt if isinstance(gt, AvaRows) else read_ava_csv(gt, with_scores=False)
     det_rows = detections if isinstance(detections, AvaRows) else read_ava_csv(detections, with_scores=True)
     if det_rows.scores is None:
@@ -134,7 +134,7 @@ def evaluate_frame_map(
     if not valid:
         raise DataError("no ground-truth box is left to evaluate", received=_describe(gt_rows, names),
                         expected="ground-truth rows whose action ids are in the label map and frames not excluded",
-                        fix="check that --gt and --labelmap belong together")
+                        fix="check that the ground truth (gt) and the label map (labelmap) belong together")
     return EvalResult(
         mAP=float(np.mean(valid)),
         per_class_ap=per_class,
@@ -177,7 +177,8 @@ def check_detection_rows(det: AvaRows, gt: AvaRows | None = None) -> list[str]:
             out.append(f"{source} looks like a ground-truth file, not detections: every score is an integer "
                        f"({_range(scores)}) and {on_gt} of {len(det)} rows are exactly ground-truth rows, so its "
                        "person ids are read as scores and the mAP means nothing; pass the model's detection CSV "
-                       "(what 'eval --checkpoint' or 'stream --csv' writes)")
+                       "(what `vmaedet eval --checkpoint CKPT --data ROOT` or "
+                       "`vmaedet stream --source VIDEO --csv OUT.csv` writes)")
     outside = int(np.count_nonzero((scores < 0) | (scores > 1)))
     if outside:
         note = " (all integers ≥ 1: person ids rather than scores?)" if integral and scores.min() >= 1 else ""

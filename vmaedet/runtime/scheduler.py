@@ -5,7 +5,7 @@ The seed samples 16 frames at offsets −31, −27, …, +29 frames around the k
 spacing at any frame rate: each of the 16 sampling times takes the frame nearest in time
 (ties go to the earlier frame), so a 30-fps source is sampled at 0.16 s, not every 4th frame.
 At 25 fps this is exactly the seed's frames.  The offsets come from the data loaders' own rule
-(:func:`vmaedet.data.video.frame_offsets`, rule ``"time"``, exact rational arithmetic), so a
+(:func:`vmaedet.data.sampling.frame_offsets`, rule ``"time"``, exact rational arithmetic), so a
 stream and the dataset sample the same frames at every frame rate.  Sampling times before the first frame or after the
 last one take the first/last frame (the seed clamps indices the same way).
 
@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vmaedet.data import video
+from vmaedet import constants
+from vmaedet.data import sampling
 from vmaedet.errors import ConfigError
 
-CLIP_LEN = video.NUM_FRAMES
-FRAME_INTERVAL = video.STRIDE
-SEED_FPS = float(video.SEED_FPS)
-MODES = video.WINDOWS
+CLIP_LEN = constants.CLIP_LEN
+FRAME_INTERVAL = constants.FRAME_STRIDE
+SEED_FPS = float(constants.SEED_FPS)
+MODES = sampling.WINDOWS
 
 
 def _check_mode(mode: str) -> None:
@@ -42,13 +43,13 @@ def _check_mode(mode: str) -> None:
 def sample_offsets(mode: str = "centered") -> np.ndarray:
     """The 16 sampling times relative to the keyframe, in seconds (float64)."""
     _check_mode(mode)
-    return np.array([float(t) for t in video.sample_times(mode)], dtype=np.float64)  # [16]
+    return np.array([float(t) for t in sampling.sample_times(mode)], dtype=np.float64)  # [16]
 
 
 def frame_offsets(mode: str, fps: float) -> np.ndarray:
     """The 16 sampling offsets in frames at ``fps``: nearest frame in time, ties to the earlier one."""
     _check_mode(mode)
-    return np.array(video.frame_offsets(fps, "time", window=mode), dtype=np.int64)  # [16]
+    return np.array(sampling.frame_offsets(fps, "time", window=mode), dtype=np.int64)  # [16]
 
 
 @dataclass
