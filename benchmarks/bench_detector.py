@@ -13,22 +13,16 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import time
 from typing import Callable
 
 import numpy as np
 
 
 def _percentiles(fn: Callable[[], object], warmup: int, iters: int) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
-            "mean_ms": float(np.mean(times)), "fps_p50": 1000.0 / float(np.percentile(times, 50))}
+    from vmaedet.tools.timing import time_calls
+
+    t = time_calls(fn, repeats=iters, warmup=warmup)  # the project's one timing loop and percentile
+    return {"p50_ms": 1e3 * t.p50_s, "p95_ms": 1e3 * t.p95_s, "mean_ms": 1e3 * t.mean_s, "fps_p50": 1.0 / t.p50_s}
 
 
 def _frame() -> np.ndarray:

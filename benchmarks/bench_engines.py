@@ -5,13 +5,18 @@ padding), 8 persons.  Each engine gets warm-up runs, then ≥ 5 timed runs; the 
 median/p95/mean latency, throughput, the ratios to torch fp32, the error of each engine vs torch
 fp32, and the environment (benchmarks.common.environment()).
 
+A thin front of the library: engines come from ``vmaedet.engines.open_engine``, the timing loop is
+``vmaedet.tools.bench.time_engine`` (``vmaedet.tools.timing``: the percentile definition of
+``vmaedet bench``), the error statistics from ``vmaedet.export.parity``.  ``vmaedet bench`` is the
+full matrix (engines × precisions × persons, FLOPs, % of peak); this script is its fixed
+three-engine comparison with speed ratios.
+
     .venv/bin/python benchmarks/bench_engines.py [--runs 5] [--warmup 1] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -23,28 +28,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import environment, write_json  # noqa: E402
-from vmaedet.engines import create_engine  # noqa: E402
+from vmaedet.engines import open_engine  # noqa: E402
 from vmaedet.export.onnx import export_onnx  # noqa: E402
+from vmaedet.export.parity import error_stats, random_clip, random_rois  # noqa: E402
 from vmaedet.models import create_detector  # noqa: E402
-from vmaedet.tools.verify import error_stats, random_clip, random_rois  # noqa: E402
+from vmaedet.tools.bench import time_engine as _time_engine  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_engines.json"
 
 
 def time_engine(engine: Any, clip: torch.Tensor, rois: torch.Tensor, runs: int, warmup: int) -> tuple[dict[str, float], torch.Tensor]:
-    """Latency statistics (seconds) of ``engine.infer`` and its last output."""
-    for _ in range(warmup):
-        out = engine.infer(clip, rois)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        out = engine.infer(clip, rois)  # [K, 80]
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
-    stats = {"median_s": statistics.median(times), "p95_s": p95, "mean_s": statistics.fmean(times),
-             "min_s": times[0], "runs": runs, "warmup": warmup, "clips_per_s": 1.0 / statistics.median(times)}
-    return stats, out
+    """Latency statistics (seconds) of ``engine.infer`` and its last output ``[K, 80]``."""
+    t = _time_engine(engine, clip, rois, iters=runs, warmup=warmup)
+    stats = {"median_s": t.p50_s, "p95_s": t.p95_s, "mean_s": t.mean_s, "min_s": t.min_s, "runs": t.runs,
+             "warmup": warmup, "clips_per_s": 1.0 / t.p50_s}
+    return stats, t.result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 5:
         parser.error("--runs must be at least 5")
-    h, w = (int(v) for v in args.input_size.lower().split("x"))
+    try:
+        h, w = (int(v) for v in args.input_size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--input-size must be HxW, e.g. 256x464 (got {args.input_size!r})")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -73,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         onnx_path = export_onnx(model, Path(tmp) / "bench.onnx", input_hw=(h, w), max_persons=args.persons).path
         export_s = time.perf_counter() - t0
         engines = {
-            "torch-fp32": lambda: create_engine("torch", model, precision="fp32"),
-            "torch-bf16": lambda: create_engine("torch", model, precision="bf16"),
-            "onnxruntime-fp32": lambda: create_engine("onnxruntime", onnx_path, providers=["cpu"], threads=args.threads),
+            "torch-fp32": lambda: open_engine(model, "torch", precision="fp32", device="cpu"),
+            "torch-bf16": lambda: open_engine(model, "torch", precision="bf16", device="cpu"),
+            "onnxruntime-fp32": lambda: open_engine(onnx_path, device="cpu", threads=args.threads),
         }
         outputs = {}
         for name, make in engines.items():

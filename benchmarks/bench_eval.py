@@ -55,12 +55,10 @@ def make_case(frames: int, seed: int = 0) -> tuple[AvaRows, AvaRows]:
 
 
 def _timed(fn, repeats: int) -> tuple[list[float], object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return times, out
+    from vmaedet.tools.timing import time_calls
+
+    t = time_calls(fn, repeats=repeats, warmup=0)  # the project's one timing loop; every run is recorded
+    return list(t.times_s), t.result
 
 
 def main() -> None:

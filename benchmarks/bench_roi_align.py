@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -27,21 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO_ROOT, write_json  # noqa: E402
 
 from vmaedet.ops.roi_align import roi_align_max, roi_align_max_reference, roi_align_max_triton  # noqa: E402
+from vmaedet.tools.timing import time_calls  # noqa: E402
 
 
 def _time(fn: Callable[[], torch.Tensor], repeats: int, cuda: bool) -> dict[str, float]:
-    fn()  # warm-up (and Triton compilation)
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return {"p50_ms": 1e3 * statistics.median(times), "p95_ms": 1e3 * times[int(0.95 * (len(times) - 1))]}
+    """One warm-up (and Triton compilation), then ``repeats`` timed runs, CUDA synchronised around each."""
+    t = time_calls(fn, repeats=repeats, warmup=1, sync=torch.cuda.synchronize if cuda else None)
+    return {"p50_ms": 1e3 * t.p50_s, "p95_ms": 1e3 * t.p95_s}
 
 
 def main() -> None:

@@ -832,7 +832,7 @@ def ort_check(model: Any, reference: Any, clip: Any, rois: Any, workdir: Path, *
                 clip_b, rois_b = clip.to(bound.device), rois.to(bound.device)
                 run_bound: Callable[[], Any] = lambda: bound.infer(clip_b, rois_b)  # noqa: E731
             else:
-                names = getattr(host, "names", None) or host.manifest["input"]["names"]
+                names = getattr(host, "names", None) or host.manifest.input.names.as_dict()
                 run_bound = _raw_binding(host.session, names, clip, rois, device)
             for mode, fn in (("host_feeds", lambda: host.infer(clip, rois)), ("io_binding", run_bound)):
                 stats = error_stats(reference, fn())  # [K, 80] vs the CPU fp32 torch logits
@@ -867,7 +867,7 @@ def step_onnxruntime(ctx: Context, rec: dict[str, Any]) -> None:
         _skip(rec, f"skipped: not installed (onnxruntime-gpu: onnxruntime {ort.__version__} offers {providers}, "
                    "no CUDAExecutionProvider)")
         return
-    for dep in ("onnx", "onnxscript"):
+    for dep in ("onnx",):
         if importlib.util.find_spec(dep) is None:
             _skip(rec, f"skipped: not installed ({dep}, needed to export the graphs)")
             return
@@ -895,7 +895,7 @@ def step_tensorrt(ctx: Context, rec: dict[str, Any]) -> None:
     if importlib.util.find_spec("tensorrt") is None:
         _skip(rec, "skipped: not installed (tensorrt)")
         return
-    for dep in ("onnx", "onnxscript"):
+    for dep in ("onnx",):
         if importlib.util.find_spec(dep) is None:
             _skip(rec, f"skipped: not installed ({dep}, needed to export the graph)")
             return

@@ -233,7 +233,7 @@ def test_ort_check_runs_on_the_cpu_provider(tmp_path: Path) -> None:
     from vmaedet.engines.onnxruntime_engine import OnnxRuntimeEngine
 
     with OnnxRuntimeEngine(tmp_path / "ort_fp32.onnx", providers=["cpu"]) as eng:
-        bound = gpu_check._raw_binding(eng.session, eng.manifest["input"]["names"], clip, rois, "cpu")
+        bound = gpu_check._raw_binding(eng.session, eng.manifest.input.names.as_dict(), clip, rois, "cpu")
         torch.testing.assert_close(bound(), eng.infer(clip, rois), rtol=0, atol=1e-6)
 
 

@@ -363,43 +363,46 @@ def test_io_binding_equals_numpy_feeds_on_the_cpu(artifact: Path, monkeypatch: p
 
 # -- the stream runs the artifact where --device says (row 15) ---------------------------------
 def test_stream_passes_the_device_to_artifact_engines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from vmaedet.engines import base
     from vmaedet.runtime import pipeline
 
-    calls = []
-    monkeypatch.setattr(pipeline, "create_engine", lambda name, *a, **k: calls.append((name, a, k)) or "engine")
+    calls = []  # the stream opens engines through open_engine, which creates them by name here
+    monkeypatch.setattr(base, "create_engine", lambda name, *a, **k: calls.append((name, a, k)) or "engine")
     for artifact_name, device, name in (("m.onnx", "cuda", "onnxruntime"), ("m.onnx", "cpu", "onnxruntime"),
                                         ("m.engine", "cuda:1", "tensorrt"), ("m.plan", "cuda", "tensorrt")):
-        assert pipeline._resolve_engine(None, tmp_path / artifact_name, "torch", device) == "engine"
+        assert pipeline._open_engine(tmp_path / artifact_name, "torch", device) == "engine"
         assert calls[-1] == (name, (tmp_path / artifact_name,), {"device": device})
     with pytest.raises(ConfigError, match="TensorRT engine runs on a CUDA GPU"):  # not silently elsewhere
-        pipeline._resolve_engine(None, tmp_path / "m.engine", "torch", "cpu")
+        pipeline._open_engine(tmp_path / "m.engine", "torch", "cpu")
 
 
 def test_stream_device_auto(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The default device "auto": a TensorRT plan runs on the GPU without a device given; an ONNX artifact
     lets onnxruntime choose (CUDA only where its provider exists); checkpoints follow the GPU."""
+    from vmaedet.engines import base
     from vmaedet.runtime import pipeline
 
     calls = []
-    monkeypatch.setattr(pipeline, "create_engine", lambda name, *a, **k: calls.append((name, k)) or "engine")
+    monkeypatch.setattr(base, "create_engine", lambda name, *a, **k: calls.append((name, k)) or "engine")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    pipeline._resolve_engine(None, tmp_path / "m.engine", "torch", "auto")
-    pipeline._resolve_engine(None, tmp_path / "m.onnx", "torch", "auto")
-    pipeline._resolve_engine(tmp_path / "m.safetensors", None, "torch", "auto")
-    assert calls == [("tensorrt", {"device": "cuda"}), ("onnxruntime", {"device": None}), ("torch", {"device": "cuda"})]
+    pipeline._open_engine(tmp_path / "m.engine", "torch", "auto")
+    pipeline._open_engine(tmp_path / "m.onnx", "torch", "auto")
+    pipeline._open_engine(tmp_path / "m.safetensors", "torch", "auto")
+    # onnxruntime gets no device: its default (CUDA only where its provider exists and a GPU is seen)
+    assert calls == [("tensorrt", {"device": "cuda"}), ("onnxruntime", {}), ("torch", {"device": "cuda"})]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
-        pipeline._resolve_engine(None, tmp_path / "m.engine", "torch", "auto")
-    pipeline._resolve_engine(tmp_path / "m.safetensors", None, "torch", "auto")
+        pipeline._open_engine(tmp_path / "m.engine", "torch", "auto")
+    pipeline._open_engine(tmp_path / "m.safetensors", "torch", "auto")
     assert calls[-1] == ("torch", {"device": "cpu"})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 def test_stream_on_cuda_without_a_gpu_is_refused(artifact: Path) -> None:
-    from vmaedet.runtime.pipeline import _resolve_engine
+    from vmaedet.runtime.pipeline import _open_engine
 
     with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):
-        _resolve_engine(None, artifact, "onnxruntime", "cuda")
+        _open_engine(artifact, "onnxruntime", "cuda")
 
 
 def test_stream_with_an_onnx_artifact_and_a_device(model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -424,14 +427,17 @@ def test_stream_with_an_onnx_artifact_and_a_device(model, tmp_path: Path, monkey
     proposals = tmp_path / "proposals.csv"
     proposals.write_text("".join(f"clip_000,{t},0.1,0.2,0.5,0.85,,0.9\n" for t in range(2)))
     art = export_onnx(model, tmp_path / "m.onnx", source_wh=(w, h), max_persons=4).path
+    from vmaedet.engines import base
+    from vmaedet.runtime.config import StreamConfig
+
     made = []
-    real = pipeline.create_engine
-    monkeypatch.setattr(pipeline, "create_engine", lambda *a, **k: made.append(k) or real(*a, **k))
-    results = list(pipeline.stream(video, engine=art, detector=f"boxes:{proposals}", stride=8, device="cpu"))
+    real = base.create_engine  # what open_engine creates engines with
+    monkeypatch.setattr(base, "create_engine", lambda *a, **k: made.append(k) or real(*a, **k))
+    results = list(pipeline.stream(video, art, StreamConfig(stride=8, device="cpu"), person_detector=f"boxes:{proposals}"))
     assert made == [{"device": "cpu"}] and results and any(len(r.track_ids) for r in results)
     if not torch.cuda.is_available():
         with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):
-            list(pipeline.stream(video, engine=art, detector=f"boxes:{proposals}", stride=8, device="cuda"))
+            list(pipeline.stream(video, art, StreamConfig(stride=8, device="cuda"), person_detector=f"boxes:{proposals}"))
         assert made[-1] == {"device": "cuda"}
 
 

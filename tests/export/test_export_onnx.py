@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from vmaedet.cli.main import main
-from vmaedet.errors import ConfigError, ExportError
+from vmaedet.errors import ConfigError, ExportError, OutputError
 from vmaedet.export import onnx as export_mod
 from vmaedet.export.onnx import export_onnx, resolve_geometry
 from vmaedet.labels import AVA_ACTIONS
@@ -147,7 +147,7 @@ def test_read_only_output_dir(tmp_path: Path) -> None:
     ro.chmod(0o555)
     if os.access(ro, os.W_OK):  # root ignores permissions: use a read-only filesystem instead
         ro = Path("/sys/vmaedet-test-out")
-    with pytest.raises(ExportError, match="cannot write"):
+    with pytest.raises(OutputError, match="could not write the export folder"):  # safeio.check_writable_dir
         export_onnx(create_detector("vit_micro"), ro / "m.onnx", input_hw=HW)
 
 
@@ -223,7 +223,7 @@ def test_large_model_goes_to_external_data(tmp_path: Path, monkeypatch: pytest.M
     data = tmp_path / "big.onnx.data"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data", "big.onnx.json"]
     assert 10_000 < data.stat().st_size and result.path.stat().st_size < data.stat().st_size / 4
-    assert result.manifest["artifact"]["external_data"]["file"] == "big.onnx.data"
+    assert result.manifest.artifact.external_data.file == "big.onnx.data"
     clip, rois = _clip_and_rois(2, seed=5)
     with OnnxRuntimeEngine(result.path) as eng:
         torch.testing.assert_close(eng.infer(clip[..., :64, :96], rois.clamp(max=60)),
@@ -238,4 +238,4 @@ def test_other_supported_opsets(tmp_path: Path, opset: int) -> None:
     result = export_onnx(create_detector("vit_micro").eval(), tmp_path / "m.onnx", input_hw=(64, 96), max_persons=2, opset=opset)
     graph = onnx.load(str(result.path))
     assert [o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")] == [opset]
-    assert result.manifest["verification"]["max_abs_logit"] <= 1e-4
+    assert result.manifest.verification.max_abs_logit <= 1e-4

@@ -18,7 +18,8 @@ import torch
 
 from vmaedet.errors import BackendUnavailable, ConfigError, EngineError
 from vmaedet.artifacts import MANIFEST_FORMAT, sha256_file, write_manifest
-from vmaedet.export.tensorrt import build_engine, check_engine_compat, tensorrt_status
+from vmaedet.engines.trt_runtime import check_engine_compat
+from vmaedet.export.tensorrt import build_engine, tensorrt_status
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED = {"vmaedet/export/tensorrt.py", "vmaedet/engines/tensorrt_engine.py", "vmaedet/ops/roi_align_trt.py"}

@@ -25,6 +25,7 @@ import torch
 
 from helpers.fake_tensorrt import FakeCuda, make_plan, make_tensorrt
 from vmaedet.errors import BackendUnavailable, EngineError
+from vmaedet.engines import trt_runtime
 from vmaedet.export import tensorrt as trt_export
 from vmaedet.artifacts import MANIFEST_FORMAT, sha256_file, write_manifest
 
@@ -121,7 +122,7 @@ def test_builder_probe_accepts_10x_and_11x(trt: types.ModuleType) -> None:
     assert ok, reason
     assert trt.__version__ in reason and "H100" in reason
     assert trt_export.require_tensorrt() is trt
-    ok, reason = trt_export.tensorrt_runtime_status()
+    ok, reason = trt_runtime.tensorrt_runtime_status()
     assert ok and reason.startswith(f"tensorrt {trt.__version__}")
 
 
@@ -135,24 +136,24 @@ def test_unsupported_versions_are_refused_with_the_range(monkeypatch: pytest.Mon
     with pytest.raises(BackendUnavailable) as info:
         trt_export.require_tensorrt()
     assert mod.__version__ in str(info.value) and "10.9 ≤ TensorRT < 12" in str(info.value)
-    assert not trt_export.tensorrt_runtime_status().available
+    assert not trt_runtime.tensorrt_runtime_status().available
     with pytest.raises(EngineError, match="10.9 ≤ TensorRT < 12"):
-        trt_export.check_engine_compat({"tensorrt": {"version": mod.__version__}}, tensorrt_version=mod.__version__,
+        trt_runtime.check_engine_compat({"tensorrt": {"version": mod.__version__}}, tensorrt_version=mod.__version__,
                                        gpu_name="x", compute_capability="9.0")
 
 
 @pytest.mark.parametrize("version,ok", [("10.8.0.43", False), ("10.9.0.34", True), ("11.4.1", True), ("12.0", False),
                                         ("garbage", False)])
 def test_version_range(version: str, ok: bool) -> None:
-    assert (trt_export.version_problem(version) is None) == ok
+    assert (trt_runtime.version_problem(version) is None) == ok
 
 
 def test_runtime_only_install_runs_but_cannot_build(monkeypatch: pytest.MonkeyPatch, cuda: FakeCuda) -> None:
     lean = make_tensorrt("10", cuda=cuda, module_name="tensorrt_lean")
     _install(monkeypatch, tensorrt=None, tensorrt_lean=lean)
-    ok, reason = trt_export.tensorrt_runtime_status()
+    ok, reason = trt_runtime.tensorrt_runtime_status()
     assert ok and reason.startswith("tensorrt_lean 10.13")
-    assert trt_export.require_tensorrt_runtime() == (lean, "tensorrt_lean")
+    assert trt_runtime.require_tensorrt_runtime() == (lean, "tensorrt_lean")
     ok, reason = trt_export.tensorrt_status()
     assert not ok and "tensorrt" in reason
     with pytest.raises(BackendUnavailable, match="needs the full tensorrt package"):
@@ -171,12 +172,12 @@ def test_check_engine_compat_version_compatible_plans() -> None:
     built = {"tensorrt": {"version": "10.13.0.35", "version_compatible": True,
                           "gpu": {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}}}
     kw = {"gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
-    trt_export.check_engine_compat(built, tensorrt_version="11.1.0.106", **kw)  # same or later: fine
+    trt_runtime.check_engine_compat(built, tensorrt_version="11.1.0.106", **kw)  # same or later: fine
     with pytest.raises(EngineError, match="newer TensorRT"):
-        trt_export.check_engine_compat(built, tensorrt_version="10.12.0.1", **kw)
+        trt_runtime.check_engine_compat(built, tensorrt_version="10.12.0.1", **kw)
     built["tensorrt"]["version_compatible"] = False
     with pytest.raises(EngineError, match="another TensorRT version"):
-        trt_export.check_engine_compat(built, tensorrt_version="11.1.0.106", **kw)
+        trt_runtime.check_engine_compat(built, tensorrt_version="11.1.0.106", **kw)
 
 
 # -- build_engine on the fake ----------------------------------------------------------------------
@@ -362,8 +363,9 @@ def test_jit_engine_needs_the_plugin_module(trt: types.ModuleType, tmp_path: Pat
 
     jit = {"mode": "plugin", "aot": False, "implementation": "jit"}
     plan = _engine_artifact(tmp_path, trt, roi=jit)
-    with pytest.raises(EngineError, match="--jit") as info:  # the real flag, not a --no-aot that does not exist
+    with pytest.raises(EngineError, match="AOT plugin") as info:  # the real parameter and command, no --no-aot
         create_engine("tensorrt", plan, cuda_graph=True)
+    assert "aot=True" in str(info.value) and "vmaedet export CKPT --trt" in str(info.value)
     assert "--no-aot" not in str(info.value)
     monkeypatch.setitem(sys.modules, PLUGIN_MODULE, None)  # not importable (no tensorrt.plugin / Triton here)
     with pytest.raises(BackendUnavailable, match="JIT plugin"):

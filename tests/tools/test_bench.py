@@ -74,3 +74,26 @@ def test_bench_cli_bad_input() -> None:
     assert main(["bench", "--precision", "fp8"]) == 2
     assert main(["bench", "--engines", "tensorflow"]) == 2
     assert main(["bench", "--input-size", "250x464", "--variant", "vit_micro", "--engines", "torch"]) == 2
+
+
+# -- the one timing loop (vmaedet.tools.timing) -----------------------------------------------------
+def test_time_calls_warms_up_then_times_and_keeps_the_last_result() -> None:
+    from vmaedet.tools.timing import time_calls
+
+    calls, syncs = [], []
+    t = time_calls(lambda: calls.append(len(calls)) or len(calls), repeats=5, warmup=2, sync=lambda: syncs.append(1))
+    assert len(calls) == 7 and t.runs == 5 and t.warmup == 2 and t.result == 7
+    assert len(syncs) == 1 + 2 * 5  # once after the warm-up, then before and after every timed run
+    assert all(s >= 0 for s in t.times_s) and t.min_s <= t.p50_s <= t.p95_s <= max(t.times_s)
+    with pytest.raises(ValueError):
+        time_calls(lambda: None, repeats=0)
+
+
+def test_one_percentile_definition() -> None:
+    """Interpolated percentiles: p95 of five runs lies between the 4th and 5th (the old scripts took one run)."""
+    from vmaedet.tools.timing import Timing, percentile
+
+    t = Timing((0.5, 0.1, 0.4, 0.2, 0.3), warmup=0)
+    assert t.p50_s == pytest.approx(0.3) and t.p95_s == pytest.approx(0.48) and t.mean_s == pytest.approx(0.3)
+    assert t.ms() == pytest.approx({"p50": 300.0, "p95": 480.0, "mean": 300.0, "min": 100.0})
+    assert percentile([1.0, 2.0], 50) == 1.5

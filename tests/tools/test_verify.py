@@ -13,7 +13,7 @@ from vmaedet.cli.main import main
 from vmaedet.export.onnx import export_onnx
 from vmaedet.models import create_detector
 from vmaedet.models.checkpoints import save_detector
-from vmaedet.tools.verify import error_stats, within
+from vmaedet.export.parity import error_stats, within
 
 
 def test_error_stats_hand_computed() -> None:

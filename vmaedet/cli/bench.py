@@ -19,13 +19,9 @@ def _csv(value: str) -> list[str]:
 
 
 def _hw(value: str) -> tuple[int, int]:
-    from vmaedet.errors import VmaedetError
+    from vmaedet.cli.export import parse_size
 
-    try:
-        h, w = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise VmaedetError("--input-size must be HxW", received=value, expected="e.g. 256x464") from None
-    return h, w
+    return parse_size(value, "--input-size")
 
 
 def bench(
@@ -52,10 +48,12 @@ def bench(
         raise VmaedetError("--persons must be comma-separated integers", received=persons, expected="e.g. 1,8,32") from None
     if not counts or min(counts) < 1:
         raise VmaedetError("--persons needs at least one count ≥ 1", received=persons)
+    from vmaedet.constants import PRECISIONS
+
     precs = _csv(precision)
-    bad = [p for p in precs if p not in ("fp32", "bf16", "fp16")]
+    bad = [p for p in precs if p not in PRECISIONS]
     if bad:
-        raise VmaedetError("unknown precision", received=bad, expected="fp32, bf16, fp16")
+        raise VmaedetError("unknown precision", received=bad, expected=", ".join(PRECISIONS))
     from vmaedet.engines.base import list_engines
 
     unknown = [e for e in _csv(engines) if e not in list_engines()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -9,7 +10,19 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 from rich.console import Console
 
+from vmaedet.constants import EXPORT_PRECISIONS
+
 console = Console()
+
+
+def parse_size(text: str, what: str) -> tuple[int, int]:
+    """``"1920x1080"`` → (1920, 1080): the CLI's ``WxH`` / ``HxW`` sizes; ConfigError naming the flag ``what``."""
+    from vmaedet.errors import ConfigError
+
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not m:
+        raise ConfigError(f"cannot read {what}", received=text, expected="two integers like 1920x1080")
+    return int(m.group(1)), int(m.group(2))
 
 
 class Format(str, Enum):
@@ -17,9 +30,8 @@ class Format(str, Enum):
     engine = "engine"
 
 
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
+#: The export precisions (:data:`vmaedet.constants.EXPORT_PRECISIONS`) as a choice of the CLI.
+Precision = Enum("Precision", {p: p for p in EXPORT_PRECISIONS}, type=str)  # type: ignore[misc]
 
 
 class RoiAlignMode(str, Enum):
@@ -88,14 +100,14 @@ def export(
     tolerances the artifact was verified to.
     """
     from vmaedet.artifacts import manifest_path
-    from vmaedet.export.onnx import export_onnx, external_data_path, parse_size, resolve_geometry
+    from vmaedet.export.onnx import export_onnx, external_data_path, resolve_geometry
     from vmaedet.models.checkpoints import load_detector
     from vmaedet.progress import progress
     from vmaedet.safeio import check_outputs
 
     if trt:
-        format, precision = Format.engine, Precision.fp16
-    prec = (precision or (Precision.fp16 if format is Format.engine else Precision.fp32)).value
+        format, precision = Format.engine, Precision("fp16")
+    prec = (precision or Precision("fp16" if format is Format.engine else "fp32")).value
     source_wh = parse_size(source_size, "--source-size") if source_size else None
     input_hw = parse_size(input_size, "--input-size") if input_size else None
     resolve_geometry(source_wh, input_hw)  # fail on a bad size before loading anything
@@ -106,7 +118,7 @@ def export(
                           fix="choose another --out")
     build = _tensorrt_builder() if format is Format.engine else None  # fail before the slow part
     model = load_detector(checkpoint, arch=arch)
-    (h, w), source_wh = resolve_geometry(source_wh, input_hw, short_side=model.short_side)
+    (h, w), source_wh = resolve_geometry(source_wh, input_hw, short_side=model.preprocess.short_side)
     onnx_path = out / f"{checkpoint.stem}_{h}x{w}_{prec}.onnx"
     engine_path = onnx_path.with_suffix(".engine")
     outputs = {"the ONNX file": onnx_path, "its manifest": manifest_path(onnx_path)}
@@ -125,10 +137,10 @@ def export(
                              max_persons=max_persons,
                              opset=opset, precision=prec, checkpoint=checkpoint)
         bar.update(1, detail="verified")
-        ver = result.manifest["verification"]
+        ver = result.manifest.verification
         bar.message(f"[green]wrote[/] {result.path} (+ {result.manifest_path.name}); verified in onnxruntime: "
-                    f"max |Δ logit| {ver['max_abs_logit']:.2e}, max |Δ score| {ver['max_abs_score']:.2e}, "
-                    f"top-5 agreement {ver['top5_agreement']:.3f} (tolerance {result.manifest['tolerances']})")
+                    f"max |Δ logit| {ver.max_abs_logit:.2e}, max |Δ score| {ver.max_abs_score:.2e}, "
+                    f"top-5 agreement {ver.top5_agreement:.3f} (tolerance {dict(result.manifest.tolerances)})")
         if build is None:
             bar.message(f"next: vmaedet verify {result.path}")
             return

@@ -16,14 +16,16 @@ _TOL_NAMES = {"logits_max_abs": "Δlogit", "scores_max_abs": "Δscore", "top5_mi
 
 def _torch_precisions(engines: str) -> list[str]:
     """``"torch-bf16,torch-fp16"`` → ["bf16", "fp16"] (``torch`` alone = fp32)."""
+    from vmaedet.constants import PRECISIONS
     from vmaedet.errors import ConfigError
 
     out = []
     for spec in filter(None, (s.strip() for s in engines.split(","))):
         name, _, prec = spec.partition("-")
-        if name != "torch" or prec not in ("", "fp32", "bf16", "fp16"):
+        if name != "torch" or prec not in ("", *PRECISIONS):
             raise ConfigError(f"unknown engine rung {spec!r}", received=engines,
-                              expected="torch, torch-fp32, torch-bf16, torch-fp16 (artifacts are given as arguments)")
+                              expected=", ".join(["torch", *(f"torch-{p}" for p in PRECISIONS)])
+                              + " (artifacts are given as arguments)")
         out.append(prec or "fp32")
     return out
 
@@ -44,7 +46,8 @@ def verify(
     Exits with status 1 when a rung exceeds its tolerance (for an artifact: the one recorded in its manifest).
     """
     from vmaedet.errors import ConfigError
-    from vmaedet.export.onnx import parse_size, resolve_geometry
+    from vmaedet.cli.export import parse_size
+    from vmaedet.export.onnx import resolve_geometry
     from vmaedet.models.checkpoints import load_detector
     from vmaedet.tools.verify import checkpoint_from_manifests, run_ladder
 

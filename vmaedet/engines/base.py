@@ -5,19 +5,24 @@
 ``rois`` is ``[K, 5]`` float32 (batch index, x1, y1, x2, y2) in clip pixels, already extended,
 and the result is ``[K, 80]`` float32 logits on the CPU (torch tensor).  K may be 0.
 
-Engines are created by name through the registry (``create_engine("onnxruntime", path, …)``);
-optional backends are imported lazily inside their module, so a missing backend gives a
-:class:`~vmaedet.errors.BackendUnavailable` naming the extra to install.
+:func:`open_engine` is the one way from a model, a checkpoint or an exported artifact to an engine:
+an artifact runs on the engine its manifest's format names, anything else on the backend named
+(``torch`` by default).  Underneath, engines are created by name through the registry
+(``create_engine("onnxruntime", path, …)``); optional backends are imported lazily inside their
+module, so a missing backend gives a :class:`~vmaedet.errors.BackendUnavailable` naming the extra
+to install.
 """
 
 from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from vmaedet.artifacts import FORMAT_ENGINE, manifest_path, read_manifest
 from vmaedet.errors import BackendUnavailable, EngineError
 
 #: name → "module:Class" (imported on first use).
@@ -79,7 +84,8 @@ class Engine(ABC):
                 f"{self.name} engine was built for a fixed clip geometry",
                 received=f"H×W = {clip.shape[-2]}×{clip.shape[-1]}",
                 expected=f"{self.input_hw[0]}×{self.input_hw[1]}",
-                fix="re-export for this source size (vmaedet export --source-size WxH) or resize the input",
+                fix="re-export for this source size (e.g. `vmaedet export CKPT --source-size 1920x1080`) "
+                    "or resize the input",
             )
         if rois.ndim != 2 or rois.shape[1] != 5:
             raise EngineError("rois have the wrong shape", received=tuple(rois.shape), expected="[K, 5]")
@@ -87,7 +93,7 @@ class Engine(ABC):
             raise EngineError(
                 "more persons than the engine was built for",
                 received=rois.shape[0], expected=f"≤ {self.max_persons}",
-                fix="keep the top-scoring persons or re-export with a larger --max-persons",
+                fix="keep the top-scoring persons or re-export for more persons (max_persons)",
             )
 
     def infer(self, clip: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
@@ -123,3 +129,67 @@ def engine_class(name: str) -> Callable[..., Engine]:
 def create_engine(name: str, *args: Any, **kwargs: Any) -> Engine:
     """Create an engine by registry name, e.g. ``create_engine("onnxruntime", "model.onnx")``."""
     return engine_class(name)(*args, **kwargs)
+
+
+#: Artifact file suffixes → engine, for an artifact whose manifest is missing (the engine then says so).
+_SUFFIX_ENGINE = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}
+
+
+def artifact_backend(source: Any) -> str | None:
+    """The engine an exported artifact runs on, or None when ``source`` is not an artifact.
+
+    By the manifest's ``artifact.format`` when ``<source>.json`` exists; else by the suffix
+    (``.onnx``, ``.engine``, ``.plan``: the engine then refuses the artifact without a manifest).
+
+    Raises:
+        EngineError: the manifest is unreadable, of another format, or names an unknown artifact format.
+    """
+    if not isinstance(source, (str, Path)):
+        return None
+    path = Path(source)
+    if manifest_path(path).exists() and path.exists():
+        fmt = read_manifest(path).artifact.format
+        if fmt not in FORMAT_ENGINE:
+            raise EngineError(f"unknown artifact format {fmt!r} in the manifest of {path}",
+                              received=fmt, expected=" or ".join(FORMAT_ENGINE), fix="re-export the model")
+        return FORMAT_ENGINE[fmt]
+    return _SUFFIX_ENGINE.get(path.suffix.lower())
+
+
+def open_engine(source: Any, backend: str | None = None, *, device: str | None = None, precision: str | None = None,
+                **options: Any) -> Engine:
+    """The one way from a model, a checkpoint or an exported artifact to an :class:`Engine`.
+
+    Args:
+        source: an exported artifact (``.onnx`` / TensorRT plan with its manifest), a checkpoint
+            path, or an :class:`~vmaedet.models.ActionDetector`.
+        backend: the engine name (:func:`list_engines`).  None: an artifact's manifest decides
+            (``onnx`` → onnxruntime, ``tensorrt`` → tensorrt); anything else runs on torch.  Given
+            for an artifact, it must be the artifact's engine.
+        device: where the engine runs ("cpu", "cuda", "cuda:N"); None keeps the engine's default
+            (torch: the CPU; onnxruntime: CUDA when present, else the CPU; TensorRT: the current GPU).
+        precision: torch: the precision to run in (default fp32); an artifact: the precision it
+            must have been exported in (another is refused).
+        **options: passed to the engine (``providers``, ``threads``, ``cuda_graph``, ``input_hw``, …).
+
+    Raises:
+        EngineError: unknown backend, a backend that does not run this artifact, or what the engine refuses.
+        BackendUnavailable: the backend is not installed or not usable here.
+    """
+    if backend is not None and backend not in _REGISTRY:
+        raise EngineError(f"unknown engine {backend!r}", received=backend, expected=", ".join(list_engines()))
+    artifact = artifact_backend(source)
+    if artifact is not None:
+        if backend is not None and backend != artifact:
+            raise EngineError(f"{source} is an artifact of the {artifact} engine, not of {backend}",
+                              received=f"backend {backend!r}", expected=f"{artifact!r} (or none: the manifest decides)",
+                              fix=f"open it with the {artifact} engine, or export the model for {backend}")
+        name = artifact
+    else:
+        name = backend or "torch"
+    kwargs = dict(options)
+    if device is not None:
+        kwargs["device"] = device
+    if precision is not None:
+        kwargs["precision"] = precision
+    return create_engine(name, source, **kwargs)

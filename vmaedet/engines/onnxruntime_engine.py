@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from vmaedet.errors import BackendUnavailable, EngineError
-from vmaedet.artifacts import open_artifact
+from vmaedet.artifacts import ArtifactManifest, open_artifact
 from vmaedet.engines.base import Engine
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
@@ -66,7 +66,7 @@ def _gpu_fix(installed: Sequence[str]) -> str:
     if {"onnxruntime", "onnxruntime-gpu"} <= set(installed):
         return ("both onnxruntime and onnxruntime-gpu are installed and the CPU-only one shadows the other: "
                 "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'vmaedet[gpu]'")
-    return "pip install 'vmaedet[gpu]' (onnxruntime-gpu) on a machine with an NVIDIA GPU, or use --device cpu"
+    return "pip install 'vmaedet[gpu]' (onnxruntime-gpu) on a machine with an NVIDIA GPU, or run on the CPU (device='cpu')"
 
 
 def parse_device(device: str | torch.device | None) -> tuple[str | None, int | None]:
@@ -118,11 +118,11 @@ def resolve_providers(requested: Sequence[str] | None, available: Sequence[str],
         if kind == "cpu" and gpu:
             raise EngineError("the onnxruntime providers and the device contradict each other",
                               received=f"providers {list(requested)} with device cpu",
-                              fix="drop the GPU providers, or use --device cuda")
+                              fix="drop the GPU providers, or run on a GPU (device='cuda')")
         if kind == "cuda" and not gpu:
             raise EngineError("the onnxruntime providers and the device contradict each other",
                               received=f"providers {list(requested)} with device {device}",
-                              fix="ask for the cuda or tensorrt provider, or use --device cpu")
+                              fix="ask for the cuda or tensorrt provider, or run on the CPU (device='cpu')")
     missing = [p for p in names if p not in available]
     if missing:
         raise BackendUnavailable(
@@ -149,6 +149,79 @@ def check_providers(requested: Sequence[str], got: Sequence[str], installed: Seq
             fix=("check the CUDA/cuDNN (and TensorRT) libraries onnxruntime-gpu needs (run `vmaedet doctor`); "
                  + _gpu_fix(installed)),
         )
+
+
+class SessionLoadError(EngineError):
+    """onnxruntime refused a file: not an ONNX graph, or one this onnxruntime cannot run.
+
+    Raised by :func:`create_session`; callers that know what the file was meant to be catch it and
+    say so in their own words (``received`` is onnxruntime's reason, ready to reuse).
+
+    Attributes:
+        path: the file (or ``"<bytes>"`` for an in-memory model).
+        reason: ``"<ExceptionType>: <first line of onnxruntime's message>"`` (≤ 300 characters).
+        ort_version: the onnxruntime version that refused it.
+    """
+
+    def __init__(self, path: str, reason: str, ort_version: str) -> None:
+        self.path = path
+        self.reason = reason
+        self.ort_version = ort_version
+        super().__init__(f"onnxruntime {ort_version} cannot load {path}", received=reason,
+                         expected=f"an ONNX graph onnxruntime {ort_version} can run",
+                         fix="export the model again, or upgrade onnxruntime")
+
+
+def create_session(model: str | Path | bytes, *, device: str | None = "cpu", providers: Sequence[str] | None = None,
+                   provider_options: Sequence[dict[str, str]] | None = None, threads: int | None = None,
+                   cpu_fallback: bool = False, quiet: bool = True) -> Any:
+    """The one way the package opens an onnxruntime ``InferenceSession``.
+
+    Args:
+        model: an ``.onnx`` path, or a serialised model (bytes).
+        device: "cpu", "cuda" or "cuda:N"; decides the providers when ``providers`` is None (see
+            :func:`resolve_providers`: "cuda" → CUDA, CPU).  ``None``: CUDA when present, else CPU.
+        providers: provider names or aliases ("cpu", "cuda", "tensorrt"), overriding ``device``'s choice.
+        provider_options: one dict per resolved provider (default: ``device_id`` for CUDA on "cuda:N").
+        threads: intra-op threads (default: onnxruntime's choice).
+        cpu_fallback: when the device's GPU provider is not in this onnxruntime, or does not load,
+            run on the CPU instead of raising (for optional helpers such as person detectors).
+        quiet: onnxruntime logs errors only (its warnings about unused initialisers and provider
+            fallbacks are not the user's business).
+
+    Raises:
+        BackendUnavailable: onnxruntime or a requested provider is missing, or a GPU provider did
+            not load (unless ``cpu_fallback``).
+        SessionLoadError: onnxruntime cannot load the file (callers rephrase it).
+    """
+    ort = import_onnxruntime()
+    installed = _installed_ort_distributions()
+    available = list(ort.get_available_providers())
+    gpu_present = torch.cuda.is_available()
+    try:
+        chosen = resolve_providers(providers, available, device, gpu_present, installed)
+    except BackendUnavailable:
+        if not cpu_fallback:
+            raise
+        chosen = [CPU]
+    if provider_options is None:
+        _, index = parse_device(device)
+        provider_options = [{"device_id": str(index)} if p == CUDA and index is not None else {} for p in chosen]
+    opts = ort.SessionOptions()
+    if quiet:
+        opts.log_severity_level = 3
+    if threads is not None:
+        opts.intra_op_num_threads = int(threads)
+    source = model if isinstance(model, bytes) else str(model)
+    try:
+        session = ort.InferenceSession(source, opts, providers=chosen, provider_options=list(provider_options))
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises InvalidProtobuf, Fail, … for unusable files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = f"{type(exc).__name__}: {first}"[:300] if first else type(exc).__name__
+        raise SessionLoadError("<bytes>" if isinstance(model, bytes) else str(model), reason, ort.__version__) from exc
+    if not cpu_fallback:
+        check_providers(chosen, session.get_providers(), installed)
+    return session
 
 
 def _shape(name: str, dims: Sequence[int]) -> str:
@@ -244,7 +317,7 @@ class OnnxRuntimeEngine(Engine):
         _, index = parse_device(device)
         uses_gpu = any(p in GPU_PROVIDERS for p in chosen)
         device_id = index if index is not None else (torch.cuda.current_device() if uses_gpu and gpu_present else 0)
-        names: dict[str, str] = dict(manifest["input"]["names"])  #: graph names of clip, rois, output
+        names: dict[str, str] = manifest.input.names.as_dict()  #: graph names of clip, rois, output
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(path)
         if TRT in chosen:
             try:
@@ -254,50 +327,45 @@ class OnnxRuntimeEngine(Engine):
                                   received=f"{type(exc).__name__}: {exc.strerror or exc}",
                                   fix="pass a writable cache_dir") from exc
         self.provider_options = provider_options(
-            chosen, device_id=device_id, precision=manifest["precision"], cache_dir=self.cache_dir,
-            clip_name=names["clip"], rois_name=names["rois"], clip_shape=manifest["input"]["clip_shape"],
-            max_persons=int(manifest["input"]["max_persons"]))
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads is not None:
-            opts.intra_op_num_threads = int(threads)
+            chosen, device_id=device_id, precision=manifest.precision, cache_dir=self.cache_dir,
+            clip_name=names["clip"], rois_name=names["rois"], clip_shape=manifest.input.clip_shape,
+            max_persons=manifest.input.max_persons)
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=chosen, provider_options=self.provider_options)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            self.session = create_session(path, device=device, providers=chosen, provider_options=self.provider_options,
+                                          threads=threads)
+        except SessionLoadError as exc:
             raise EngineError(
-                f"onnxruntime {ort.__version__} cannot load {path}",
-                received=str(exc).splitlines()[0][:300],
-                expected=f"an opset-{manifest['opset']} graph written with onnxruntime {manifest['versions'].get('onnxruntime')}",
+                f"onnxruntime {exc.ort_version} cannot load {path}",
+                received=exc.reason,
+                expected=f"an opset-{manifest.opset} graph written with onnxruntime {manifest.versions.get('onnxruntime')}",
                 fix="upgrade onnxruntime, or re-export the model with this installation",
             ) from exc
         self.providers: list[str] = list(self.session.get_providers())  #: execution providers in use, first preferred
-        check_providers(chosen, self.providers, installed)
         self.names = names
         self._check_graph(manifest, path)
         runs_on_gpu = any(p in GPU_PROVIDERS for p in self.providers)
         # Inputs are bound where the engine's device is: on the GPU when a GPU provider runs and torch
         # can hold CUDA tensors; otherwise on the host (onnxruntime copies host inputs to its provider).
         bind_device = f"cuda:{device_id}" if runs_on_gpu and gpu_present else "cpu"
-        super().__init__(precision=manifest["precision"], device=bind_device,
-                         input_hw=tuple(manifest["input"]["clip_hw"]), max_persons=manifest["input"]["max_persons"],
-                         short_side=int(manifest["input"].get("short_side", 256)))
+        super().__init__(precision=manifest.precision, device=bind_device, input_hw=manifest.input.clip_hw,
+                         max_persons=manifest.input.max_persons, short_side=manifest.input.short_side)
         self.io_binding = bool(io_binding)
         self._torch_device = torch.device(bind_device)
-        self._num_classes = int(manifest.get("model", {}).get("num_classes", 80))
+        self._num_classes = manifest.num_classes
         self._outputs: dict[int, torch.Tensor] = {}  # K → preallocated [K, classes] output on the device
         self.path = path
         self.manifest = manifest
 
-    def _check_graph(self, manifest: dict[str, Any], path: Path) -> None:
+    def _check_graph(self, manifest: ArtifactManifest, path: Path) -> None:
         """The graph's inputs and output must be the ones the manifest names."""
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
         clip = inputs.get(self.names["clip"])
-        if (clip is None or list(clip.shape) != list(manifest["input"]["clip_shape"]) or self.names["rois"] not in inputs
+        if (clip is None or list(clip.shape) != list(manifest.input.clip_shape) or self.names["rois"] not in inputs
                 or self.names["output"] not in outputs):
             raise EngineError(f"the graph of {path} does not match its manifest",
                               received={"inputs": {n: i.shape for n, i in inputs.items()}, "outputs": sorted(outputs)},
-                              expected=f"inputs {self.names['clip']} {manifest['input']['clip_shape']}, "
+                              expected=f"inputs {self.names['clip']} {list(manifest.input.clip_shape)}, "
                                        f"{self.names['rois']} [K, 5]; output {self.names['output']}",
                               fix="re-export the model")
 

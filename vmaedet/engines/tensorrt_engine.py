@@ -1,4 +1,4 @@
-"""TensorRT engine: run a plan built by ``vmaedet export --trt`` on torch CUDA tensors.
+"""TensorRT engine: run a plan built by ``vmaedet export CKPT --trt`` on torch CUDA tensors.
 
 The manifest (``<engine>.json``) is checked first — format, sha256, geometry, and the TensorRT
 version and GPU the plan was built for — so a plan from another machine is refused with the
@@ -15,7 +15,7 @@ under ``torch.cuda.device(device)``, so ``cuda:1`` works whatever the current de
 is checked against *that* device's name and compute capability.
 
 Only a TensorRT *runtime* is needed: ``tensorrt``, or the runtime-only ``tensorrt_lean`` /
-``tensorrt_dispatch`` packages (which run version-compatible plans, ``--version-compatible``).  An
+``tensorrt_dispatch`` packages (which run version-compatible plans, ``version_compatible=True``).  An
 engine with the AOT plugin (the default) or the built-in RoIAlign never imports the Python plugin
 module (nor torch-side Triton or ``tensorrt.plugin``); only a JIT-plugin engine does.
 """
@@ -28,9 +28,9 @@ from typing import Any
 import torch
 
 from vmaedet.errors import BackendUnavailable, EngineError
-from vmaedet.artifacts import open_artifact
-from vmaedet.export.tensorrt import check_engine_compat, gpu_identity, require_tensorrt_runtime
+from vmaedet.artifacts import ArtifactManifest, TrtRoiAlign, open_artifact
 from vmaedet.engines.base import Engine
+from vmaedet.engines.trt_runtime import check_engine_compat, gpu_identity, require_tensorrt_runtime
 
 #: A harmless padding roi (a 16×16 box in clip 0) for CUDA-graph replay.
 _PAD_ROI = (0.0, 0.0, 0.0, 16.0, 16.0)
@@ -42,7 +42,7 @@ def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
     table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32}
     if dtype not in table:
         raise EngineError("the engine has an I/O tensor of an unsupported dtype", received=str(dtype),
-                          expected="float32, float16 or int32", fix="rebuild with vmaedet export --trt")
+                          expected="float32, float16 or int32", fix="rebuild with vmaedet export CKPT --trt")
     return table[dtype]
 
 
@@ -63,14 +63,9 @@ def _cuda_device(device: str) -> torch.device:
     return torch.device("cuda", index)
 
 
-def _plugin_implementation(roi: dict[str, Any]) -> str:
-    """``"aot"``, ``"jit"`` or ``"builtin"`` from the manifest (older manifests: from ``aot``)."""
-    if roi.get("mode") != "plugin":
-        return "builtin"
-    impl = roi.get("implementation")
-    if impl in ("aot", "jit"):
-        return impl
-    return "aot" if roi.get("aot") is True else "jit"  # unknown → JIT: importing the definitions is the safe side
+def _plugin_implementation(roi: TrtRoiAlign) -> str:
+    """``"aot"``, ``"jit"`` or ``"builtin"`` from the manifest (older manifests: from ``aot``; unknown → JIT)."""
+    return roi.kind
 
 
 class TensorRTEngine(Engine):
@@ -94,38 +89,41 @@ class TensorRTEngine(Engine):
         trt, module = require_tensorrt_runtime()
         dev = _cuda_device(device)
         check_engine_compat(manifest, tensorrt_version=trt.__version__, engine_path=path, **_gpu_kwargs(dev))
-        built = manifest["tensorrt"]
-        implementation = _plugin_implementation(built["roi_align"])
+        built = manifest.tensorrt
+        if built is None:
+            raise EngineError(f"the manifest of {path} has no tensorrt section", received="tensorrt: null",
+                              expected="the TensorRT version and GPU the plan was built for",
+                              fix="rebuild it with vmaedet export CKPT --trt")
+        implementation = _plugin_implementation(built.roi_align)
         if implementation == "jit":
             if cuda_graph:
                 raise EngineError("CUDA-graph replay needs an AOT plugin (the JIT plugin is a Python callback)",
                                   received="a JIT-plugin engine", expected="an engine built with the AOT plugin",
-                                  fix="rebuild without --jit (AOT is the default: vmaedet export CKPT --trt), "
+                                  fix="rebuild it with the AOT plugin (aot=True, the default: vmaedet export CKPT --trt), "
                                       "or run with cuda_graph=False")
             if module != "tensorrt":
                 raise BackendUnavailable(f"{path} uses the JIT plugin, which needs the full tensorrt package "
                                          "(tensorrt.plugin), torch and Triton to run",
                                          received=f"only {module} is usable here",
-                                         fix="rebuild it with the AOT plugin (the default, without --jit), "
-                                             "or install the full tensorrt package")
+                                         fix="rebuild it with the AOT plugin (aot=True, the default: "
+                                             "vmaedet export CKPT --trt), or install the full tensorrt package")
             try:
                 from vmaedet.ops import roi_align_trt  # noqa: F401 - JIT: registers the callback's definitions
             except ImportError as exc:
                 raise BackendUnavailable(f"{path} uses the JIT plugin, whose Python definitions cannot be imported here",
                                          received=f"{type(exc).__name__}: {exc}",
                                          expected="tensorrt.plugin, torch with CUDA and Triton",
-                                         fix="rebuild it with the AOT plugin (the default, without --jit), which "
-                                             "runs without them") from exc
-        if module != "tensorrt" and not built.get("version_compatible"):
+                                         fix="rebuild it with the AOT plugin (aot=True, the default: "
+                                             "vmaedet export CKPT --trt), which runs without them") from exc
+        if module != "tensorrt" and not built.version_compatible:
             raise EngineError(f"{path} is not version-compatible, and only the runtime-only {module} is usable here",
                               received=f"{module} {trt.__version__}",
-                              expected="a plan built with --version-compatible, or the full tensorrt package",
+                              expected="a version-compatible plan (version_compatible=True), or the full tensorrt package",
                               fix="rebuild with vmaedet export CKPT --trt --version-compatible, "
                                   "or install the full tensorrt package")
 
-        super().__init__(precision=manifest["precision"], device=str(dev),
-                         input_hw=tuple(manifest["input"]["clip_hw"]), max_persons=manifest["input"]["max_persons"],
-                         short_side=int(manifest["input"].get("short_side", 256)))
+        super().__init__(precision=manifest.precision, device=str(dev), input_hw=manifest.input.clip_hw,
+                         max_persons=manifest.input.max_persons, short_side=manifest.input.short_side)
         self.path, self.manifest, self._trt, self._module = path, manifest, trt, module
         self._device = dev
         self._implementation = implementation
@@ -138,7 +136,7 @@ class TensorRTEngine(Engine):
             if cuda_graph:
                 self._capture()
 
-    def _load(self, path: Path, manifest: dict[str, Any], built: dict[str, Any]) -> None:
+    def _load(self, path: Path, manifest: ArtifactManifest, built: Any) -> None:
         """Deserialise the plan and create the execution context (on the current = the engine's device)."""
         trt = self._trt
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -146,7 +144,7 @@ class TensorRTEngine(Engine):
         if init_plugins is not None:
             init_plugins(self._logger, "")
         self._runtime = trt.Runtime(self._logger)
-        if built.get("version_compatible"):
+        if built.version_compatible:
             # A version-compatible plan carries TensorRT's lean runtime as host code; its bytes were
             # just checked against the manifest's sha256.
             self._runtime.engine_host_code_allowed = True
@@ -158,8 +156,8 @@ class TensorRTEngine(Engine):
         self._context = self._engine.create_execution_context()
         if self._context is None:
             raise EngineError(f"TensorRT could not create an execution context for {path}",
-                              fix="check free GPU memory, or rebuild with a smaller --max-persons")
-        self._names = manifest["input"]["names"]
+                              fix="check free GPU memory, or rebuild for fewer persons (max_persons)")
+        self._names = manifest.input.names.as_dict()
         engine = self._engine
         io = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self._dtypes = {name: _torch_dtype(trt, engine.get_tensor_dtype(name)) for name in io}
@@ -241,13 +239,13 @@ class TensorRTEngine(Engine):
             self._context = self._engine = self._runtime = None  # type: ignore[assignment]
 
     def describe(self) -> dict[str, Any]:
-        built = self.manifest["tensorrt"]
+        built = self.manifest.tensorrt
         memory = getattr(self._engine, "device_memory_size_v2", None) if self._engine is not None else None
-        return {**super().describe(), "artifact": str(self.path), "tensorrt": built["version"],
-                "tensorrt_module": self._module, "roi_align": built["roi_align"]["mode"],
+        return {**super().describe(), "artifact": str(self.path), "tensorrt": built.version,
+                "tensorrt_module": self._module, "roi_align": built.roi_align.mode,
                 "plugin": self._implementation, "cuda_graph": self._graph is not None,
                 "device_memory_bytes": int(memory) if memory is not None else None,
-                "fused_attention": (built.get("attention") or {}).get("fused_attention")}
+                "fused_attention": built.fused_attention}
 
 
 def _gpu_kwargs(device: torch.device) -> dict[str, str]:

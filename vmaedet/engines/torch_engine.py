@@ -28,9 +28,11 @@ from typing import Any
 
 import torch
 
-from vmaedet.errors import BackendUnavailable, EngineError
+from vmaedet.constants import PRECISIONS
 from vmaedet.engines.base import Engine
+from vmaedet.errors import BackendUnavailable, EngineError
 
+#: Autocast dtype per precision of :data:`vmaedet.constants.PRECISIONS` (fp32: none).
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 ATTN_IMPLS = ("sdpa", "naive")
 #: A harmless padding roi (a 16×16 box in clip 0) for CUDA-graph replay.
@@ -70,9 +72,9 @@ def _check_device(device: str) -> torch.device:
 def _check_options(precision: str, attn_impl: str | None, cuda_graph: bool, compile: bool, dev: torch.device,
                    input_hw: tuple[int, int] | None, max_persons: int | None) -> None:
     """Refuse option combinations the engine cannot honour, each with the fix."""
-    if precision not in _AUTOCAST:
+    if precision not in PRECISIONS:
         raise EngineError(f"unsupported precision {precision!r} for the torch engine",
-                          received=precision, expected=", ".join(_AUTOCAST))
+                          received=precision, expected=", ".join(PRECISIONS))
     if attn_impl is not None and attn_impl not in ATTN_IMPLS:
         raise EngineError(f"unknown attention implementation {attn_impl!r}", received=attn_impl,
                           expected=f"one of {', '.join(ATTN_IMPLS)}, or None to keep the model's")
@@ -116,7 +118,7 @@ class TorchEngine(Engine):
         _check_options(precision, attn_impl, cuda_graph, compile, dev, input_hw, max_persons)
         model = _load(model_or_checkpoint)
         super().__init__(precision=precision, device=str(dev), input_hw=input_hw, max_persons=max_persons,
-                         short_side=int(getattr(model, "short_side", 256)))
+                         short_side=model.preprocess.short_side)
         freeze = dev.type == "cuda" and input_hw is not None
         if freeze or (attn_impl is not None and attn_impl != _model_attn_impl(model)):
             model = copy.deepcopy(model)  # ours to change; the caller's model stays as it is

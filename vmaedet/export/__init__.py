@@ -1,11 +1,18 @@
-"""Export: ONNX (fp32 and the mixed-precision FP16 graph), manifests, TensorRT (builder).
+"""Export: ONNX (fp32 and the mixed-precision FP16 graph) with its parity gate, and TensorRT (builder).
 
 Public names are imported lazily so that ``import vmaedet.export.tensorrt`` does not pay for
 the ONNX exporter:
 
-* :func:`export_onnx` — export + parity gate + manifest (``vmaedet.export.onnx``)
+* :func:`export_onnx`, :class:`ExportResult`, :func:`resolve_geometry` — export + parity gate +
+  manifest (``vmaedet.export.onnx``)
 * :func:`convert_to_fp16`, :func:`check_fp16_structure` — the FP16 graph pass (``vmaedet.export.fp16``)
-* :func:`read_manifest`, :func:`write_manifest`, :func:`manifest_path` (``vmaedet.artifacts``)
+* :data:`TOLERANCES`, :func:`error_stats`, :func:`merge_stats`, :func:`within`, :func:`random_clip`,
+  :func:`random_rois` — the parity maths shared with ``vmaedet.tools.verify`` (``vmaedet.export.parity``)
+* :func:`build_engine` — the TensorRT builder (``vmaedet.export.tensorrt``; the runtime side is
+  ``vmaedet.engines.trt_runtime``)
+
+Manifests (:class:`~vmaedet.artifacts.ArtifactManifest`, :func:`~vmaedet.artifacts.read_manifest`,
+:func:`~vmaedet.artifacts.write_manifest`) live in :mod:`vmaedet.artifacts`.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from typing import Any
 _LAZY = {
     "export_onnx": "onnx", "ExportResult": "onnx", "resolve_geometry": "onnx",
     "convert_to_fp16": "fp16", "check_fp16_structure": "fp16",
-    "read_manifest": "manifest", "write_manifest": "manifest", "manifest_path": "manifest",
+    "TOLERANCES": "parity", "error_stats": "parity", "merge_stats": "parity", "within": "parity",
+    "random_clip": "parity", "random_rois": "parity",
+    "build_engine": "tensorrt",
 }
 
 __all__ = sorted(_LAZY)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import os
-import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -27,24 +26,22 @@ import numpy as np
 import onnx
 import torch
 
+from vmaedet.artifacts import (MANIFEST_FORMAT, ArtifactManifest, library_versions, manifest_path, sha256_file,
+                               write_manifest)
+from vmaedet.constants import CLIP_LEN, EXPORT_PRECISIONS, FRAME_STRIDE, PATCH_SIZE, SHORT_SIDE
 from vmaedet.data.transforms import MEAN_RGB, STD_RGB, input_geometry
+from vmaedet.engines.onnxruntime_engine import SessionLoadError, create_session
 from vmaedet.errors import ConfigError, ExportError, VmaedetError
+from vmaedet.export.fp16 import check_fp16_structure, convert_to_fp16
+from vmaedet.export.parity import TOLERANCES, error_stats, merge_stats, random_clip, random_rois, within
 from vmaedet.labels import AVA_ACTIONS
 from vmaedet.models.detector import ActionDetector
 from vmaedet.ops.roi_align import POOLED_SIZE, SPATIAL_SCALE
-from vmaedet.tools.verify import error_stats, merge_stats, random_clip, random_rois, within
-from vmaedet.export.fp16 import check_fp16_structure, convert_to_fp16
-from vmaedet.artifacts import CLIP_LEN, FRAME_STRIDE, MANIFEST_FORMAT, library_versions, manifest_path, sha256_file, write_manifest
 
 #: Opsets the exporter accepts: ≥ 17 for a single LayerNormalization node (and RoiAlign-16 modes).
 SUPPORTED_OPSETS = (17, 18, 19, 20)
-PRECISIONS = ("fp32", "fp16")
 MIN_SIDE = 32  # two tokens: anything smaller is not a meaningful clip
 PROTOBUF_LIMIT = 2**31 - 1
-TOLERANCES: dict[str, dict[str, float]] = {
-    "fp32": {"logits_max_abs": 1e-4},
-    "fp16": {"scores_max_abs": 1e-2},
-}
 ROI_ALIGN_ATTRS = {
     "coordinate_transformation_mode": "output_half_pixel",
     "sampling_ratio": 0,
@@ -63,26 +60,20 @@ class ExportResult:
 
     path: Path
     manifest_path: Path
-    manifest: dict[str, Any]
+    manifest: ArtifactManifest
 
 
 # -- arguments --------------------------------------------------------------------------------
-def parse_size(text: str, what: str) -> tuple[int, int]:
-    """``"1920x1080"`` → (1920, 1080); raises ConfigError naming ``what`` on bad text."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
-    if not m:
-        raise ConfigError(f"cannot read {what}", received=text, expected="two integers like 1920x1080")
-    return int(m.group(1)), int(m.group(2))
-
-
 def check_input_hw(input_hw: tuple[int, int]) -> tuple[int, int]:
     """Validate a clip geometry (H, W): multiples of 16 and at least :data:`MIN_SIDE`."""
     h, w = (int(v) for v in input_hw)
-    if h % 16 or w % 16:
+    p = PATCH_SIZE
+    if h % p or w % p:
         raise ConfigError(
-            "the clip geometry must be multiples of 16 (the patch size)",
-            received=f"{h}x{w}", expected=f"e.g. {-(-h // 16) * 16}x{-(-w // 16) * 16}",
-            fix="use --source-size WxH to derive it from the video, or round --input-size up to multiples of 16",
+            f"the clip geometry must be multiples of {p} (the patch size)",
+            received=f"{h}x{w}", expected=f"e.g. {-(-h // p) * p}x{-(-w // p) * p}",
+            fix="give the source video size (source_wh) to derive the geometry from, or round the clip "
+                f"geometry (input_hw) up to multiples of {p}",
         )
     if h < MIN_SIDE or w < MIN_SIDE:
         raise ConfigError("the clip geometry is too small", received=f"{h}x{w}",
@@ -91,7 +82,7 @@ def check_input_hw(input_hw: tuple[int, int]) -> tuple[int, int]:
 
 
 def resolve_geometry(source_wh: tuple[int, int] | None = None, input_hw: tuple[int, int] | None = None,
-                     short_side: int = 256) -> tuple[tuple[int, int], tuple[int, int] | None]:
+                     short_side: int = SHORT_SIDE) -> tuple[tuple[int, int], tuple[int, int] | None]:
     """Clip (H, W) from a source size (the seed's resize + pad) or an explicit input size.
 
     Returns:
@@ -115,25 +106,12 @@ def _check_args(model: Any, opset: int, precision: str, max_persons: int) -> Non
                           fix="load the model with vmaedet.models.checkpoints.load_detector(path)")
     if opset not in SUPPORTED_OPSETS:
         raise ConfigError(f"unsupported opset {opset}", received=opset, expected=f"one of {SUPPORTED_OPSETS}",
-                          fix="use --opset 17 (single LayerNormalization node; RoiAlign with output_half_pixel)")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unsupported precision {precision!r}", expected=" or ".join(PRECISIONS))
+                          fix="export with opset 17 (single LayerNormalization node; RoiAlign with output_half_pixel)")
+    if precision not in EXPORT_PRECISIONS:
+        raise ConfigError(f"unsupported precision {precision!r}", received=precision,
+                          expected=" or ".join(EXPORT_PRECISIONS))
     if max_persons < 1:
         raise ConfigError("max persons must be at least 1", received=max_persons)
-
-
-def check_writable(out_dir: Path) -> None:
-    """Create ``out_dir`` if needed and make sure files can be written there."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".vmaedet-write-test-"):
-            pass
-    except OSError as exc:
-        from vmaedet.safeio import os_error_reason
-
-        raise ExportError(f"cannot write to the output directory {out_dir}: {os_error_reason(exc, out_dir / 'x')}",
-                          received=f"{type(exc).__name__}: {exc.strerror or exc}",
-                          expected="a writable directory", fix="choose another --out or fix its permissions") from exc
 
 
 # -- export -----------------------------------------------------------------------------------
@@ -182,20 +160,15 @@ def _save(model: onnx.ModelProto, path: Path) -> str | None:
 
 
 def _ort_session(path: Path) -> Any:
-    from vmaedet.engines.onnxruntime_engine import import_onnxruntime
-
-    ort = import_onnxruntime()  # BackendUnavailable naming vmaedet[cpu] / vmaedet[gpu] when missing
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    """A CPU onnxruntime session of the staged graph (BackendUnavailable naming the extra when missing)."""
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        return create_session(path, device="cpu")
+    except SessionLoadError as exc:
         raise ExportError(
             "onnxruntime cannot load the exported graph, so it cannot be verified",
-            received=str(exc).splitlines()[0][:400],
-            expected=f"a graph onnxruntime {ort.__version__} (CPU) can run",
-            fix="nothing was written; try --precision fp32 or another --opset, or upgrade onnxruntime",
+            received=exc.reason,
+            expected=f"a graph onnxruntime {exc.ort_version} (CPU) can run",
+            fix="nothing was written; try the fp32 precision or another opset, or upgrade onnxruntime",
         ) from exc
 
 
@@ -221,11 +194,11 @@ def parity_check(model: ActionDetector, onnx_path: Path, input_hw: tuple[int, in
 def _manifest(model: ActionDetector, *, artifact: Path, data_file: str | None, input_hw: tuple[int, int],
               source_wh: tuple[int, int] | None, max_persons: int, opset: int, precision: str,
               roi_align: dict[str, Any], verification: dict[str, Any], fp16: dict[str, Any] | None,
-              checkpoint: Path | None) -> dict[str, Any]:
+              checkpoint: Path | None) -> ArtifactManifest:
     h, w = input_hw
-    short_side = int(getattr(model, "short_side", 256))
+    short_side = model.preprocess.short_side
     resized = list(input_geometry(source_wh, short_side=short_side)[0]) if source_wh else None
-    return {
+    return ArtifactManifest.from_dict({
         "format": MANIFEST_FORMAT,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "artifact": {"file": artifact.name, "format": "onnx", "sha256": sha256_file(artifact),
@@ -254,7 +227,7 @@ def _manifest(model: ActionDetector, *, artifact: Path, data_file: str | None, i
         "tolerances": TOLERANCES[precision],
         "verification": verification,
         "versions": library_versions(),
-    }
+    }, source=f"for {artifact.name}")
 
 
 def _verify_staged(model: ActionDetector, staged: Path, input_hw: tuple[int, int], max_persons: int,
@@ -297,17 +270,18 @@ def export_onnx(model: ActionDetector, out_path: str | Path, *, input_hw: tuple[
 
     Raises:
         ConfigError: bad geometry, opset, precision or person count.
-        ExportError: not a detector, unwritable output, or verification failed (with statistics).
+        OutputError: the export folder cannot be written (or an output would replace an input).
+        ExportError: not a detector, or verification failed (with statistics).
     """
-    from vmaedet.safeio import check_outputs, find_os_error, output_error
+    from vmaedet.safeio import check_outputs, check_writable_dir, find_os_error, output_error
 
     _check_args(model, opset, precision, max_persons)
-    input_hw, source_wh = resolve_geometry(source_wh, input_hw, short_side=int(getattr(model, "short_side", 256)))
+    input_hw, source_wh = resolve_geometry(source_wh, input_hw, short_side=model.preprocess.short_side)
     out_path = Path(out_path)
     json_path = manifest_path(out_path)
     check_outputs({"the ONNX file": out_path, "its manifest": json_path, "its external data": external_data_path(out_path)},
                   {"the checkpoint": checkpoint}, overwrite=True)
-    check_writable(out_path.parent)
+    check_writable_dir(out_path.parent, what="the export folder")
     frozen = copy.deepcopy(model).float().eval().cpu()
     frozen.freeze_pos_embed(input_hw[0] // 16, input_hw[1] // 16)
     # Everything is staged in a hidden folder beside the target and moved into place only once the

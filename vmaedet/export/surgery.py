@@ -292,7 +292,7 @@ def prepare_roi_align(model: onnx.ModelProto, roi_align: str = "plugin", *, aot:
     """The graph TensorRT should parse for ``--roi-align plugin|builtin``."""
     if roi_align not in ROI_ALIGN_MODES:
         raise ExportError(f"unknown RoIAlign mode {roi_align!r}", received=roi_align,
-                          expected=" or ".join(ROI_ALIGN_MODES), fix="--roi-align plugin (default) or builtin")
+                          expected=" or ".join(ROI_ALIGN_MODES), fix="roi_align='plugin' (the default) or 'builtin'")
     return to_plugin_graph(model, aot=aot) if roi_align == "plugin" else to_builtin_graph(model)
 
 

@@ -13,7 +13,9 @@ Supported TensorRT: **10.9 ≤ version < 12** (10.9 is the first release with ``
 and 11.x; any other version is refused with a clear error before anything is built or loaded.
 
 Building needs the full ``tensorrt`` package (a ``Builder``, the ONNX parser).  Running an engine
-needs only a ``Runtime``: :func:`tensorrt_runtime_status` accepts ``tensorrt``, then the runtime-only
+needs only a ``Runtime``: :func:`vmaedet.engines.trt_runtime.tensorrt_runtime_status` (the runtime
+side — version range, probe, GPU identity, plan compatibility — lives in the engines package, which
+never imports this builder) accepts ``tensorrt``, then the runtime-only
 ``tensorrt_lean`` and ``tensorrt_dispatch`` packages (which, per NVIDIA's documentation, run
 version-compatible plans: build with ``version_compatible=True`` / ``--version-compatible``).
 
@@ -28,109 +30,25 @@ fails with :class:`~vmaedet.errors.BackendUnavailable` saying what is missing an
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
-import importlib
 import json
 import logging
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping
 
-from vmaedet.errors import BackendUnavailable, ConfigError, EngineError, ExportError
-from vmaedet.safeio import atomic_path
-from vmaedet.artifacts import check_artifact_hash, library_versions, read_manifest, sha256_file, write_manifest
+from vmaedet.artifacts import (ArtifactFile, ArtifactManifest, GpuIdentity, TensorRTInfo, TrtRoiAlign,
+                               check_artifact_hash, library_versions, read_manifest, sha256_file, write_manifest)
 from vmaedet.constants import PLUGIN_VERSION, ROI_ALIGN_MAX_ID
+from vmaedet.engines.trt_runtime import (INSTALL_HINT, SUPPORTED_RANGE, TensorRTStatus, _device_name, _probe,
+                                         gpu_identity, parse_version)
+from vmaedet.errors import BackendUnavailable, ConfigError, ExportError
 from vmaedet.export.surgery import ROI_ALIGN_MODES, prepare_roi_align
+from vmaedet.safeio import atomic_path
 
 log = logging.getLogger(__name__)
-
-#: Supported TensorRT versions: MIN_VERSION ≤ (major, minor) < (MAX_MAJOR_EXCLUSIVE, 0).
-MIN_VERSION = (10, 9)
-MAX_MAJOR_EXCLUSIVE = 12
-SUPPORTED_RANGE = f"{MIN_VERSION[0]}.{MIN_VERSION[1]} ≤ TensorRT < {MAX_MAJOR_EXCLUSIVE}"
-#: Python modules that provide a TensorRT ``Runtime``, in the order they are tried for running engines.
-RUNTIME_MODULES = ("tensorrt", "tensorrt_lean", "tensorrt_dispatch")
-
-INSTALL_HINT = (
-    f"install TensorRT ({SUPPORTED_RANGE}) on a machine with an NVIDIA GPU and driver: "
-    "`pip install tensorrt` with NVIDIA's package index as the extra index URL (NVIDIA's TensorRT "
-    "installation guide gives it; the packages on PyPI proper are stubs that download from NVIDIA's index), "
-    "or run inside an NGC TensorRT or PyTorch container, which ships TensorRT, CUDA and Triton"
-)
-
-
-class TensorRTStatus(NamedTuple):
-    """Whether TensorRT can build/run engines here (a ``(bool, str)`` tuple)."""
-
-    available: bool
-    reason: str
-
-
-def _import_tensorrt(name: str = "tensorrt") -> Any:
-    """Import a TensorRT Python module (``tensorrt``, ``tensorrt_lean`` or ``tensorrt_dispatch``)."""
-    return importlib.import_module(name)
-
-
-def parse_version(version: str) -> tuple[int, int] | None:
-    """``"10.13.0.35"`` → ``(10, 13)``; None when the string does not start with ``major.minor``."""
-    m = re.match(r"\s*(\d+)\.(\d+)", str(version))
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def version_problem(version: str) -> str | None:
-    """Why TensorRT ``version`` is not supported (a sentence), or None when it is."""
-    parsed = parse_version(version)
-    if parsed is None:
-        return f"TensorRT reports an unreadable version {version!r}; vmaedet supports {SUPPORTED_RANGE}"
-    if parsed < MIN_VERSION:
-        return (f"TensorRT {version} is too old: vmaedet supports {SUPPORTED_RANGE} "
-                f"(tensorrt.plugin's AOT plugins and the strongly typed build it relies on)")
-    if parsed[0] >= MAX_MAJOR_EXCLUSIVE:
-        return (f"TensorRT {version} is newer than vmaedet supports ({SUPPORTED_RANGE}); a new major "
-                "release removes APIs, so it is refused rather than half-working")
-    return None
-
-
-def _cuda_problem(module: str, version: str) -> str | None:
-    try:
-        import torch
-    except ImportError:
-        return "torch is not importable (vmaedet runs TensorRT on torch CUDA tensors)"
-    if not torch.cuda.is_available():
-        return f"{module} {version} imports but no CUDA GPU is visible to torch"
-    return None
-
-
-def _probe(module: str, *, need_builder: bool) -> tuple[Any | None, str]:
-    """Import ``module``, check its version and CUDA, create a Builder (or a Runtime); (module or None, reason)."""
-    try:
-        trt = _import_tensorrt(module)
-    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-        return None, f"the {module} Python package is not importable ({type(exc).__name__}: {exc})"
-    version = str(getattr(trt, "__version__", "unknown"))
-    problem = version_problem(version) or _cuda_problem(module, version)
-    if problem:
-        return None, problem
-    what = "Builder" if need_builder else "Runtime"
-    factory = getattr(trt, what, None)
-    if factory is None:
-        return None, (f"{module} {version} has no {what}" +
-                      (" (a runtime-only install: it runs engines but cannot build them)" if need_builder else ""))
-    try:
-        obj = factory(trt.Logger(trt.Logger.ERROR))
-    except Exception as exc:  # noqa: BLE001 - a failing probe means "not usable"
-        return None, f"{module} {version} imports but a {what} cannot be created ({type(exc).__name__}: {exc})"
-    if obj is None:
-        return None, f"{module} {version} imports but CUDA initialisation failed (no {what})"
-    return trt, f"{module} {version}"
-
-
-def _device_name() -> str:
-    import torch
-
-    return torch.cuda.get_device_name(torch.cuda.current_device())
 
 
 def tensorrt_status() -> TensorRTStatus:
@@ -145,20 +63,6 @@ def tensorrt_status() -> TensorRTStatus:
     return TensorRTStatus(True, f"TensorRT {trt.__version__} on {_device_name()}")
 
 
-def tensorrt_runtime_status() -> TensorRTStatus:
-    """Can engines be **run** here: ``tensorrt``, ``tensorrt_lean`` or ``tensorrt_dispatch`` with a working ``Runtime``.
-
-    The reason of a usable status starts with the module name (``"tensorrt_lean 10.13.0 on …"``).
-    """
-    reasons = []
-    for module in RUNTIME_MODULES:
-        trt, reason = _probe(module, need_builder=False)
-        if trt is not None:
-            return TensorRTStatus(True, f"{reason} on {_device_name()}")
-        reasons.append(reason)
-    return TensorRTStatus(False, "; ".join(reasons) + f"; {INSTALL_HINT}")
-
-
 def require_tensorrt() -> Any:
     """The full ``tensorrt`` module (for building), or :class:`BackendUnavailable` naming what is missing."""
     trt, reason = _probe("tensorrt", need_builder=True)
@@ -167,62 +71,6 @@ def require_tensorrt() -> Any:
                                  "tensorrt package with a Builder and a CUDA GPU)", received=reason,
                                  expected=f"tensorrt with {SUPPORTED_RANGE} and a CUDA GPU", fix=INSTALL_HINT)
     return trt
-
-
-def require_tensorrt_runtime() -> tuple[Any, str]:
-    """``(module, name)`` of the first usable TensorRT runtime (:data:`RUNTIME_MODULES`), or :class:`BackendUnavailable`."""
-    reasons = []
-    for module in RUNTIME_MODULES:
-        trt, reason = _probe(module, need_builder=False)
-        if trt is not None:
-            return trt, module
-        reasons.append(reason)
-    raise BackendUnavailable("TensorRT is not usable on this machine (running an engine needs a TensorRT runtime "
-                             "and a CUDA GPU)", received="; ".join(reasons),
-                             expected=f"tensorrt, tensorrt_lean or tensorrt_dispatch with {SUPPORTED_RANGE}",
-                             fix=INSTALL_HINT)
-
-
-def gpu_identity(device: Any = None) -> dict[str, Any]:
-    """Name and compute capability of a CUDA device (default: the current one), what an engine is bound to."""
-    import torch
-
-    index = torch.cuda.current_device() if device is None else torch.device(device).index
-    if index is None:
-        index = torch.cuda.current_device()
-    major, minor = torch.cuda.get_device_capability(index)
-    return {"name": torch.cuda.get_device_name(index), "compute_capability": f"{major}.{minor}"}
-
-
-def check_engine_compat(manifest: Mapping[str, Any], *, tensorrt_version: str, gpu_name: str,
-                        compute_capability: str, engine_path: str | Path = "engine") -> None:
-    """Refuse an engine built with another TensorRT version or for another GPU.
-
-    TensorRT plans are tied to the exact TensorRT version and to the GPU's compute capability
-    (kernels are chosen per SM); a mismatch fails at deserialisation or runs slowly.  A plan built
-    version-compatible (``tensorrt.version_compatible`` in the manifest) runs on the same or a later
-    TensorRT; the GPU must still match.
-    """
-    built = manifest.get("tensorrt") or {}
-    rebuild = f"rebuild it here: vmaedet export CKPT --trt (the ONNX recorded in {Path(engine_path).name}.json)"
-    problem = version_problem(tensorrt_version)
-    if problem:
-        raise EngineError(f"cannot run {engine_path}: {problem}", received=tensorrt_version,
-                          expected=SUPPORTED_RANGE, fix=INSTALL_HINT)
-    built_version = built.get("version")
-    if built.get("version_compatible"):
-        here, there = parse_version(tensorrt_version), parse_version(str(built_version))
-        if there is None or here is None or here < there:
-            raise EngineError(f"{engine_path} is version-compatible but was built with a newer TensorRT than this one",
-                              received=built_version, expected=f"≤ {tensorrt_version}", fix=rebuild)
-    elif built_version != tensorrt_version:
-        raise EngineError(f"{engine_path} was built with another TensorRT version", received=built_version,
-                          expected=tensorrt_version, fix=rebuild)
-    gpu = built.get("gpu") or {}
-    if gpu.get("compute_capability") != compute_capability or gpu.get("name") != gpu_name:
-        raise EngineError(f"{engine_path} was built for another GPU",
-                          received=f"{gpu.get('name')} (sm {gpu.get('compute_capability')})",
-                          expected=f"{gpu_name} (sm {compute_capability})", fix=rebuild)
 
 
 # -- engine inspection ------------------------------------------------------------------------------
@@ -381,12 +229,12 @@ def _check_build_args(max_persons: int, opt_persons: int, workspace_gb: float, r
     if not 1 <= opt_persons <= max_persons:
         raise ConfigError("the person profile must satisfy 1 ≤ opt_persons ≤ max_persons",
                           received=f"opt_persons={opt_persons}, max_persons={max_persons}",
-                          expected="e.g. --opt-persons 8 --max-persons 64")
+                          expected="e.g. opt_persons=8, max_persons=64")
     if workspace_gb <= 0:
         raise ConfigError("the builder workspace must be positive", received=workspace_gb, expected="e.g. 4 (GiB)")
     if roi_align not in ROI_ALIGN_MODES:
         raise ConfigError(f"unknown RoIAlign mode {roi_align!r}", received=roi_align,
-                          expected=" or ".join(ROI_ALIGN_MODES), fix="--roi-align plugin (default) or builtin")
+                          expected=" or ".join(ROI_ALIGN_MODES), fix="roi_align='plugin' (the default) or 'builtin'")
 
 
 def _reporter(progress: bool | Callable[[str], None]) -> Callable[[str], None]:
@@ -400,8 +248,8 @@ def _parse(trt: Any, logger: Any, network: Any, graph_bytes: bytes, onnx_path: P
     if not parser.parse(graph_bytes, str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ExportError("TensorRT could not parse the ONNX graph", received="; ".join(errors)[:2000],
-                          expected="a graph exported by `vmaedet export --precision fp16`",
-                          fix="check that the plugin loaded (roi_align=plugin needs Triton) or try --roi-align builtin")
+                          expected="a graph exported by `vmaedet export CKPT --precision fp16`",
+                          fix="check that the plugin loaded (roi_align='plugin' needs Triton) or try roi_align='builtin'")
 
 
 def _network_flags(trt: Any) -> int:
@@ -485,9 +333,8 @@ def build_engine(
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer types/tactics for the inspector
     if version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    names = source["input"]["names"]
     profile = builder.create_optimization_profile()
-    profile.set_shape(names["rois"], (1, 5), (opt_persons, 5), (max_persons, 5))
+    profile.set_shape(source.input.names.rois, (1, 5), (opt_persons, 5), (max_persons, 5))
     config.add_optimization_profile(profile)
     cache_path = timing_cache_path(timing_cache, tensorrt_version=trt.__version__, gpu=gpu) if timing_cache else None
     cache_state = _attach_timing_cache(config, cache_path, warn, fallback=Path(timing_cache) if timing_cache else None)
@@ -499,7 +346,8 @@ def build_engine(
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise ExportError("TensorRT failed to build the engine (see the TensorRT log above)",
-                          fix="retry with a larger --workspace-gb, or --roi-align builtin to rule out the plugin")
+                          fix="retry with a larger builder workspace (workspace_gb), or roi_align='builtin' to rule out "
+                              "the plugin")
     build_s = time.perf_counter() - t2
     say(f"built in {build_s:.1f} s")
     with atomic_path(out_path, what="the TensorRT engine") as tmp:  # first: nothing after this loses the build
@@ -517,7 +365,7 @@ def build_engine(
     if inspection.get("fused_attention") is False:
         say("note: no layer of the engine shows a fused attention kernel (see tensorrt.attention in the manifest)")
     manifest = engine_manifest(source, out_path, trt_version=trt.__version__, gpu=gpu, roi_align=roi_align,
-                               aot=aot, onnx_sha256=source["artifact"]["sha256"],
+                               aot=aot, onnx_sha256=source.artifact.sha256,
                                parsed_sha256=_sha256_bytes(graph_bytes),
                                profile=(1, opt_persons, max_persons), workspace_gb=workspace_gb, build_s=build_s,
                                version_compatible=version_compatible, inspection=inspection,
@@ -531,38 +379,32 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def engine_manifest(source: Mapping[str, Any], engine_path: Path, *, trt_version: str, gpu: Mapping[str, Any],
+def engine_manifest(source: ArtifactManifest, engine_path: Path, *, trt_version: str, gpu: Mapping[str, Any],
                     roi_align: str, aot: bool, onnx_sha256: str, parsed_sha256: str,
                     profile: tuple[int, int, int], workspace_gb: float, build_s: float,
                     version_compatible: bool = False, inspection: Mapping[str, Any] | None = None,
-                    timing_cache: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                    timing_cache: Mapping[str, Any] | None = None) -> ArtifactManifest:
     """The engine's manifest: the ONNX artifact's contract plus what binds the plan to this machine.
 
     ``tensorrt.roi_align.implementation`` is ``"aot"`` (PTX inside the plan: running needs no
     Python plugin), ``"jit"`` (a Python callback: running imports the plugin module, torch, Triton
     and ``tensorrt.plugin``) or ``"builtin"`` (``ROIAlign_TRT``); ``aot`` keeps the boolean.
     """
-    manifest = copy.deepcopy(dict(source))
-    manifest["artifact"] = {"file": engine_path.name, "format": "tensorrt", "sha256": sha256_file(engine_path),
-                            "bytes": engine_path.stat().st_size, "onnx_file": source["artifact"]["file"],
-                            "onnx_sha256": onnx_sha256}
-    manifest["input"] = {**manifest["input"], "max_persons": profile[2]}
     plugin = roi_align == "plugin"
     inspection = dict(inspection or {})
-    manifest["tensorrt"] = {
-        "version": trt_version, "gpu": dict(gpu), "strongly_typed": True,
-        "version_compatible": bool(version_compatible),
-        "roi_align": {"mode": roi_align, "plugin": ROI_ALIGN_MAX_ID if plugin else "ROIAlign_TRT",
-                      "plugin_version": PLUGIN_VERSION if plugin else "2",
-                      "aot": bool(aot) if plugin else None,
-                      "implementation": ("aot" if aot else "jit") if plugin else "builtin"},
-        "parsed_onnx_sha256": parsed_sha256, "profile_persons": list(profile), "workspace_gb": workspace_gb,
-        "build_seconds": round(build_s, 1),
-        "num_layers": inspection.get("num_layers"),
-        "attention": {k: inspection[k] for k in ("fused_attention", "fused_attention_layers", "detail", "examples",
-                                                   "error") if k in inspection} or {"fused_attention": None},
-    }
-    if timing_cache is not None:
-        manifest["tensorrt"]["timing_cache"] = dict(timing_cache)
-    manifest["versions"] = library_versions()
-    return manifest
+    attention = {k: inspection[k] for k in ("fused_attention", "fused_attention_layers", "detail", "examples", "error")
+                 if k in inspection} or {"fused_attention": None}
+    built = TensorRTInfo(
+        version=trt_version, gpu=GpuIdentity(gpu.get("name"), gpu.get("compute_capability")), strongly_typed=True,
+        version_compatible=bool(version_compatible),
+        roi_align=TrtRoiAlign(mode=roi_align, plugin=ROI_ALIGN_MAX_ID if plugin else "ROIAlign_TRT",
+                              plugin_version=PLUGIN_VERSION if plugin else "2", aot=bool(aot) if plugin else None,
+                              implementation=("aot" if aot else "jit") if plugin else "builtin"),
+        parsed_onnx_sha256=parsed_sha256, profile_persons=tuple(profile), workspace_gb=workspace_gb,  # type: ignore[arg-type]
+        build_seconds=round(build_s, 1), num_layers=inspection.get("num_layers"), attention=attention,
+        timing_cache=dict(timing_cache) if timing_cache is not None else None,
+    )
+    artifact = ArtifactFile(file=engine_path.name, format="tensorrt", sha256=sha256_file(engine_path),
+                            bytes=engine_path.stat().st_size, onnx_file=source.artifact.file, onnx_sha256=onnx_sha256)
+    return source.replace(artifact=artifact, input=dataclasses.replace(source.input, max_persons=profile[2]),
+                          tensorrt=built, versions=library_versions())

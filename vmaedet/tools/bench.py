@@ -2,7 +2,8 @@
 
 For every (engine, precision) the same clip and rois go through the engine after a warm-up;
 latency is the wall time of ``Engine.infer`` (CUDA synchronised inside the engine when on a GPU),
-reported as p50/p95 over ``iters`` runs.  FLOPs per clip are counted by
+reported as p50/p95 over ``iters`` runs (:func:`vmaedet.tools.timing.time_calls`: the one timing
+loop and percentile definition of the project).  FLOPs per clip are counted by
 ``torch.utils.flop_counter.FlopCounterMode`` on the PyTorch model (matmuls, convolutions,
 attention), not estimated.  The device's peak is *measured* in the same process by a square
 matmul micro-benchmark of the same dtype, and the achieved FLOP/s is reported as a fraction of it.
@@ -14,26 +15,26 @@ The JSON written by :func:`run_benchmark` follows ``docs/bench_schema.json`` (sc
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
-from vmaedet.engines.base import Engine, create_engine
+from vmaedet.constants import EXPORT_PRECISIONS, PRECISIONS
+from vmaedet.engines import Engine, open_engine
 from vmaedet.errors import VmaedetError
 from vmaedet.models.detector import ActionDetector, create_detector
+from vmaedet.tools.timing import Timing, time_calls
 
 SCHEMA = "vmaedet-bench-1"
 PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Precisions each engine can run (others are reported as skipped with this reason).
 SUPPORTED = {
-    "torch": {"fp32", "bf16", "fp16"},
-    "onnxruntime": {"fp32", "fp16"},
+    "torch": set(PRECISIONS),
+    "onnxruntime": set(EXPORT_PRECISIONS),
     "tensorrt": {"fp16"},
 }
 
@@ -111,47 +112,38 @@ def count_flops(model: ActionDetector, clip: torch.Tensor, rois: torch.Tensor) -
 
 def make_inputs(input_hw: tuple[int, int], k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A clip of real-frame scale and K random person rois inside it (the verify ladder's inputs)."""
-    from vmaedet.tools.verify import random_clip, random_rois
+    from vmaedet.export.parity import random_clip, random_rois
 
     g = torch.Generator().manual_seed(seed)
     return random_clip(input_hw, g), random_rois(k, input_hw, g)  # [1, 3, 16, H, W], [K, 5]
 
 
-def _time(fn: Callable[[], Any], warmup: int, iters: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
+def time_engine(engine: Engine, clip: torch.Tensor, rois: torch.Tensor, *, iters: int, warmup: int) -> Timing:
+    """``engine.infer(clip, rois)`` after ``warmup`` untimed calls, timed ``iters`` times.
 
-
-def _percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
+    The one engine-latency loop (``vmaedet bench`` and ``benchmarks/bench_engines.py``); the
+    engine synchronises CUDA inside ``infer``.  ``Timing.result`` is the last call's logits ``[K, 80]``.
+    """
+    return time_calls(lambda: engine.infer(clip, rois), repeats=iters, warmup=warmup)
 
 
 def _open_engine(name: str, precision: str, model: ActionDetector, cfg: BenchConfig, workdir: Path,
                  checkpoint_path: Path) -> Engine:
-    """Create an engine; exports an artifact first for artifact-based backends."""
+    """Open the engine (:func:`~vmaedet.engines.open_engine`, on ``cfg.device``); artifact backends export first."""
     max_k = max(cfg.persons)
     if name == "torch":
-        return create_engine("torch", model, precision=precision, device=cfg.device,
-                             input_hw=cfg.input_hw, max_persons=None)
+        return open_engine(model, "torch", precision=precision, device=cfg.device,
+                           input_hw=cfg.input_hw, max_persons=None)
     from vmaedet.export.onnx import export_onnx
 
     art = export_onnx(model, workdir / f"{name}_{precision}.onnx", input_hw=cfg.input_hw, max_persons=max_k,
                       precision=precision, checkpoint=checkpoint_path).path
-    if name == "onnxruntime":
-        return create_engine("onnxruntime", art)
     if name == "tensorrt":
         from vmaedet.export.tensorrt import build_engine
 
-        plan = build_engine(art, workdir / f"{name}.engine", max_persons=max_k, opt_persons=min(8, max_k),
-                            workspace_gb=4.0, timing_cache=None, roi_align="plugin", progress=False)
-        return create_engine("tensorrt", plan)
-    return create_engine(name, art)
+        art = build_engine(art, workdir / f"{name}.engine", max_persons=max_k, opt_persons=min(8, max_k),
+                           workspace_gb=4.0, timing_cache=None, roi_align="plugin", progress=False)
+    return open_engine(art, name, precision=precision, device=cfg.device)
 
 
 def _unavailable(name: str) -> str | None:
@@ -179,8 +171,8 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] | None = Non
         variant = model.variant or cfg.variant
     h, w = cfg.input_hw
     if h % 16 or w % 16 or h < 32 or w < 32:
-        raise VmaedetError("input size must be multiples of 16 and at least 32×32",
-                           received=f"{h}×{w}", expected="e.g. 256x464", fix="pass --input-size 256x464")
+        raise VmaedetError("the clip size (input_hw) must be multiples of 16 and at least 32×32",
+                           received=f"{h}×{w}", expected="e.g. (256, 464)", fix="use input_hw=(256, 464)")
     tmp = tempfile.TemporaryDirectory(prefix="vmaedet-bench-") if cfg.workdir is None else None
     workdir = Path(cfg.workdir or tmp.name)  # type: ignore[union-attr]
     workdir.mkdir(parents=True, exist_ok=True)
@@ -221,14 +213,13 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] | None = Non
                 for k, (clip, rois) in inputs.items():
                     say(f"{name} {precision}: {k} person(s)")
                     out = engine.infer(clip, rois)
-                    times = _time(lambda: engine.infer(clip, rois), cfg.warmup, cfg.iters)
-                    p50 = statistics.median(times)
+                    timing = time_engine(engine, clip, rois, iters=cfg.iters, warmup=cfg.warmup)
+                    p50 = timing.p50_s
                     achieved = flops[k] / p50
                     peak = peaks.get(precision)
                     results.append({
                         **base, "status": "ok", "persons": k,
-                        "latency_ms": {"p50": 1e3 * p50, "p95": 1e3 * _percentile(times, 95),
-                                       "mean": 1e3 * statistics.fmean(times), "min": 1e3 * min(times)},
+                        "latency_ms": timing.ms(),
                         "clips_per_s": 1.0 / p50,
                         "flops_per_clip": flops[k],
                         "achieved_flops_per_s": achieved,
