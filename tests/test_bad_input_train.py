@@ -167,7 +167,7 @@ CONFIG_CASES = [
     Case("short-side-0-config", ["train", "--data", "{work}/syn", "--out", "{tmp}/r", *TINY,
                                  "--set", "data.kwargs={short_side: 0}"], 2, ["data.kwargs.short_side"]),
     Case("data-kwargs-typo", ["train", "--data", "{work}/syn", "--out", "{tmp}/r", *TINY,
-                              "--set", "data.kwargs={shortside: 64}"], 2, ["shortside", "short_side?"]),
+                              "--set", "data.kwargs={shortside: 64}"], 2, ["shortside", "data.kwargs.short_side'?"]),
     Case("unknown-variant", ["train", "--data", "{work}/syn", "--out", "{tmp}/r", *TINY, "--set", "model.arch=vit_mirco"], 2,
          ["unknown model variant", "vit_micro"]),
     Case("malformed-yaml", ["train", "--config", "{tmp}/bad.yaml", "--data", "{work}/syn", "--out", "{tmp}/r"], 2,

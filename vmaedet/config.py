@@ -40,6 +40,34 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class DatasetOptions:
+    """Options of the AVA dataset (``vmaedet.data.ava.build_dataset`` / ``AVADataset``), YAML ``data.kwargs``.
+
+    Every field left out (None) keeps the dataset's default, which is the seed's setting.
+    """
+
+    short_side: int | None = None  # resize of the short side, px (the seed: 256); also the model's test resize
+    crop_size: int | None = None  # training crop, px (the seed: 224)
+    cache: bool | None = None  # keep decoded keyframe windows in memory (small datasets)
+    frame_source: str | None = None  # "video" (default), "frames" or "coco" layouts
+    frames_root: str | None = None  # where the frames/videos are, when not under the dataset root
+    fps: float | None = None  # frame rate of the source (default: the layout's)
+    box_threshold: float | None = None  # proposal score threshold at evaluation (the seed: 0.8)
+    temporal_rule: str | None = None  # how keyframe windows are placed ("auto")
+    timestamp_start: int | None = None  # first AVA timestamp (real AVA: 900)
+    seed_quirk: bool | None = None  # the seed's resize transposition for frames already at the short side
+    seed: int | None = None  # the dataset's augmentation seed (default: train.seed)
+    proposals: str | None = None  # person proposals CSV (default: the layout's)
+    coco_images: str | None = None  # COCO-layout images folder
+    labelmap: str | None = None  # label map (.pbtxt) (default: the layout's)
+    exclusions: str | None = None  # excluded timestamps CSV (default: the layout's)
+
+    def given(self) -> dict[str, Any]:
+        """The options set (not None), as keyword arguments of ``build_dataset``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the AVA-format data lives and how clips are prepared."""
 
@@ -48,7 +76,7 @@ class DataConfig:
     val_split: str = "val"  # split evaluated on
     num_workers: int = 2  # DataLoader worker processes per rank (0 = load in the main process)
     size_divisible: int = 16  # batch padding multiple (the seed's BatchCollator)
-    kwargs: dict = field(default_factory=dict)  # extra keyword arguments for build_dataset (short side, crop, …)
+    kwargs: DatasetOptions = field(default_factory=DatasetOptions)  # options of the AVA dataset (short side, crop, …)
 
 
 @dataclass(frozen=True)
@@ -114,8 +142,13 @@ class TrainConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (tuples as lists) — YAML/JSON friendly and ``weights_only`` loadable."""
-        return _plain(dataclasses.asdict(self))
+        """Plain nested dict (tuples as lists) — YAML/JSON friendly and ``weights_only`` loadable.
+
+        ``data.kwargs`` holds only the options set, as the YAML wrote them.
+        """
+        out = _plain(dataclasses.asdict(self))
+        out["data"]["kwargs"] = _plain(self.data.kwargs.given())
+        return out
 
     def replace(self, **sections: Any) -> "TrainConfig":
         """Copy with whole sections replaced (``cfg.replace(train=...)``)."""
@@ -168,8 +201,6 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
             return float(value)
         except ValueError:
             pass
-    if tp is dict and isinstance(value, dict):
-        return dict(value)
     if tp in (int, str, bool) and type(value) is tp:
         return value
     raise ConfigError(
@@ -244,12 +275,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 def _lookup(cfg: TrainConfig, dotted: str) -> tuple[bool, Any]:
     node: Any = cfg
     for part in dotted.split("."):
-        if isinstance(node, dict):
-            if part not in node:
-                return False, None
-            node = node[part]
-        else:
-            node = getattr(node, part)
+        node = getattr(node, part)
     return True, node
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from vmaedet.errors import CheckpointError
-from vmaedet.models import create_detector
-from vmaedet.models.checkpoints import convert_checkpoint, load_detector, save_detector
+from vmaedet.models import PreprocessConfig, create_detector
+from vmaedet.models.checkpoints import convert_checkpoint, load_detector, load_detector_with_report, save_detector
 
 
 def _sd(name: str = "vit_micro") -> dict[str, torch.Tensor]:
@@ -33,7 +33,7 @@ def test_official_ava_layouts(fixtures_dir: Path) -> None:
     d = fixtures_dir / "seed-parity-tiny"
     ref = torch.load(d / "checkpoint.pth", weights_only=True)["model"]
     for name, layout in (("checkpoint.pth", "ava"), ("checkpoint_full_layout.pth", "ava-full")):
-        m, rep = load_detector(d / name, return_report=True)
+        m, rep = load_detector_with_report(d / name)
         assert rep.layout == layout and rep.initialised == [] and rep.ignored == []
         assert set(m.state_dict()) == set(ref)  # no missing or unexpected keys
         _same(ref, m.state_dict())
@@ -58,7 +58,7 @@ def test_pretrain_layout(tmp_path: Path) -> None:
     enc["mask_token"] = torch.zeros(1, 1, 32)
     p = tmp_path / "pretrain.pth"
     torch.save({"model": enc, "optimizer": {}, "epoch": 1599}, p)
-    m, rep = load_detector(p, return_report=True)
+    m, rep = load_detector_with_report(p)
     assert rep.layout == "pretrain" and rep.variant == "vit_micro"
     assert set(rep.initialised) == {"head.weight", "head.bias"}
     assert {"decoder.blocks.0.norm1.weight", "encoder_to_decoder.weight", "mask_token"} <= set(rep.ignored)
@@ -74,7 +74,7 @@ def test_kinetics_layout_drops_head_and_keeps_norm_at_init(tmp_path: Path) -> No
     k400["head.bias"] = torch.randn(400)
     p = tmp_path / "k400.pth"
     torch.save({"module": k400}, p)
-    m, rep = load_detector(p, return_report=True)
+    m, rep = load_detector_with_report(p)
     assert rep.layout == "kinetics"
     assert set(rep.initialised) == {"norm.weight", "norm.bias", "head.weight", "head.bias"}
     assert torch.equal(m.norm.weight, torch.ones(64)) and torch.equal(m.norm.bias, torch.zeros(64))
@@ -87,7 +87,7 @@ def test_vmaedet_roundtrip_and_convert(tmp_path: Path, fixtures_dir: Path) -> No
     rep = convert_checkpoint(src, dst)
     assert rep.layout == "ava-full"
     a = load_detector(src)
-    b, rep2 = load_detector(dst, return_report=True)
+    b, rep2 = load_detector_with_report(dst)
     assert rep2.layout == "vmaedet" and rep2.variant == "vit_seed_tiny"
     _same(a.state_dict(), b.state_dict())
     assert b.cfg == a.cfg
@@ -152,11 +152,10 @@ def test_short_side_travels_with_the_checkpoint(tmp_path: Path) -> None:
     from vmaedet import Predictor
     import numpy as np
 
-    m = create_detector("vit_micro")
-    assert m.short_side == 256
-    m.short_side = 128
+    assert create_detector("vit_micro").preprocess == PreprocessConfig(short_side=256)
+    m = create_detector("vit_micro", preprocess=PreprocessConfig(short_side=128))
     b = load_detector(save_detector(m, tmp_path / "s.safetensors"))
-    assert b.short_side == 128
+    assert b.preprocess == m.preprocess and b.preprocess.short_side == 128
     clip, rois, size = Predictor(b).preprocess(np.zeros((16, 240, 320, 3), np.uint8), np.zeros((0, 4)))
     assert size == (170, 128) and clip.shape == (1, 3, 16, 128, 176)
 
@@ -170,6 +169,56 @@ def test_safetensors_header_length_starting_with_a_pickle_byte(tmp_path: Path) -
             break
     else:
         pytest.fail("no padding gave a 0x80 first byte")
-    loaded, rep = load_detector(path, return_report=True)
+    loaded, rep = load_detector_with_report(path)
     assert rep.layout == "vmaedet" and rep.extra["pad"] == "x" * pad
     _same(model.state_dict(), loaded.state_dict())
+
+
+def test_preprocess_is_typed_frozen_and_carried(tmp_path: Path) -> None:
+    """The preprocessing facts: set at construction, frozen, saved as ``config.preprocess``, overridable at load."""
+    import dataclasses
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from vmaedet.errors import ConfigError
+    from vmaedet.models.checkpoints import FORMAT, detector_config
+
+    pre = PreprocessConfig(short_side=160, frame_stride=2)
+    m = create_detector("vit_micro", preprocess=pre)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.preprocess.short_side = 64  # type: ignore[misc]
+    path = save_detector(m, tmp_path / "p.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        saved = json.loads(f.metadata()["config"])
+    assert saved["preprocess"] == pre.to_dict() and "short_side" not in saved
+    assert load_detector(path).preprocess == pre
+    assert load_detector(path, preprocess=PreprocessConfig(short_side=96)).preprocess.short_side == 96
+    assert load_detector(path, arch="vit_micro").preprocess == PreprocessConfig()  # shapes only: the seed's facts
+    # a file written before `preprocess` existed: the top-level short_side
+    sd = {k: v.contiguous() for k, v in m.state_dict().items()}
+    old = {k: v for k, v in detector_config(m).items() if k != "preprocess"} | {"short_side": 128}
+    save_file(sd, str(tmp_path / "old.safetensors"), metadata={"format": FORMAT, "config": json.dumps(old)})
+    assert load_detector(tmp_path / "old.safetensors").preprocess == PreprocessConfig(short_side=128)
+    bad = dict(detector_config(m), preprocess={**pre.to_dict(), "clip_len": 8})
+    save_file(sd, str(tmp_path / "bad.safetensors"), metadata={"format": FORMAT, "config": json.dumps(bad)})
+    with pytest.raises(CheckpointError, match="preprocessing config is invalid"):
+        load_detector(tmp_path / "bad.safetensors")
+    for kw in ({"short_side": 8}, {"clip_len": 8}, {"frame_stride": 0}, {"std": (1.0, 0.0, 1.0)}):
+        with pytest.raises(ConfigError):
+            PreprocessConfig(**kw)  # type: ignore[arg-type]
+
+
+def test_load_detector_returns_the_model_and_the_report_comes_separately(tmp_path: Path) -> None:
+    import dataclasses
+
+    from vmaedet.models.detector import ActionDetector
+
+    path = save_detector(create_detector("vit_micro"), tmp_path / "m.safetensors")
+    model = load_detector(path)
+    assert type(model) is ActionDetector and not hasattr(model, "load_report")
+    model2, report = load_detector_with_report(path)
+    assert report.layout == "vmaedet" and report.loaded_keys == len(model2.state_dict())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.layout = "x"  # type: ignore[misc]

@@ -80,7 +80,10 @@ def _rank(rank: int, world: int, store: str, x: torch.Tensor, w: torch.Tensor, q
         part = x.chunk(world)[rank].clone().requires_grad_(True)
         y = bn(part)  # [B/world, C, T, H, W]
         (y * w.chunk(world)[rank]).sum().backward()
-        q.put((rank, y.detach(), part.grad, bn.weight.grad, bn.running_mean, bn.running_var))
+        # numpy arrays travel by value: tensors would travel as shared-memory handles, which the parent
+        # cannot open once this process has exited (a race under load)
+        q.put((rank, *(t.detach().numpy().copy() for t in (y, part.grad, bn.weight.grad, bn.running_mean,
+                                                           bn.running_var))))
     finally:
         dist.destroy_process_group()
 
@@ -99,7 +102,8 @@ def test_global_batch_norm_across_two_gloo_ranks_equals_one_process(tmp_path: Pa
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited by the spawned ranks
     for p in procs:
         p.start()
-    results = sorted((q.get(timeout=120) for _ in procs), key=lambda r: r[0])
+    results = sorted(((r[0], *map(torch.from_numpy, r[1:])) for r in (q.get(timeout=120) for _ in procs)),
+                     key=lambda r: r[0])
     for p in procs:
         p.join(60)
         assert p.exitcode == 0

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
+from timm.models import group_parameters
 
 from vmaedet.config import TrainConfig, load_config, parse_override
 from vmaedet.errors import ConfigError
 from vmaedet.models import create_detector
 from vmaedet.ops.boxes import random_aug
 from vmaedet.train.loop import detection_loss, jitter_rois, sample_generator
-from vmaedet.train.optim import actual_lr, build_optimizer, layer_id, param_groups, set_lr
+from vmaedet.train.optim import actual_lr, build_optimizer, param_groups, set_lr
 from vmaedet.train.schedule import CosineSchedule
 
 CONFIGS = Path(__file__).resolve().parents[2] / "vmaedet" / "configs"
@@ -23,8 +25,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "vmaedet" / "configs"
 
 def test_layer_ids_and_scales_by_hand() -> None:
     model = create_detector("vit_micro")  # depth 2 → layer ids 0..3, scales ld^(3 − i)
-    groups = {g["name"]: g for g in param_groups(model, weight_decay=0.05, layer_decay=0.5)}
-    where = {n: g for g in groups.values() for n in g["param_names"]}
+    groups = param_groups(model, weight_decay=0.05, layer_decay=0.5)
+    where = {n: g for g in groups for n in g["param_names"]}
     expect = {  # name: (layer id, lr scale, weight decay) written out by hand
         "patch_embed.proj.weight": (0, 0.125, 0.05), "patch_embed.proj.bias": (0, 0.125, 0.0),
         "blocks.0.norm1.weight": (1, 0.25, 0.0), "blocks.0.attn.q_bias": (1, 0.25, 0.0),
@@ -33,15 +35,17 @@ def test_layer_ids_and_scales_by_hand() -> None:
         "blocks.1.mlp.fc1.weight": (2, 0.5, 0.05), "norm.weight": (3, 1.0, 0.0), "norm.bias": (3, 1.0, 0.0),
         "head.weight": (3, 1.0, 0.05), "head.bias": (3, 1.0, 0.0),
     }
+    layer_of = group_parameters(model, model.group_matcher(), reverse=True)  # timm's layer ids
     for name, (lid, scale, wd) in expect.items():
         g = where[name]
-        assert (g["layer_id"], g["lr_scale"], g["weight_decay"]) == (lid, scale, wd), name
-    assert layer_id("cls_token", 12) == 0 and layer_id("blocks.11.norm1.weight", 12) == 12 and layer_id("fc_norm.weight", 12) == 13
-    names = [n for g in groups.values() for n in g["param_names"]]
+        assert (layer_of[name], g["lr_scale"], g["weight_decay"]) == (lid, scale, wd), name
+    names = [n for g in groups for n in g["param_names"]]
     assert sorted(names) == sorted(n for n, _ in model.named_parameters())  # each exactly once
-    assert list(groups)[:3] == ["layer_0_decay", "layer_0_no_decay", "layer_1_no_decay"]  # first-seen order
-    decayed = {n for g in groups.values() if g["weight_decay"] > 0 for n in g["param_names"]}
+    assert [(g["lr_scale"], g["weight_decay"]) for g in groups[:3]] == [(0.125, 0.05), (0.125, 0.0), (0.25, 0.0)]  # first-seen
+    decayed = {n for g in groups if g["weight_decay"] > 0 for n in g["param_names"]}
     assert decayed == {n for n, p in model.named_parameters() if p.ndim > 1}
+    for g in groups:  # every parameter of a group is its own (the names travel with the tensors)
+        assert [id(p) for p in g["params"]] == [id(dict(model.named_parameters())[n]) for n in g["param_names"]]
 
 
 def _seed_cosine(base: float, final: float, epochs: int, niter: int, warmup_epochs: int) -> np.ndarray:
@@ -79,7 +83,8 @@ def test_adamw_first_step_by_hand() -> None:
     cfg = load_config(None, ["optim.layer_decay=0.5"]).optim
     opt = build_optimizer(model, cfg)
     set_lr(opt, 1e-2)
-    assert {g["name"]: g["lr"] for g in opt.param_groups}["layer_1_decay"] == pytest.approx(1e-2 * 0.25)
+    lr_of = {n: g["lr"] for g in opt.param_groups for n in g["param_names"]}
+    assert lr_of["blocks.0.attn.qkv.weight"] == pytest.approx(1e-2 * 0.25)
     w0 = {n: p.detach().clone() for n, p in model.named_parameters()}
     for p in model.parameters():
         p.grad = torch.full_like(p, 0.5)
@@ -127,6 +132,31 @@ def test_config_yaml_overrides_and_errors(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="section.key=value"):
         parse_override("optim.lr")
+
+
+def test_data_kwargs_are_typed_dataset_options() -> None:
+    """``data.kwargs`` is a frozen, typed :class:`DatasetOptions` (no free dict), and YAML/dumps keep its shape."""
+    import dataclasses
+    import inspect
+
+    from vmaedet.config import DatasetOptions, config_from_dict, dump_config
+    from vmaedet.data.ava import AVADataset, build_dataset
+
+    cfg = load_config("tiny")
+    assert isinstance(cfg.data.kwargs, DatasetOptions)
+    assert cfg.data.kwargs.given() == {"short_side": 128, "crop_size": 112, "cache": True}
+    assert cfg.to_dict()["data"]["kwargs"] == {"short_side": 128, "crop_size": 112, "cache": True}  # only what was set
+    assert config_from_dict(yaml.safe_load(dump_config(cfg))) == cfg  # the run's config.yaml reads back the same
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.data.kwargs.short_side = 64  # type: ignore[misc]
+    with pytest.raises(ConfigError, match=r"did you mean 'data.kwargs.short_side'\?"):
+        load_config(None, ["data.kwargs={shortside: 64}"])
+    with pytest.raises(ConfigError, match="wrong type"):
+        load_config(None, ["data.kwargs={short_side: big}"])
+    # every option is one the dataset takes (build_dataset's frames_root, AVADataset's keywords)
+    takes = set(inspect.signature(AVADataset.__init__).parameters) | {"frames_root"}
+    assert {f.name for f in dataclasses.fields(DatasetOptions)} <= takes
+    assert "frames_root" in inspect.getsource(build_dataset)
 
 
 @pytest.mark.parametrize("name, arch, lr, ld, epochs, ckpt", [

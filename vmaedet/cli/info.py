@@ -18,7 +18,7 @@ def info(
 ) -> None:
     """Show a checkpoint's variant, parameter count, layout and classes (or list the variants)."""
     from vmaedet.labels import AVA_ACTIONS
-    from vmaedet.models.checkpoints import load_detector
+    from vmaedet.models.checkpoints import load_detector_with_report
     from vmaedet.models.detector import OFFICIAL_VARIANTS, list_models, variant_config
     from vmaedet.models.videomae import count_params
 
@@ -33,7 +33,7 @@ def info(
                           f"{count_params(c.depth, c.embed_dim):,}", kind)
         console.print(table)
         return
-    model, report = load_detector(checkpoint, arch=arch, return_report=True)
+    model, report = load_detector_with_report(checkpoint, arch=arch)
     n_params = sum(p.numel() for p in model.parameters())
     c = model.cfg
     table = Table(title=str(checkpoint), show_header=False)

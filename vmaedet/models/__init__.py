@@ -3,6 +3,7 @@
 from vmaedet.models.detector import (
     OFFICIAL_VARIANTS,
     ActionDetector,
+    PreprocessConfig,
     create_detector,
     infer_variant,
     list_models,
@@ -16,6 +17,7 @@ __all__ = [
     "OFFICIAL_VARIANTS",
     "ActionDetector",
     "BackboneConfig",
+    "PreprocessConfig",
     "VideoMAEBackbone",
     "create_detector",
     "infer_variant",

@@ -25,21 +25,23 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
-from vmaedet.errors import CheckpointError
-from vmaedet.models.detector import ActionDetector, create_detector, infer_variant, list_models, resolve_name
+from vmaedet.constants import NUM_CLASSES, SHORT_SIDE
+from vmaedet.errors import CheckpointError, ConfigError
+from vmaedet.models.detector import (ActionDetector, PreprocessConfig, create_detector, infer_variant, list_models,
+                                    resolve_name)
 from vmaedet.models.videomae import BackboneConfig
 
 FORMAT = "vmaedet-detector-1"
 _IGNORED_PRETRAIN = ("decoder.", "encoder_to_decoder", "mask_token")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadReport:
     """What :func:`load_detector` found and did."""
 
@@ -102,7 +104,7 @@ def _meta_json(meta: Mapping[str, str], key: str, path: Path, default: str | Non
         raise CheckpointError(
             f"{path} is marked as a vmaedet checkpoint but its metadata has no {key!r} entry",
             received=f"metadata keys {sorted(meta)}",
-            expected="'format', 'config' (JSON: variant, num_classes, backbone, short_side) and 'extra'",
+            expected="'format', 'config' (JSON: variant, num_classes, backbone, preprocess) and 'extra'",
             fix="re-create the file with vmaedet.save_detector or `vmaedet convert SRC DST`",
         )
     try:
@@ -116,9 +118,12 @@ def _meta_json(meta: Mapping[str, str], key: str, path: Path, default: str | Non
         ) from None
 
 
-def _model_from_config(cfg: Any, path: Path, overrides: Mapping[str, Any]) -> ActionDetector:
-    """The detector described by a vmaedet checkpoint's ``config``; every field checked with words."""
-    from dataclasses import fields
+def _model_from_config(cfg: Any, path: Path, overrides: Mapping[str, Any],
+                       preprocess: PreprocessConfig | None = None) -> ActionDetector:
+    """The detector described by a vmaedet checkpoint's ``config``; every field checked with words.
+
+    ``preprocess`` (when given) replaces the file's preprocessing facts.
+    """
 
     def bad(what: str, received: object, expected: str) -> CheckpointError:
         return CheckpointError(f"{path}: {what}", received=received, expected=expected,
@@ -126,10 +131,9 @@ def _model_from_config(cfg: Any, path: Path, overrides: Mapping[str, Any]) -> Ac
 
     if not isinstance(cfg, dict):
         raise bad("the metadata 'config' is not a JSON object", type(cfg).__name__, "a JSON object")
-    unknown = sorted(set(cfg) - {"variant", "num_classes", "backbone", "short_side"})
+    unknown = sorted(set(cfg) - set(_CONFIG_FIELDS))
     if unknown:
-        raise bad(f"the metadata 'config' has unknown field(s) {unknown}", sorted(cfg),
-                  "variant, num_classes, backbone, short_side")
+        raise bad(f"the metadata 'config' has unknown field(s) {unknown}", sorted(cfg), ", ".join(_CONFIG_FIELDS))
     backbone = cfg.get("backbone")
     if not isinstance(backbone, dict):
         raise bad("the metadata 'config' has no 'backbone' object", repr(backbone)[:80],
@@ -147,20 +151,42 @@ def _model_from_config(cfg: Any, path: Path, overrides: Mapping[str, Any]) -> Ac
     if backbone["embed_dim"] % backbone["num_heads"]:
         raise bad("backbone.embed_dim does not divide by num_heads",
                   f"embed_dim {backbone['embed_dim']}, num_heads {backbone['num_heads']}", "embed_dim % num_heads == 0")
-    num_classes = cfg.get("num_classes", 80)
+    num_classes = cfg.get("num_classes", NUM_CLASSES)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes <= 0:
         raise bad("num_classes must be a positive integer", repr(num_classes), "an integer ≥ 1 (80 for AVA)")
-    short_side = cfg.get("short_side", 256)
-    if not isinstance(short_side, int) or isinstance(short_side, bool) or not 16 <= short_side <= 4096:
-        raise bad("short_side (the test-time resize) is out of range", repr(short_side),
-                  "an integer in 16..4096 (the seed uses 256)")
+    saved = _saved_preprocess(cfg, bad)
     try:
         bcfg = BackboneConfig(**{**backbone, **overrides})
     except (TypeError, ValueError) as exc:
         raise bad("the backbone config is invalid", str(exc), "fields of BackboneConfig: " + ", ".join(names)) from None
-    model = ActionDetector(bcfg, num_classes=num_classes, variant=cfg.get("variant"))
-    model.short_side = short_side
-    return model
+    return ActionDetector(bcfg, num_classes=num_classes, variant=cfg.get("variant"),
+                          preprocess=preprocess if preprocess is not None else saved)
+
+
+#: Fields of a vmaedet checkpoint's ``config``; ``short_side`` is how files before ``preprocess`` saved it.
+_CONFIG_FIELDS = ("variant", "num_classes", "backbone", "preprocess", "short_side")
+
+
+def _saved_preprocess(cfg: dict[str, Any], bad: Callable[[str, object, str], CheckpointError]) -> PreprocessConfig:
+    """The ``preprocess`` object of a checkpoint config (or the older top-level ``short_side``), checked."""
+    short_side = cfg.get("short_side", SHORT_SIDE)
+    if not isinstance(short_side, int) or isinstance(short_side, bool) or not 16 <= short_side <= 4096:
+        raise bad("short_side (the test-time resize) is out of range", repr(short_side),
+                  f"an integer in 16..4096 (the seed uses {SHORT_SIDE})")
+    data = cfg.get("preprocess", {"short_side": short_side})
+    if not isinstance(data, dict):
+        raise bad("the metadata 'preprocess' is not a JSON object", repr(data)[:80],
+                  "preprocess: {short_side, clip_len, frame_stride, mean, std}")
+    if "short_side" in cfg and data.get("short_side", SHORT_SIDE) != short_side:
+        raise bad("short_side and preprocess.short_side disagree", f"{short_side} vs {data.get('short_side')}",
+                  "one short side (preprocess.short_side)")
+    try:
+        return PreprocessConfig.from_dict(data)
+    except (ConfigError, TypeError) as exc:
+        detail = getattr(exc, "received", None)
+        raise bad("the preprocessing config is invalid",
+                  str(exc).splitlines()[0] + (f" ({detail})" if detail else ""),
+                  "preprocess: short_side in 16..4096, clip_len 16, frame_stride ≥ 1, mean/std of 3 numbers") from None
 
 
 def _looks_like_safetensors(path: Path, magic: bytes) -> bool:
@@ -255,7 +281,7 @@ def _shape_config(sd: Mapping[str, torch.Tensor], arch: str | None, path: Path) 
         f"{path}: cannot infer the variant from the weight shapes",
         received=f"embed_dim {dim}, depth {depth}, mlp hidden {hidden}",
         expected=f"one of {list_models()}",
-        fix="pass arch=<variant> (CLI: --arch)",
+        fix="pass the variant name (arch=<variant>)",
     )
 
 
@@ -285,27 +311,18 @@ def _check_shapes(model: ActionDetector, sd: Mapping[str, torch.Tensor], path: P
         )
 
 
-def load_detector(
-    path: str | Path,
-    arch: str | None = None,
-    device: str | torch.device = "cpu",
-    return_report: bool = False,
-    **overrides: Any,
-) -> ActionDetector | tuple[ActionDetector, LoadReport]:
-    """Load a detector from a vmaedet checkpoint or any official VideoMAE checkpoint layout.
+@dataclass(frozen=True)
+class _Contents:
+    """What a checkpoint file holds, before a model is built: layout, tensors, saved config, metadata."""
 
-    Args:
-        path: ``.safetensors`` (vmaedet) or ``.pth`` (official layouts, see module docstring).
-        arch: variant name; inferred from the weight shapes when None.
-        device: where to put the model.
-        return_report: also return a :class:`LoadReport` (layout, keys initialised/ignored).
-        overrides: BackboneConfig fields to change (``drop_path``, ``attn_impl``,
-            ``grad_checkpointing``) — training uses them.
+    layout: str
+    sd: dict[str, torch.Tensor]
+    config: Any  # the vmaedet metadata ``config`` (JSON), or None for the other layouts
+    extra: dict[str, Any]
 
-    Returns:
-        The model in eval mode (and the report if asked).
-    """
-    path = Path(path)
+
+def _read_contents(path: Path) -> _Contents:
+    """Open ``path`` (safetensors or a PyTorch pickle, decided by the content) and classify its layout."""
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}", fix="check the path (relative paths start at the current directory)")
     if path.is_dir():
@@ -314,7 +331,6 @@ def load_detector(
         magic = fh.read(9)
     if len(magic) < 9:
         raise CheckpointError(f"{path} is empty or truncated ({len(magic)} bytes)", expected="a checkpoint file")
-
     # a safetensors header length can start with 0x80 (a pickle's first byte): test safetensors first
     is_safetensors = _looks_like_safetensors(path, magic)
     is_torch = not is_safetensors and (magic.startswith(b"PK") or magic[:1] == b"\x80")
@@ -324,38 +340,39 @@ def load_detector(
             received=f"first bytes {magic!r}",
             expected="a .pth written by torch.save or a .safetensors written by vmaedet",
         )
-    if not is_torch:
-        sd, meta = _read_safetensors(path)
-        if meta.get("format") != FORMAT:
-            layout = "state-dict"
-            cfg_dict: dict[str, Any] | None = None
-            extra: dict[str, Any] = {}
-        else:
-            layout = "vmaedet"
-            cfg_dict = _meta_json(meta, "config", path)
-            extra = _meta_json(meta, "extra", path, default="{}")
-            if not isinstance(extra, dict):
-                extra = {}
-    else:
+    if is_torch:
         layout, sd, extra = _classify(_torch_load(path), path)
-        cfg_dict = None
+        return _Contents(layout, sd, None, extra)
+    sd, meta = _read_safetensors(path)
+    if meta.get("format") != FORMAT:
+        return _Contents("state-dict", sd, None, {})
+    extra = _meta_json(meta, "extra", path, default="{}")
+    return _Contents("vmaedet", sd, _meta_json(meta, "config", path), extra if isinstance(extra, dict) else {})
 
-    if cfg_dict is not None and arch is None:
-        model = _model_from_config(cfg_dict, path, overrides)
-    else:
-        if _stem_of(sd) is None:
-            raise CheckpointError(f"{path} is not a VideoMAE detector checkpoint", received=f"keys {sorted(sd)[:5]}")
-        name, cfg = _shape_config(sd, arch, path)
-        if name is not None:
-            model = create_detector(name, **overrides)
-        else:
-            assert cfg is not None
-            from dataclasses import replace
 
-            model = ActionDetector(replace(cfg, **overrides) if overrides else cfg, variant=None)
+def _build_model(contents: _Contents, path: Path, arch: str | None, preprocess: PreprocessConfig | None,
+                 overrides: Mapping[str, Any]) -> ActionDetector:
+    """The detector the file describes: its saved config (vmaedet), else the variant of its shapes."""
+    if contents.config is not None and arch is None:
+        return _model_from_config(contents.config, path, overrides, preprocess)
+    sd = contents.sd
+    if _stem_of(sd) is None:
+        raise CheckpointError(f"{path} is not a VideoMAE detector checkpoint", received=f"keys {sorted(sd)[:5]}")
+    name, cfg = _shape_config(sd, arch, path)
+    if name is not None:
+        return create_detector(name, preprocess=preprocess, **overrides)
+    assert cfg is not None
+    return ActionDetector(replace(cfg, **overrides) if overrides else cfg, variant=None, preprocess=preprocess)
 
-    report = LoadReport(path=str(path), layout=layout, variant=model.variant or "custom", loaded_keys=0,
-                        epoch=extra.get("epoch"), extra={k: v for k, v in extra.items() if k != "epoch"})
+
+#: Key prefixes a layout may lack (left at their initial values); the AVA layouts need every key.
+_ALLOWED_MISSING = {"ava": (), "ava-full": (), "vmaedet": (), "state-dict": ("head.",),
+                    "pretrain": ("head.",), "kinetics": ("head.", "norm.")}
+
+
+def _select_keys(model: ActionDetector, contents: _Contents, path: Path) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
+    """The tensors to load, the model keys left at init and the file keys ignored; refuses misfits in words."""
+    layout, sd = contents.layout, contents.sd
     own = model.state_dict()
     ignored: list[str] = []
     if layout == "pretrain":
@@ -377,9 +394,7 @@ def load_detector(
             fix="check that this is a VideoMAE ViT checkpoint; omit arch= to infer the variant from the shapes",
         )
     missing = [k for k in own if k not in sd]
-    allowed_missing = {"ava": (), "ava-full": (), "vmaedet": (), "state-dict": ("head.",),
-                       "pretrain": ("head.",), "kinetics": ("head.", "norm.")}[layout]
-    bad_missing = [k for k in missing if not k.startswith(allowed_missing)]
+    bad_missing = [k for k in missing if not k.startswith(_ALLOWED_MISSING[layout])]
     if bad_missing:
         raise CheckpointError(
             f"{path} ({layout} layout) lacks {len(bad_missing)} key(s) of the detector",
@@ -387,19 +402,61 @@ def load_detector(
             expected="every key of the seed's AVA model",
             fix="the file may be truncated or from another architecture; pass arch= to choose the variant",
         )
+    return sd, missing, ignored
+
+
+def load_detector_with_report(
+    path: str | Path,
+    arch: str | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    preprocess: PreprocessConfig | None = None,
+    **overrides: Any,
+) -> tuple[ActionDetector, LoadReport]:
+    """:func:`load_detector`, and a :class:`LoadReport` of what was found and done (layout, keys left at init/ignored)."""
+    path = Path(path)
+    contents = _read_contents(path)
+    model = _build_model(contents, path, arch, preprocess, overrides)
+    sd, missing, ignored = _select_keys(model, contents, path)
     model.load_state_dict(sd, strict=False)
-    report.loaded_keys = len(sd)
-    report.initialised = missing
-    report.ignored = ignored
     model.eval().to(device)
-    model.load_report = report  # type: ignore[attr-defined]
-    return (model, report) if return_report else model
+    extra = contents.extra
+    report = LoadReport(path=str(path), layout=contents.layout, variant=model.variant or "custom", loaded_keys=len(sd),
+                        initialised=missing, ignored=ignored, epoch=extra.get("epoch"),
+                        extra={k: v for k, v in extra.items() if k != "epoch"})
+    return model, report
+
+
+def load_detector(
+    path: str | Path,
+    arch: str | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    preprocess: PreprocessConfig | None = None,
+    **overrides: Any,
+) -> ActionDetector:
+    """Load a detector from a vmaedet checkpoint or any official VideoMAE checkpoint layout.
+
+    Args:
+        path: ``.safetensors`` (vmaedet) or ``.pth`` (official layouts, see module docstring).
+        arch: variant name; inferred from the weight shapes when None.
+        device: where to put the model.
+        preprocess: the model's preprocessing facts; None keeps the checkpoint's (vmaedet) or the
+            seed's (official layouts).  Training passes the short side it trains at.
+        overrides: BackboneConfig fields to change (``drop_path``, ``attn_impl``,
+            ``grad_checkpointing``) — training uses them.
+
+    Returns:
+        The model in eval mode.  :func:`load_detector_with_report` also returns what was loaded.
+    """
+    return load_detector_with_report(path, arch, device, preprocess=preprocess, **overrides)[0]
 
 
 # -- writing ----------------------------------------------------------------------------------
 def detector_config(model: ActionDetector) -> dict[str, Any]:
+    """The JSON ``config`` a vmaedet checkpoint carries: variant, classes, backbone and preprocessing."""
     return {"variant": model.variant, "num_classes": model.num_classes, "backbone": model.cfg.to_dict(),
-            "short_side": int(getattr(model, "short_side", 256))}
+            "preprocess": model.preprocess.to_dict()}
 
 
 def save_detector(model: ActionDetector, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
@@ -424,7 +481,7 @@ def save_detector(model: ActionDetector, path: str | Path, extra: Mapping[str, A
 
 def convert_checkpoint(src: str | Path, dst: str | Path, arch: str | None = None) -> LoadReport:
     """Read any supported layout and write a vmaedet checkpoint."""
-    model, report = load_detector(src, arch=arch, return_report=True)  # type: ignore[misc]
+    model, report = load_detector_with_report(src, arch=arch)
     save_detector(model, dst, extra={"converted_from": str(src), "source_layout": report.layout,
                                      "initialised": report.initialised})
     return report

@@ -7,16 +7,69 @@ State-dict keys are exactly the seed's (spec §1): ``patch_embed.*``, ``blocks.{
 from __future__ import annotations
 
 import difflib
-from dataclasses import replace
-from typing import Callable
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from vmaedet.constants import CLIP_LEN, FRAME_STRIDE, NUM_CLASSES, SHORT_SIDE
+from vmaedet.data.transforms import MEAN_RGB, STD_RGB
 from vmaedet.errors import ConfigError
-from vmaedet.labels import NUM_CLASSES
-from vmaedet.ops.roi_align import roi_align_max
 from vmaedet.models.videomae import BackboneConfig, VideoMAEBackbone, init_weights
+from vmaedet.ops.roi_align import roi_align_max
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How frames must be prepared for a detector: its preprocessing facts (as timm's ``pretrained_cfg``).
+
+    Set when the detector is built (:func:`create_detector`, ``load_detector``) and saved in vmaedet
+    checkpoints; the Predictor, evaluation, export and the stream read ``model.preprocess``.
+    The defaults are the seed's (:mod:`vmaedet.constants`, :mod:`vmaedet.data.transforms`).
+    """
+
+    short_side: int = SHORT_SIDE  # test-time resize of the short side, px (the seed: 256)
+    clip_len: int = CLIP_LEN  # frames per clip (the backbone's positional table is for 16)
+    frame_stride: int = FRAME_STRIDE  # source frames between sampled frames (the seed: 4)
+    mean: tuple[float, float, float] = MEAN_RGB  # RGB mean subtracted after the resize
+    std: tuple[float, float, float] = STD_RGB  # RGB std divided by
+
+    def __post_init__(self) -> None:
+        def bad(field: str, value: object, expected: str) -> ConfigError:
+            return ConfigError(f"preprocessing {field} is out of range", received=f"{field}={value!r}",
+                               expected=expected, fix=f"pass PreprocessConfig({field}=…) within {expected}")
+
+        ss = self.short_side
+        if not isinstance(ss, int) or isinstance(ss, bool) or not 16 <= ss <= 4096:
+            raise bad("short_side", ss, f"an integer in 16..4096 (the seed uses {SHORT_SIDE})")
+        if self.clip_len != CLIP_LEN:
+            raise bad("clip_len", self.clip_len, f"{CLIP_LEN} (the VideoMAE positional table has {CLIP_LEN} frames)")
+        fs = self.frame_stride
+        if not isinstance(fs, int) or isinstance(fs, bool) or fs < 1:
+            raise bad("frame_stride", fs, f"an integer ≥ 1 (the seed uses {FRAME_STRIDE})")
+        for name, values, positive in (("mean", self.mean, False), ("std", self.std, True)):
+            ok = isinstance(values, tuple) and len(values) == 3 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
+                for v in values)
+            if not ok:
+                raise bad(name, values, "three finite numbers (R, G, B)" + (", each > 0" if positive else ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (tuples as lists), as saved in checkpoints."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PreprocessConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        names = [f for f in cls.__dataclass_fields__]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown preprocessing field(s) {unknown}", received=sorted(data),
+                              expected=", ".join(names), fix="remove them or fix the spelling")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
 
 _REGISTRY: dict[str, Callable[[], BackboneConfig]] = {}
 _ALIASES: dict[str, str] = {}
@@ -129,13 +182,14 @@ class ActionDetector(VideoMAEBackbone):
     ``forward_head(forward_features(clip), rois)``.
     """
 
-    def __init__(self, cfg: BackboneConfig, num_classes: int = NUM_CLASSES, variant: str | None = None) -> None:
+    def __init__(self, cfg: BackboneConfig, num_classes: int = NUM_CLASSES, variant: str | None = None,
+                 preprocess: PreprocessConfig | None = None) -> None:
         super().__init__(cfg)
         self.variant = variant
         self.num_classes = num_classes
-        #: Short side (px) of the frames this model was trained/evaluated at (the seed: 256).
-        #: Saved in vmaedet checkpoints; the Predictor, export and stream resize to it.
-        self.short_side = 256
+        #: How frames are prepared for this model (short side trained/evaluated at, clip, normalisation).
+        #: Saved in vmaedet checkpoints; the Predictor, evaluation, export and stream read it.
+        self.preprocess: PreprocessConfig = preprocess if preprocess is not None else PreprocessConfig()
         self.head = nn.Linear(cfg.embed_dim, num_classes)
         self.apply(init_weights)
         with torch.no_grad():  # the seed scales the head's init by init_scale = 0.001
@@ -159,12 +213,22 @@ class ActionDetector(VideoMAEBackbone):
     def config(self) -> BackboneConfig:
         return self.cfg
 
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter-group interface (``timm.optim.param_groups_layer_decay`` reads it).
 
-def create_detector(name: str, num_classes: int = NUM_CLASSES, **overrides: object) -> ActionDetector:
+        The seed's (BEiT's) layer ids: ``patch_embed`` → 0, ``blocks.k`` → k + 1, the final ``norm``
+        and the ``head`` together → depth + 1.
+        """
+        return {"stem": r"^patch_embed", "blocks": r"^blocks\.(\d+)", "head": r"^norm|^head"}
+
+
+def create_detector(name: str, num_classes: int = NUM_CLASSES, *, preprocess: PreprocessConfig | None = None,
+                    **overrides: object) -> ActionDetector:
     """Build a randomly initialised detector of a registered variant.
 
     Args:
         name: variant name or alias (``list_models()``).
+        preprocess: its preprocessing facts (default: the seed's, short side 256).
         overrides: BackboneConfig fields to change (``drop_path``, ``attn_impl``, ``grad_checkpointing``).
     """
     canonical = resolve_name(name)
@@ -177,7 +241,7 @@ def create_detector(name: str, num_classes: int = NUM_CLASSES, **overrides: obje
                 expected=sorted(cfg.to_dict()),
             )
         cfg = replace(cfg, **overrides)  # type: ignore[arg-type]
-    return ActionDetector(cfg, num_classes=num_classes, variant=canonical)
+    return ActionDetector(cfg, num_classes=num_classes, variant=canonical, preprocess=preprocess)
 
 
 def infer_variant(embed_dim: int, depth: int, mlp_hidden: int, stem: str = "tubelet") -> str | None:

@@ -7,6 +7,12 @@
 * Pre-norm blocks, q/v bias with a zero k bias, q scaled before the product, exact-erf GELU,
   LayerNorm eps 1e-6, final norm over all tokens.
 
+The MLP is ``timm.layers.Mlp`` (fc1 → exact GELU → fc2, the seed's keys; its two dropouts have
+p = 0, draw nothing and export as nothing).  Stochastic depth and the init stay ours: timm 1.x's
+``drop_path`` draws its keep mask with ``bernoulli_`` and its ``trunc_normal_`` draws other values
+than torch's, while the seed's (and our fixtures') come from ``floor(keep + U)`` and torch's
+``nn.init.trunc_normal_``.
+
 ``BackboneConfig.stem = "conv"`` swaps the tubelet embedding for a small 3D-conv stem with the same
 output grid (:class:`ConvStem`).  No official checkpoint has one: it exists for the tiny demo model
 trained from scratch on a CPU, where a ViT without locality does not learn (README, *Training*).
@@ -24,9 +30,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from vmaedet.constants import CLIP_LEN
+from timm.layers import Mlp
 
-PATCH = 16
+from vmaedet.constants import CLIP_LEN, NUM_CLASSES, PATCH_SIZE
+
+PATCH = PATCH_SIZE
 TUBELET = 2
 NUM_FRAMES = CLIP_LEN
 TRAIN_GRID = 14  # img_size 224 / patch 16
@@ -92,7 +100,7 @@ def interpolate_pos_table(table: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """timm's DropPath: per sample keep = floor(1 − p + U), out = x / (1 − p) · keep."""
+    """The seed's DropPath (timm 0.4's): per sample keep = floor(1 − p + U), out = x / (1 − p) · keep."""
     if p == 0.0 or not training:
         return x
     keep_prob = 1.0 - p
@@ -210,19 +218,6 @@ class Attention(nn.Module):
         return self.proj(out)
 
 
-class Mlp(nn.Module):
-    """fc1 → exact GELU → fc2."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class Block(nn.Module):
     """Pre-norm transformer block without layer scale."""
 
@@ -231,7 +226,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads, attn_impl)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))  # fc1 → nn.GELU (exact erf) → fc2; dropouts p = 0
         self.drop_path = drop_path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -333,10 +328,10 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def count_params(depth: int, dim: int, num_classes: int = 80) -> int:
+def count_params(depth: int, dim: int, num_classes: int = NUM_CLASSES) -> int:
     """Closed form of the detector's parameter count for mlp_ratio 4: depth·12D(D+1) + 1619D + 80."""
-    assert num_classes == 80
-    return depth * 12 * dim * (dim + 1) + 1619 * dim + 80
+    assert num_classes == NUM_CLASSES
+    return depth * 12 * dim * (dim + 1) + 1619 * dim + NUM_CLASSES
 
 
 __all__ = [

@@ -86,7 +86,7 @@ def load_resume(path: str | Path, map_location: str | torch.device = "cpu") -> d
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"resume checkpoint not found: {path}",
-                              fix="pass --resume auto (latest in the output directory) or an existing .pth")
+                              fix="resume with 'auto' (the latest checkpoint in the output folder) or the path of an existing .pth")
     with open(path, "rb") as fh:
         head = fh.read(9)
     if len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < path.stat().st_size:
@@ -105,7 +105,7 @@ def load_resume(path: str | Path, map_location: str | torch.device = "cpu") -> d
         raise CheckpointError(f"{path} is not a vmaedet resume checkpoint",
                               received=f"format {state.get('format') if isinstance(state, dict) else type(state).__name__}",
                               expected=FORMAT,
-                              fix="to start from official weights use model.init=<path> instead of --resume")
+                              fix="to start from official weights use model.init=<path> in a new run instead of resuming")
     return state
 
 
@@ -130,7 +130,7 @@ def resolve_resume(resume: str | None, out_dir: str | Path) -> Path | None:
         return find_resume(out_dir)
     p = Path(resume)
     if not p.is_file():
-        raise CheckpointError(f"resume checkpoint not found: {p}", fix="pass --resume auto or an existing .pth")
+        raise CheckpointError(f"resume checkpoint not found: {p}", fix="resume with 'auto' or the path of an existing .pth")
     return p
 
 

@@ -95,7 +95,7 @@ def _annotation_paths(dataset: Dataset, data_root: str | Path | None, split: str
     gt = ann / f"{split}.csv"
     if not gt.is_file():
         raise DataError(f"ground-truth CSV for split {split!r} not found", received=str(gt),
-                        expected=f"{ann}/{split}.csv", fix="point --data at an AVA-format root (vmaedet synth writes one)")
+                        expected=f"{ann}/{split}.csv", fix="point the dataset root (data_root) at an AVA-format folder (`vmaedet synth OUT` writes one)")
     labelmap: Any = getattr(dataset, "labelmap", None)
     if not labelmap:
         labelmap = ann / "labelmap.pbtxt" if (ann / "labelmap.pbtxt").is_file() else list(AVA_EVAL_IDS)
@@ -163,7 +163,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | Path, split: st
         raise DataError(f"dataset root not found: {data_root}", fix="create one with `vmaedet synth DIR`")
     info = init_distributed(device)
     model = load_detector(checkpoint, device=info.device)
-    kw: dict[str, Any] = {"short_side": int(getattr(model, "short_side", 256))}  # the model's test geometry
+    kw: dict[str, Any] = {"short_side": model.preprocess.short_side}  # the model's test geometry
     if frame_source is not None:
         kw["frame_source"] = frame_source
     dataset = build_dataset(str(data_root), split, train=False, **kw)

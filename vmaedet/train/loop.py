@@ -17,7 +17,6 @@ import random
 import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,8 +31,12 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset
 
 from vmaedet.config import TrainConfig, dump_config, validate_config
-from vmaedet.errors import CheckpointError, ConfigError, DataError, OutputError, UsageError, VmaedetError
+from vmaedet.constants import SHORT_SIDE
+from vmaedet.errors import CheckpointError, DataError, OutputError, UsageError, VmaedetError
+from vmaedet.models.checkpoints import load_detector, save_detector, shape_mismatches
+from vmaedet.models.detector import ActionDetector, PreprocessConfig, create_detector, resolve_name
 from vmaedet.ops.boxes import random_aug
+from vmaedet.safeio import atomic_write, check_writable_dir, output_error
 from vmaedet.train import checkpointing as ckpt
 from vmaedet.train.distributed import (DistInfo, ResumableDistributedSampler, all_gather_objects, all_reduce_mean, barrier,
                           init_distributed)
@@ -83,38 +86,18 @@ def build_datasets(cfg: TrainConfig, need_val: bool = True) -> tuple[Dataset, Da
     if root is None:
         raise DataError("no dataset root configured", received="data.root = null",
                         expected="an AVA-format directory (vmaedet synth OUT writes one)",
-                        fix="pass --set data.root=PATH (or --data PATH)")
+                        fix="set data.root to the dataset folder")
     if not Path(root).is_dir():
         raise DataError(f"dataset root not found: {root}", received=str(root), expected="an existing directory",
                         fix="create synthetic data with `vmaedet synth DIR` or point data.root at your AVA root")
     from vmaedet.data.ava import build_dataset
 
-    _check_data_kwargs(cfg.data.kwargs)
+    options = cfg.data.kwargs.given()  # the dataset options set in the config (the rest: the dataset's defaults)
     splits = [cfg.data.train_split] + ([cfg.data.val_split] if need_val and cfg.data.val_split != cfg.data.train_split else [])
-    check_training_data(root, splits, cfg.data.kwargs)
-    train_ds = build_dataset(root, cfg.data.train_split, train=True, **{"seed": cfg.train.seed, **cfg.data.kwargs})
-    val_ds = build_dataset(root, cfg.data.val_split, train=False, **cfg.data.kwargs) if need_val else None
+    check_training_data(root, splits, options)
+    train_ds = build_dataset(root, cfg.data.train_split, train=True, **{"seed": cfg.train.seed, **options})
+    val_ds = build_dataset(root, cfg.data.val_split, train=False, **options) if need_val else None
     return train_ds, val_ds
-
-
-def _check_data_kwargs(kwargs: dict[str, Any]) -> None:
-    """``data.kwargs`` names only options ``build_dataset`` / ``AVADataset`` take."""
-    import inspect
-
-    from vmaedet.data.ava import AVADataset
-
-    known = {n for n in inspect.signature(AVADataset.__init__).parameters if n not in ("self", "root_or_frames_source",
-                                                                                          "annotations_csv", "split_train")}
-    known |= {"frame_source", "frames_root"}
-    unknown = sorted(set(kwargs) - known - {"seed"})
-    if unknown:
-        import difflib
-
-        close = {u: difflib.get_close_matches(u, sorted(known), n=1) for u in unknown}
-        hint = ", ".join(f"{u} → {c[0]}?" for u, c in close.items() if c)
-        raise ConfigError(f"unknown data.kwargs option(s) {unknown}", received=sorted(kwargs),
-                           expected="options of the AVA dataset: " + ", ".join(sorted(known)),
-                           fix=f"did you mean {hint}" if hint else "remove them or fix the spelling")
 
 
 def check_training_data(root: str | Path, splits: Sequence[str], kwargs: dict[str, Any] | None = None,
@@ -189,28 +172,24 @@ def detection_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 # -- model ------------------------------------------------------------------------------------
-def build_model(cfg: TrainConfig) -> nn.Module:
+def build_model(cfg: TrainConfig) -> ActionDetector:
     """Random init of ``model.arch``, or the weights of ``model.init`` (any official layout).
 
-    ``short_side`` is set to the data's (``data.kwargs.short_side``, default 256), so the saved
-    checkpoints are evaluated, exported and streamed at the resolution they were trained at.
+    The model's preprocessing short side is the data's (``data.kwargs.short_side``, default 256), so
+    the saved checkpoints are evaluated, exported and streamed at the resolution they were trained at.
     """
-    from vmaedet.models import create_detector
-
     opts = {"drop_path": cfg.model.drop_path, "grad_checkpointing": cfg.model.grad_checkpointing,
             "attn_impl": cfg.model.attn_impl}
+    short_side = cfg.data.kwargs.short_side
+    preprocess = PreprocessConfig(short_side=short_side if short_side is not None else SHORT_SIDE)
     if cfg.model.init:
-        from vmaedet.models.checkpoints import load_detector
-
-        model = load_detector(cfg.model.init, arch=cfg.model.arch, **opts)
+        model = load_detector(cfg.model.init, arch=cfg.model.arch, preprocess=preprocess, **opts)
     else:
-        model = create_detector(cfg.model.arch, **opts)
-    # The test geometry saved with the checkpoints (evaluation, export, stream) is the one trained at.
-    model.short_side = int(cfg.data.kwargs.get("short_side", 256))
-    return model.train()  # type: ignore[union-attr]
+        model = create_detector(cfg.model.arch, preprocess=preprocess, **opts)
+    return model.train()
 
 
-def initial_model(cfg: TrainConfig) -> nn.Module:
+def initial_model(cfg: TrainConfig) -> ActionDetector:
     """The weights ``train(cfg)`` starts from on rank 0 (seeded as it seeds), in eval mode.
 
     The demo and the learning benchmark score these as the untrained baseline of the same run.
@@ -243,8 +222,6 @@ class MetricsLog:
         """Append one JSON line; a failed write is undone (no partial line) and raised as OutputError."""
         if not self.enabled:
             return
-        from vmaedet.safeio import output_error
-
         data = (json.dumps(record) + "\n").encode()
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -333,8 +310,6 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def resume_differences(saved: dict[str, Any], now: TrainConfig) -> list[str]:
     """``"key: checkpoint X vs now Y"`` for every :data:`RESUME_FIELDS` entry that differs."""
-    from vmaedet.models.detector import resolve_name
-
     a, b = _flatten(saved), _flatten(now.to_dict())
     diffs = []
     for key in sorted(set(a) | set(b)):
@@ -351,8 +326,6 @@ def resume_differences(saved: dict[str, Any], now: TrainConfig) -> list[str]:
 
 def _restore(path: Path, model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
              info: DistInfo, cfg: TrainConfig | None = None, hints: dict[str, str] | None = None) -> _State:
-    from vmaedet.models.checkpoints import shape_mismatches
-
     hints = {**_HINTS, **(hints or {})}
     state = ckpt.load_resume(path)
     own = unwrap(model)
@@ -428,8 +401,6 @@ def _leftover_temps(out_dir: Path) -> list[Path]:
 
 def clear_run(out_dir: str | Path) -> list[Path]:
     """Delete the previous run's files (only the files ``train`` writes); returns what was deleted."""
-    from vmaedet.safeio import output_error
-
     out = Path(out_dir)
     gone = previous_run_files(out) + _leftover_temps(out) + ([out / "config.yaml"] if (out / "config.yaml").is_file() else [])
     for p in gone:
@@ -464,41 +435,6 @@ def previous_run_error(out_dir: Path, files: Sequence[Path], hints: dict[str, st
     )
 
 
-def check_writable(folder: Path, *, create: bool = True) -> None:
-    """Write a probe file into ``folder`` (created first); :class:`OutputError` in words if impossible.
-
-    With ``create=False`` nothing is created: the probe goes into the nearest folder on the path that
-    exists already (``folder`` itself, else its nearest existing parent), for a check before the run
-    may write anything.
-    """
-    from vmaedet.safeio import output_error
-
-    try:
-        if create:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder
-        else:
-            probe = _nearest_existing(folder)
-            if not probe.is_dir():  # a file where a folder of the path should be
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe))
-        fd, name = tempfile.mkstemp(prefix=".vmaedet-write-test.", suffix=".tmp", dir=probe)
-        try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)
-            os.unlink(name)
-    except OSError as exc:
-        raise output_error(folder, exc, what="into the run folder") from exc
-
-
-def _nearest_existing(path: Path) -> Path:
-    """``path`` if it exists, else its nearest existing parent (the current folder for a relative path)."""
-    p = path.absolute()
-    while not p.exists() and p.parent != p:
-        p = p.parent
-    return p
-
-
 def _resumes_elsewhere(resume: str | None, out_dir: Path) -> Path | None:
     """The resume checkpoint when it lies outside ``out_dir`` (it continues another folder's run), else None.
 
@@ -515,8 +451,6 @@ def _resumes_elsewhere(resume: str | None, out_dir: Path) -> Path | None:
 
 def _trim_metrics(path: Path, step: int) -> None:
     """Drop metrics lines past ``step`` (written after the checkpoint a run resumes from)."""
-    from vmaedet.safeio import atomic_write
-
     if not path.is_file():
         return
     lines = path.read_text().splitlines()
@@ -594,6 +528,33 @@ def _oom_error(exc: BaseException, per_rank: int) -> VmaedetError:
                             "keep runtime.amp=true, or shrink the input via data.kwargs")
 
 
+@dataclass
+class _Run:
+    """What one training run works with, built once by :func:`train` (and handed to every epoch)."""
+
+    cfg: TrainConfig
+    info: DistInfo
+    model: nn.Module  # the detector, DDP-wrapped under torchrun (once the folder is ready)
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    sched: CosineSchedule
+    sampler: ResumableDistributedSampler
+    train_dataset: Dataset
+    val_dataset: Dataset | None
+    collate: CollateFn
+    per_rank: int  # clips per rank per iteration
+    total_steps: int  # iterations of the whole run (epochs · iterations per epoch, or train.max_steps)
+    out_dir: Path
+    log: MetricsLog | None = None
+    prog: Any = None  # the progress bar (rank 0), or None
+    stop: _InterruptFlag | None = None  # Ctrl-C: finish the iteration, save, stop
+    last_good: Path | None = None  # the last complete resume checkpoint
+
+    def save(self, path: Path, st: _State) -> None:
+        """Write a resume checkpoint (every rank gathers its RNG; rank 0 writes)."""
+        _save(path, self.model, self.optimizer, self.scaler, st, self.cfg, self.info)
+
+
 def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | None = None,
           val_dataset: Dataset | None = None, collate_fn: CollateFn | None = None,
           evaluate_fn: Callable[..., dict[str, Any]] | None = None, *, overwrite: bool = False,
@@ -627,6 +588,38 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
     """
     t_start = time.time()
     hints = {**_HINTS, **(hints or {})}
+    info, per_rank = _start(cfg, resume, overwrite, hints)
+    run = _build_run(cfg, info, per_rank, train_dataset, val_dataset, collate_fn)
+    st = _State()
+    resume_path = ckpt.resolve_resume(resume, run.out_dir)
+    if resume_path is not None:
+        st = _restore(resume_path, run.model, run.optimizer, run.scaler, info, cfg, hints)
+    _prepare_folder(run, st, resume, overwrite)  # every check passed: only now touch the folder
+    if info.distributed:
+        run.model = DDP(run.model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+    if evaluate_fn is None:
+        from vmaedet.train.evaluate import evaluate_model as evaluate_fn  # noqa: N813
+    run.log = MetricsLog(run.out_dir, info.is_main, cfg.runtime.tensorboard)
+    run.prog = _progress(info.is_main and cfg.runtime.progress, run.total_steps, st.step)
+    run.stop = _InterruptFlag(enabled=not info.distributed)
+    run.last_good = resume_path
+    history: list[dict[str, Any]] = []
+    _train_epochs(run, st, evaluate_fn, history)
+    final = None
+    if info.is_main:
+        final = save_detector(unwrap(run.model), run.out_dir / "final.safetensors",  # type: ignore[arg-type]
+                              extra={"epoch": st.epoch, "step": st.step, "best_map": st.best_map})
+    barrier()
+    return TrainResult(out_dir=run.out_dir, final_checkpoint=final, steps=st.step, history=history,
+                       wall_s=time.time() - t_start, model=unwrap(run.model))
+
+
+def _start(cfg: TrainConfig, resume: str | None, overwrite: bool, hints: dict[str, str]) -> tuple[DistInfo, int]:
+    """The checks before anything is built (config, options, processes, batch, output folder), then the seeds.
+
+    Returns:
+        The process group's :class:`DistInfo` and the clips per rank per iteration.
+    """
     validate_config(cfg)
     if resume is not None and overwrite:
         raise UsageError("resume and overwrite contradict each other: one continues the run, the other deletes it",
@@ -640,7 +633,6 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
         raise VmaedetError("the total batch does not divide by the number of processes",
                            received=f"train.batch_size={total_batch}, world size {info.world_size}",
                            fix="choose a batch size that is a multiple of the number of processes")
-    per_rank = total_batch // info.world_size
     out_dir = Path(cfg.train.out_dir)
     previous = previous_run_files(out_dir)
     # a folder holding a run is refused unless resume continues that very run (its checkpoint lies in it)
@@ -649,12 +641,17 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
         raise previous_run_error(out_dir, previous, hints, resume_from=elsewhere)
     # fail fast on a read-only or missing mount, before data and model; creates nothing (the folder is made
     # once every check has passed)
-    check_writable(out_dir, create=False)
+    check_writable_dir(out_dir, create=False, what="into the run folder")
     seed = cfg.train.seed + info.rank  # the seed's `seed + rank`
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
+    return info, total_batch // info.world_size
 
+
+def _build_run(cfg: TrainConfig, info: DistInfo, per_rank: int, train_dataset: Dataset | None,
+               val_dataset: Dataset | None, collate_fn: CollateFn | None) -> _Run:
+    """Data, model, optimiser, scaler, sampler and schedule, in the order the seeded RNG expects."""
     if train_dataset is None:
         train_dataset, ds_val = build_datasets(cfg, need_val=val_dataset is None)
         val_dataset = val_dataset or ds_val
@@ -664,6 +661,7 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
     scaler = torch.amp.GradScaler("cuda", enabled=info.device.type == "cuda" and cfg.runtime.amp)
     sampler = ResumableDistributedSampler(train_dataset, info, per_rank, seed=cfg.train.seed)
     iters = sampler.steps_per_epoch
+    total_batch = cfg.train.batch_size
     if iters < 1:
         raise DataError("the training set is smaller than one batch",
                         received=f"{len(train_dataset)} clips, total batch {total_batch}",  # type: ignore[arg-type]
@@ -671,92 +669,85 @@ def train(cfg: TrainConfig, resume: str | None = None, train_dataset: Dataset | 
     lr_peak = actual_lr(cfg.optim.lr, total_batch, cfg.optim.lr_scaling)
     sched = CosineSchedule.from_epochs(lr_peak, actual_lr(cfg.optim.min_lr, total_batch, cfg.optim.lr_scaling),
                                        cfg.schedule.epochs, iters, cfg.schedule.warmup_epochs, cfg.schedule.warmup_steps)
-    st = _State()
-    resume_path = ckpt.resolve_resume(resume, out_dir)
-    if resume_path is not None:
-        st = _restore(resume_path, model, optimizer, scaler, info, cfg, hints)
-    # every check passed: only now touch the folder
-    check_writable(out_dir)  # creates it (and its parents) and probes it
-    if info.is_main:
-        from vmaedet.safeio import atomic_write
-
-        if overwrite:
-            clear_run(out_dir)
-        elif resume is not None:
-            _trim_metrics(out_dir / "metrics.jsonl", st.step)
-        with atomic_write(out_dir / "config.yaml", what="the run's config") as fh:
-            fh.write(dump_config(cfg))
-    barrier()
-    ddp_model: nn.Module = DDP(model, device_ids=[info.device.index] if info.device.type == "cuda" else None) \
-        if info.distributed else model
-    if evaluate_fn is None:
-        from vmaedet.train.evaluate import evaluate_model as evaluate_fn  # noqa: N813
-    log = MetricsLog(out_dir, info.is_main, cfg.runtime.tensorboard)
     total_steps = cfg.schedule.epochs * iters
     if cfg.train.max_steps > 0:
         total_steps = min(total_steps, cfg.train.max_steps)
-    prog = _progress(info.is_main and cfg.runtime.progress, total_steps, st.step)
-    history: list[dict[str, Any]] = []
-    last_good: Path | None = resume_path
+    return _Run(cfg=cfg, info=info, model=model, optimizer=optimizer, scaler=scaler, sched=sched, sampler=sampler,
+                train_dataset=train_dataset, val_dataset=val_dataset, collate=collate, per_rank=per_rank,
+                total_steps=total_steps, out_dir=Path(cfg.train.out_dir))
+
+
+def _prepare_folder(run: _Run, st: _State, resume: str | None, overwrite: bool) -> None:
+    """Create and probe the output folder; clear the old run (overwrite) or trim its metrics (resume); write config.yaml."""
+    check_writable_dir(run.out_dir, what="into the run folder")  # creates it (and its parents) and probes it
+    if run.info.is_main:
+        if overwrite:
+            clear_run(run.out_dir)
+        elif resume is not None:
+            _trim_metrics(run.out_dir / "metrics.jsonl", st.step)
+        with atomic_write(run.out_dir / "config.yaml", what="the run's config") as fh:
+            fh.write(dump_config(run.cfg))
+    barrier()
+
+
+def _train_epochs(run: _Run, st: _State, evaluate_fn: Callable[..., dict[str, Any]],
+                  history: list[dict[str, Any]]) -> None:
+    """The epochs left, each followed by evaluation and checkpoints; Ctrl-C, NaN and the log handled here."""
+    assert run.stop is not None and run.log is not None
     failed = True
-    stop = _InterruptFlag(enabled=not info.distributed)
     try:
-        with stop:
+        with run.stop:
             try:
-                while st.step < total_steps and st.epoch < cfg.schedule.epochs:
-                    epoch_done = _run_epoch(ddp_model, optimizer, scaler, sched, sampler, train_dataset, collate, cfg,
-                                            info, st, per_rank, total_steps, log, prog, out_dir, stop)
+                while st.step < run.total_steps and st.epoch < run.cfg.schedule.epochs:
+                    epoch_done = _run_epoch(run, st)
                     if epoch_done:
                         st.epoch += 1
                         st.step_in_epoch = 0
-                    n_ep = st.epoch
-                    finished = st.step >= total_steps or n_ep >= cfg.schedule.epochs
-                    periodic = epoch_done and cfg.train.eval_every > 0 and n_ep % cfg.train.eval_every == 0
-                    if val_dataset is not None and (periodic or finished) and not stop.requested:
-                        res = evaluate_fn(unwrap(ddp_model), val_dataset, info, cfg, n_ep)
-                        unwrap(ddp_model).train()
-                        record = {"epoch": n_ep, "step": st.step,
-                                  **{k: v for k, v in res.items() if isinstance(v, (int, float))}}
-                        history.append(record)
-                        log.write(record)
-                        if res.get("mAP") is not None and res["mAP"] > st.best_map:
-                            st.best_map = float(res["mAP"])
-                            _save(out_dir / ckpt.BEST, ddp_model, optimizer, scaler, st, cfg, info)
-                    _save(out_dir / ckpt.LAST, ddp_model, optimizer, scaler, st, cfg, info)
-                    last_good = out_dir / ckpt.LAST
-                    if epoch_done and cfg.train.ckpt_every > 0 and n_ep % cfg.train.ckpt_every == 0:
-                        _save(out_dir / f"checkpoint-{n_ep}.pth", ddp_model, optimizer, scaler, st, cfg, info)
-                    if stop.requested:
+                    _end_epoch(run, st, epoch_done, evaluate_fn, history)
+                    if run.stop.requested:
                         raise _StopRequested
             except _StopRequested:
                 # the state is at an iteration boundary: save it so that resume="auto" continues exactly here
-                _save(out_dir / ckpt.LAST, ddp_model, optimizer, scaler, st, cfg, info)
-                raise TrainingInterrupted(st.step, total_steps, out_dir / ckpt.LAST, saved_now=True) from None
+                run.save(run.out_dir / ckpt.LAST, st)
+                raise TrainingInterrupted(st.step, run.total_steps, run.out_dir / ckpt.LAST, saved_now=True) from None
         failed = False
     except _NanLoss as exc:
         raise VmaedetError(f"the loss became {exc.value} at iteration {exc.step} (epoch {st.epoch})",
                            received=f"lr {exc.lr:.3e}",
-                           fix=f"resume from the last good checkpoint ({last_good or 'none written yet'}) with a lower "
+                           fix=f"resume from the last good checkpoint ({run.last_good or 'none written yet'}) with a lower "
                                "optim.lr, optim.clip_grad set (e.g. 1.0), or runtime.cpu_bf16/amp off") from None
     except KeyboardInterrupt as exc:
         if isinstance(exc, TrainingInterrupted):
             raise
         # a second Ctrl-C (or one under torchrun): any write in progress was undone by atomic_path
-        raise TrainingInterrupted(st.step, total_steps, last_good if last_good and last_good.is_file() else None,
-                                  saved_now=False) from None
+        last = run.last_good if run.last_good and run.last_good.is_file() else None
+        raise TrainingInterrupted(st.step, run.total_steps, last, saved_now=False) from None
     finally:
-        if prog is not None:
-            prog.close(failed=failed)
-        log.close()
-    final = None
-    if info.is_main:
-        from vmaedet.models.checkpoints import save_detector
+        if run.prog is not None:
+            run.prog.close(failed=failed)
+        run.log.close()
 
-        final = save_detector(unwrap(ddp_model), out_dir / "final.safetensors",  # type: ignore[arg-type]
-                              extra={"epoch": st.epoch, "step": st.step, "best_map": st.best_map})
-    barrier()
-    return TrainResult(out_dir=out_dir, final_checkpoint=final, steps=st.step, history=history,
-                       wall_s=time.time() - t_start, model=unwrap(ddp_model))
+
+def _end_epoch(run: _Run, st: _State, epoch_done: bool, evaluate_fn: Callable[..., dict[str, Any]],
+               history: list[dict[str, Any]]) -> None:
+    """After an epoch (or the last, partial one): evaluate when due, then write best/last/numbered checkpoints."""
+    cfg, n_ep = run.cfg, st.epoch
+    finished = st.step >= run.total_steps or n_ep >= cfg.schedule.epochs
+    periodic = epoch_done and cfg.train.eval_every > 0 and n_ep % cfg.train.eval_every == 0
+    assert run.stop is not None and run.log is not None
+    if run.val_dataset is not None and (periodic or finished) and not run.stop.requested:
+        res = evaluate_fn(unwrap(run.model), run.val_dataset, run.info, cfg, n_ep)
+        unwrap(run.model).train()
+        record = {"epoch": n_ep, "step": st.step, **{k: v for k, v in res.items() if isinstance(v, (int, float))}}
+        history.append(record)
+        run.log.write(record)
+        if res.get("mAP") is not None and res["mAP"] > st.best_map:
+            st.best_map = float(res["mAP"])
+            run.save(run.out_dir / ckpt.BEST, st)
+    run.save(run.out_dir / ckpt.LAST, st)
+    run.last_good = run.out_dir / ckpt.LAST
+    if epoch_done and cfg.train.ckpt_every > 0 and n_ep % cfg.train.ckpt_every == 0:
+        run.save(run.out_dir / f"checkpoint-{n_ep}.pth", st)
 
 
 class _NanLoss(Exception):
@@ -764,20 +755,18 @@ class _NanLoss(Exception):
         self.value, self.step, self.lr = value, step, lr
 
 
-def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, sched: CosineSchedule,
-               sampler: ResumableDistributedSampler, ds: Dataset, collate: CollateFn, cfg: TrainConfig,
-               info: DistInfo, st: _State, per_rank: int, total_steps: int, log: MetricsLog, prog: Any,
-               out_dir: Path, stop: _InterruptFlag | None = None) -> bool:
+def _run_epoch(run: _Run, st: _State) -> bool:
     """Train the rest of ``st.epoch``; False if stopped early by ``train.max_steps``.
 
     Raises ``_StopRequested`` at an iteration boundary after a first Ctrl-C.
     """
-    sampler.set_position(st.epoch, st.step_in_epoch)
-    if hasattr(ds, "set_epoch"):
-        ds.set_epoch(st.epoch)
-    model.train()
+    cfg, info, stop = run.cfg, run.info, run.stop
+    run.sampler.set_position(st.epoch, st.step_in_epoch)
+    if hasattr(run.train_dataset, "set_epoch"):
+        run.train_dataset.set_epoch(st.epoch)
+    run.model.train()
     t0, clips = time.time(), 0
-    batches = iter(_loader(ds, sampler, per_rank, cfg, collate, st.epoch))
+    batches = iter(_loader(run.train_dataset, run.sampler, run.per_rank, cfg, run.collate, st.epoch))
     while True:
         if stop is not None and stop.requested:
             raise _StopRequested
@@ -789,24 +778,24 @@ def _run_epoch(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.G
             if stop is not None and stop.requested:  # a DataLoader worker hit by the same Ctrl-C
                 raise _StopRequested from None
             raise
-        lr = sched(st.step)
-        set_lr(opt, lr)
-        loss_value = _step(model, opt, scaler, batch, cfg, info, st.step, per_rank)
+        lr = run.sched(st.step)
+        set_lr(run.optimizer, lr)
+        loss_value = _step(run.model, run.optimizer, run.scaler, batch, cfg, info, st.step, run.per_rank)
         if not math.isfinite(loss_value):
             raise _NanLoss(loss_value, st.step, lr)
         st.step += 1
         st.step_in_epoch += 1
-        clips += per_rank * info.world_size
+        clips += run.per_rank * info.world_size
         speed = clips / max(time.time() - t0, 1e-9)
-        if prog is not None:
-            prog.update(completed=st.step,
-                        detail=f"epoch {st.epoch + 1}  loss {loss_value:.4f}  lr {lr:.2e}  {speed:.2f} clips/s")
-        if cfg.runtime.log_every > 0 and st.step % cfg.runtime.log_every == 0:
-            log.write({"step": st.step, "epoch": st.epoch, "loss": loss_value, "lr": lr, "clips_per_s": speed})
+        if run.prog is not None:
+            run.prog.update(completed=st.step,
+                            detail=f"epoch {st.epoch + 1}  loss {loss_value:.4f}  lr {lr:.2e}  {speed:.2f} clips/s")
+        if cfg.runtime.log_every > 0 and st.step % cfg.runtime.log_every == 0 and run.log is not None:
+            run.log.write({"step": st.step, "epoch": st.epoch, "loss": loss_value, "lr": lr, "clips_per_s": speed})
         if cfg.train.ckpt_every_steps > 0 and st.step % cfg.train.ckpt_every_steps == 0:
-            _save(out_dir / ckpt.LAST, model, opt, scaler, st, cfg, info)
-        if st.step >= total_steps:
-            return st.step_in_epoch >= sampler.steps_per_epoch
+            run.save(run.out_dir / ckpt.LAST, st)
+        if st.step >= run.total_steps:
+            return st.step_in_epoch >= run.sampler.steps_per_epoch
     return True
 
 
