@@ -32,6 +32,7 @@ from vmaedet.data.transforms import input_geometry  # noqa: E402
 from vmaedet.engines import create_engine  # noqa: E402
 from vmaedet.models.checkpoints import save_detector  # noqa: E402
 from vmaedet.models.detector import create_detector  # noqa: E402
+from vmaedet.runtime.config import StreamConfig  # noqa: E402
 from vmaedet.runtime.pipeline import stream  # noqa: E402
 from vmaedet.runtime.sources import FileSource  # noqa: E402
 from vmaedet.runtime.stats import StreamStats  # noqa: E402
@@ -88,8 +89,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ckpt = save_detector(create_detector(args.arch), Path(tmp) / "model.safetensors")
         engine = create_engine("torch", ckpt)
         st = StreamStats()
-        keyframes = sum(1 for _ in stream(video, engine=engine, detector=args.detector, stride=args.stride,
-                                          save=Path(tmp) / "out.mp4", stats=st))
+        cfg = StreamConfig(stride=args.stride, save=Path(tmp) / "out.mp4")
+        keyframes = sum(1 for _ in stream(video, engine, cfg, person_detector=args.detector, stats=st))
     summary = st.summary()
     action = summary["stages"]["action"]
     model_s = action["mean_ms"] * action["count"] / 1e3

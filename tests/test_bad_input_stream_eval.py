@@ -245,8 +245,8 @@ def test_ctrl_c_names_only_the_kept_outputs_and_reports_each_failed_one(assets: 
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """After Ctrl-C the video's final write (disk full) and the --stats write fail: neither is called kept."""
     import vmaedet.runtime.sinks as sinks
-    from vmaedet.runtime.pipeline import StreamResult
     from vmaedet.runtime.stats import StreamStats
+    from vmaedet.structures import ActionDetections
 
     def ctrl_c(*args: object, **kwargs: object) -> None:  # Ctrl-C in the CLI's loop, at the first keyframe
         raise KeyboardInterrupt
@@ -254,7 +254,7 @@ def test_ctrl_c_names_only_the_kept_outputs_and_reports_each_failed_one(assets: 
     def no_space(*args: object, **kwargs: object) -> None:
         raise _fault(errno.ENOSPC)
 
-    monkeypatch.setattr(StreamResult, "top_actions", ctrl_c)
+    monkeypatch.setattr(ActionDetections, "top_actions", ctrl_c)
     monkeypatch.setattr(sinks.Mp4Sink, "close", no_space)  # the frames drawn so far reach the video, its close fails
     monkeypatch.setattr(StreamStats, "write_json", no_space)
     argv = [a for a in _stream("--save", "{tmp}/o.mp4", "--jsonl", "{tmp}/o.jsonl", "--stats", "{tmp}/o.json",

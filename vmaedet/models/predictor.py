@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vmaedet.constants import CLIP_LEN
+from vmaedet.constants import CLIP_LEN, NUM_CLASSES
 from vmaedet.data.transforms import test_transform
 from vmaedet.errors import UsageError
 from vmaedet.models.detector import ActionDetector
@@ -15,11 +15,10 @@ from vmaedet.ops.boxes import make_rois
 from vmaedet.structures import ActionDetections
 
 
-
 class Predictor:
     """Run a detector on one 16-frame clip with the seed's pre- and post-processing.
 
-    Pre-processing (spec §2): resize short side to 256 (``detector.short_side``) (cv2 INTER_LINEAR, int truncation),
+    Pre-processing (spec §2): resize short side to 256 (``detector.preprocess.short_side``) (cv2 INTER_LINEAR, int truncation),
     normalise, zero-pad to multiples of 16; boxes scaled per axis to the resized frame, then
     extended by (0.1, 0.05) and clamped to the resized, unpadded size.  Post-processing (spec §3):
     score = sigmoid(logit) × person score.
@@ -48,7 +47,7 @@ class Predictor:
     def _prepare(self, arr: np.ndarray, boxes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """:meth:`preprocess` on inputs already checked (``check_frames`` / ``check_boxes``)."""
         h, w = arr.shape[1:3]
-        clip, size = test_transform(arr, seed_quirk=self.seed_quirk, short_side=self.detector.short_side)  # [3, 16, Hp, Wp]
+        clip, size = test_transform(arr, seed_quirk=self.seed_quirk, short_side=self.detector.preprocess.short_side)  # [3, 16, Hp, Wp]
         rois = make_rois(boxes, size, src_wh=(w, h))  # [N, 5]
         return clip.unsqueeze(0), rois, size
 
@@ -67,6 +66,10 @@ class Predictor:
                 y1 < y2, overlapping the frame (a box partly outside is clipped as the seed does).
             person_scores: ``[N]`` detector scores in [0, 1] (1 when None).
 
+        Returns:
+            :class:`~vmaedet.structures.ActionDetections` with ``action_scores`` = ``raw_scores`` =
+            sigmoid(logit) × person score, ``track_ids`` −1 and ``image_wh`` the frames' size.
+
         Raises:
             UsageError (a ``ValueError``): saying what was received and what is expected.
         """
@@ -77,10 +80,10 @@ class Predictor:
         boxes = check_boxes(boxes, (w, h))
         clip, rois, _ = self._prepare(arr, boxes)  # checked once above
         if n == 0:
-            return ActionDetections(boxes, scores, np.zeros((0, 80), np.float32))
+            return ActionDetections(boxes, scores, np.zeros((0, NUM_CLASSES), np.float32), image_wh=(w, h))
         logits = self.detector(clip.to(self.device), rois.to(self.device)).float().cpu()  # [N, 80]
-        action = torch.sigmoid(logits).numpy() * scores[:, None]
-        return ActionDetections(boxes=boxes, person_scores=scores, action_scores=action)
+        action = torch.sigmoid(logits).numpy() * scores[:, None]  # [N, 80] raw = the scores to act on
+        return ActionDetections(boxes=boxes, person_scores=scores, action_scores=action, image_wh=(w, h))
 
 
 def check_frames(frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:

@@ -48,14 +48,18 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vmaedet.errors import BackendUnavailable, DataError, ExportError
+from vmaedet.errors import BackendUnavailable, ConfigError, DataError, ExportError
+from vmaedet.persons.base import PersonDetector, onnx_session, register_detector, unknown_spec
 from vmaedet.persons.graphdef import NodeDef, read_graphdef, upstream_nodes, write_pruned_graphdef
+from vmaedet.persons.nms import select_boxes
+from vmaedet.structures import PersonDetections
 
 INPUT_NODE = "FeatureExtractor/MobilenetV2/MobilenetV2/input"
 OUTPUT_NODES = [
@@ -432,10 +436,9 @@ def export_ssdlite_onnx(path: str | Path, net: SSDLiteNet | None = None, atol: f
     Outputs ``box_encodings [1, 1917, 4]`` and ``class_logits [1, 1917, 2]``. The file is checked with
     onnxruntime against PyTorch on a random image; a max |Δ| above ``atol`` raises ExportError.
     """
-    from vmaedet.engines.onnxruntime_engine import import_onnxruntime
+    from vmaedet.engines.onnxruntime_engine import create_session, import_onnxruntime
 
-    ort = import_onnxruntime()  # BackendUnavailable naming vmaedet[cpu] / vmaedet[gpu] when missing
-
+    import_onnxruntime()  # BackendUnavailable naming vmaedet[cpu] / vmaedet[gpu] when missing, before exporting
     net = net or build_ssdlite()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -447,7 +450,7 @@ def export_ssdlite_onnx(path: str | Path, net: SSDLiteNet | None = None, atol: f
                           output_names=["box_encodings", "class_logits"], opset_version=ONNX_OPSET, dynamo=False)
     with torch.no_grad():
         expected = [t.numpy() for t in net(example)]
-    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    session = create_session(tmp, device="cpu")
     got = session.run(None, {"image": example.numpy()})
     err = max(float(np.abs(a - b).max()) for a, b in zip(got, expected))
     if err > atol:
@@ -465,3 +468,67 @@ def cached_ssdlite_onnx(cache_dir: str | Path | None = None) -> Path:
     if not path.is_file():
         export_ssdlite_onnx(path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The detector
+# ---------------------------------------------------------------------------------------------
+
+
+@register_detector("ssdlite")
+class SSDLiteDetector(PersonDetector):
+    """The embedded SSDLite-MobileNetV2 person detector (see :mod:`vmaedet.persons.ssdlite`).
+
+    Args:
+        backend: "torch" (the PyTorch rebuild) or "onnxruntime" (its cached ONNX export).
+        device: torch device or, for onnxruntime, "cpu"/"cuda" (CUDA provider when installed).
+        nms_iou: IoU threshold of NMS (0.6, as in the original graph).
+        cache_dir: where the ONNX export is cached (default ``~/.cache/vmaedet``).
+    """
+
+    def __init__(self, score_threshold: float = 0.5, max_persons: int = 32, backend: str = "torch",
+                 device: str = "cpu", nms_iou: float = NMS_IOU, cache_dir: str | Path | None = None) -> None:
+        super().__init__(score_threshold, max_persons)
+        self.backend = backend
+        self.device = device
+        self.nms_iou = nms_iou
+        self.anchors = ssd_anchors()  # [1917, 4] (yc, xc, h, w)
+        if backend == "torch":
+            self.net = build_ssdlite().to(device)
+        elif backend == "onnxruntime":
+            self.session = onnx_session(cached_ssdlite_onnx(cache_dir), device)
+        else:
+            raise ConfigError("Unknown person-detector backend.", received=backend,
+                              expected="torch or onnxruntime", fix="pass backend='torch' or 'onnxruntime'")
+
+    @classmethod
+    def from_spec(cls, argument: str, *, score_threshold: float, max_persons: int, backend: str, device: str,
+                  **options: Any) -> "SSDLiteDetector":
+        if argument:
+            raise unknown_spec(f"ssdlite:{argument}")
+        return cls(score_threshold, max_persons, backend=backend, device=device, **options)
+
+    def raw_outputs(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Box encodings ``[1917, 4]`` and class logits ``[1917, 2]`` for one RGB frame."""
+        image = tf_resize_bilinear(frame).transpose(2, 0, 1)[None]  # [1, 3, 300, 300] RGB 0..255
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        if self.backend == "torch":
+            with torch.inference_mode():
+                enc, logits = self.net(torch.from_numpy(image).to(self.device))
+            return enc[0].float().cpu().numpy(), logits[0].float().cpu().numpy()
+        enc, logits = self.session.run(None, {"image": image})
+        return enc[0], logits[0]
+
+    def _detect(self, frame: np.ndarray, frame_index: int | None, timestamp: float | None,
+                video_id: str | None) -> PersonDetections:
+        enc, logits = self.raw_outputs(frame)
+        scores = 1.0 / (1.0 + np.exp(-logits[:, 1]))  # [1917] sigmoid of the person column
+        keep = scores >= self.score_threshold
+        boxes = np.clip(decode_boxes(enc[keep], self.anchors[keep]), 0.0, 1.0)  # [n, 4] y/x normalised
+        scores = scores[keep]
+        nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, scores = boxes[nonempty], scores[nonempty]
+        boxes, scores = select_boxes(boxes, scores, self.score_threshold, self.max_persons, self.nms_iou)
+        h, w = frame.shape[:2]
+        xyxy = boxes[:, [1, 0, 3, 2]] * np.array([w, h, w, h], np.float32)  # [n, 4] pixels
+        return PersonDetections(xyxy, scores)

@@ -1,49 +1,44 @@
 """Outputs of a stream: overlay drawing, window, H.264 mp4, JSONL events, AVA CSV rows.
 
-The :class:`SinkWriter` thread receives, in order, ``("frame", Frame)``, ``("result", StreamResult)``
+The :class:`SinkWriter` thread receives, in order, ``("frame", Frame)``, ``("result", ActionDetections)``
 and ``("events", [ActionEvent])`` items; each frame is drawn with the latest result received before
 it.  Every sink flushes as it goes and is closed on any exit, so an interrupted run leaves a
 playable mp4, complete JSONL lines and complete CSV rows.
+
+Messages name an output by its ``what`` (``"the video output"``); the caller decides the words
+(the CLI names its flags).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, TextIO
 
 import numpy as np
 
 from vmaedet.errors import OutputError, StreamError
-from vmaedet.labels import AVA_ACTIONS
-from vmaedet.safeio import ensure_parent, final_mode, output_error
+from vmaedet.safeio import atomic_path, check_writable_dir, ensure_parent, output_error
 from vmaedet.runtime.sources import Closed, Frame, Mailbox
 from vmaedet.runtime.stats import StreamStats
-
-if TYPE_CHECKING:
-    from vmaedet.runtime.pipeline import StreamResult
+from vmaedet.structures import ActionDetections, top_actions
 
 _PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
                      (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128)], np.uint8)
 
 
-def top_actions(scores: np.ndarray, threshold: float, k: int = 3) -> list[tuple[str, float]]:
-    """The ≤ k highest-scoring actions ≥ ``threshold`` of one person's ``[80]`` scores."""
-    order = np.argsort(-scores)[:k]
-    return [(AVA_ACTIONS[i], float(scores[i])) for i in order if scores[i] >= threshold]
-
-
-def draw_overlay(image: np.ndarray, result: "StreamResult | None", threshold: float, hud: str = "") -> np.ndarray:
+def draw_overlay(image: np.ndarray, result: ActionDetections | None, threshold: float, hud: str = "") -> np.ndarray:
     """A copy of ``image`` (RGB) with boxes, track ids, top actions and a HUD line drawn with OpenCV."""
     import cv2
 
     out = np.ascontiguousarray(image.copy())
     if result is not None:
-        for box, tid, scores in zip(result.boxes, result.track_ids, result.scores):
+        for box, tid, scores in zip(result.boxes, result.track_ids, result.action_scores):  # type: ignore[arg-type]
             color = tuple(int(c) for c in _PALETTE[int(tid) % len(_PALETTE)]) if tid >= 0 else (200, 200, 200)
             x1, y1, x2, y2 = (int(round(v)) for v in box)
             cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
@@ -56,64 +51,78 @@ def draw_overlay(image: np.ndarray, result: "StreamResult | None", threshold: fl
     return out
 
 
-_EXAMPLE_SUFFIX = {"--save": ".mp4", "--jsonl": ".jsonl", "--csv": ".csv", "--stats": ".json"}
+def ava_csv_rows(result: ActionDetections, video_id: str, timestamp: int | None = None,
+                 smoothed: bool = False) -> list[str]:
+    """AVA rows ``video,TTTT,x1,y1,x2,y2,action_id,score`` of one keyframe, in the seed's format.
+
+    Boxes are normalised by the frame size (``result.image_wh``) with the seed's +1 on x2/y2 and
+    clipped to [0, 1]; all 80 actions per person; ``'{:.5f}'``; the timestamp is ``%04d`` of
+    ``timestamp`` (default: the keyframe time rounded to whole seconds).  Scores are the raw seed
+    scores unless ``smoothed`` (then ``action_scores``).
+    """
+    from vmaedet.data.detections import detections_to_rows
+
+    w, h = result.image_wh
+    if w <= 0 or h <= 0:
+        raise StreamError("AVA CSV rows need the frame size", received=result.image_wh, expected="(W, H) > 0",
+                          fix="fill image_wh of the result")
+    if timestamp is None and result.timestamp is None:
+        raise StreamError("AVA CSV rows need the keyframe's time", received="timestamp None",
+                          expected="a time in seconds", fix="pass timestamp= or fill the result's timestamp")
+    ts = int(round(result.timestamp)) if timestamp is None else int(timestamp)  # type: ignore[arg-type]
+    scores = result.action_scores if smoothed else result.raw_scores
+    # Boxes are already in original pixels: the seed's conversion with resized = original size.
+    rows = detections_to_rows(result.boxes, scores, video_id, ts, (w, h), (w, h))  # type: ignore[arg-type]
+    return [f"{v},{t:04d},{x1:.5f},{y1:.5f},{x2:.5f},{y2:.5f},{a},{sc:.5f}" for v, t, x1, y1, x2, y2, a, sc in rows]
 
 
-def check_writable(path: str | Path, option: str) -> Path:
+def check_writable(path: str | Path, what: str = "the output", example_suffix: str = ".out") -> Path:
     """Refuse an output path that cannot be written, before anything is opened or truncated.
 
-    Creates missing parent folders (as the sinks do); writes nothing else.
+    Creates missing parent folders (as the sinks do) and proves the folder writable with
+    :func:`vmaedet.safeio.check_writable_dir`; writes nothing else.
 
     Args:
         path: the output file.
-        option: the CLI option naming it (``--jsonl``), for the message.
+        what: how messages name it (``"the video output"``; the CLI names its flag).
+        example_suffix: the suffix of the file name suggested when ``path`` is a folder.
 
     Raises:
-        StreamError: the path is a folder, its parent cannot be created or is not writable.
+        OutputError: the path is a folder, or its folder cannot be created or written.
     """
     path = Path(path)
-    expected = "a file path in a writable folder"
     if path.is_dir():
-        raise StreamError(f"{option} names a folder, not a file", received=str(path), expected=expected,
-                          fix=f"give a file name, e.g. {option} {path / ('out' + (path.suffix or _EXAMPLE_SUFFIX.get(option, '.out')))}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StreamError(f"cannot create the folder of {option}", received=f"{path}: {exc.strerror or exc}",
-                          expected=expected, fix=f"choose another {option} path or create its folder") from exc
-    target = path if path.exists() else path.parent
-    if not os.access(target, os.W_OK):
-        raise StreamError(f"{option} is not writable", received=str(target), expected=expected,
-                          fix=f"choose another {option} path or fix its permissions")
+        raise OutputError(f"{what} names a folder, not a file", received=str(path),
+                          expected="a file path in a writable folder",
+                          fix=f"give a file name, e.g. {path / ('out' + (path.suffix or example_suffix))}")
+    check_writable_dir(path.parent, what=f"{what} {path} into its folder")
     return path
 
 
-def open_text_output(path: str | Path, option: str) -> Any:
-    """Open ``path`` for writing (UTF-8 text, truncated); an OSError becomes a :class:`StreamError`."""
-    path = check_writable(path, option)
+def open_text_output(path: str | Path, what: str = "the output") -> TextIO:
+    """Open ``path`` for writing (UTF-8 text, truncated); an OSError becomes an :class:`OutputError` in words."""
+    path = ensure_parent(path, what=what)
     try:
         return open(path, "w", encoding="utf-8")  # noqa: SIM115 - the sink closes it
     except OSError as exc:
-        raise StreamError(f"cannot write {option}", received=f"{path}: {exc.strerror or exc}",
-                          expected="a file path in a writable folder",
-                          fix=f"choose another {option} path or fix its permissions") from exc
+        raise output_error(path, exc, what=what) from exc
 
 
-def write_stats_json(stats: StreamStats, path: str | Path) -> Path:
+def write_stats_json(stats: StreamStats, path: str | Path, what: str = "the stats JSON") -> Path:
     """Write the stats summary as JSON (atomically); a failed write is an :class:`OutputError` naming it."""
     try:
-        return stats.write_json(path, what="the --stats JSON")
+        return stats.write_json(path, what=what)
     except OutputError:
         raise
     except OSError as exc:
-        raise output_error(path, exc, what="the --stats JSON") from exc
+        raise output_error(path, exc, what=what) from exc
 
 
-#: Containers ``--save`` can write (file suffix → FFmpeg muxer); all take H.264 yuv420p.
+#: Containers a video output can be written in (file suffix → FFmpeg muxer); all take H.264 yuv420p.
 VIDEO_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".ts": "mpegts"}
 
 
-def check_video_container(path: str | Path, option: str) -> str:
+def check_video_container(path: str | Path, what: str = "the video output") -> str:
     """The FFmpeg muxer for a video output path, from its suffix; refuses an unknown suffix up front.
 
     Raises:
@@ -122,99 +131,92 @@ def check_video_container(path: str | Path, option: str) -> str:
     path = Path(path)
     fmt = VIDEO_CONTAINERS.get(path.suffix.lower())
     if fmt is None:
-        raise StreamError(f"{option} must name a video file; {path.suffix or 'no suffix'!s} is not a video container",
+        raise StreamError(f"{what} must name a video file; {path.suffix or 'no suffix'!s} is not a video container",
                           received=str(path), expected=f"a file ending in {', '.join(VIDEO_CONTAINERS)}",
-                          fix=f"e.g. {option} {path.with_suffix('.mp4')}")
+                          fix=f"e.g. {path.with_suffix('.mp4')}")
     return fmt
+
+
+class _Discard(BaseException):
+    """Thrown into :func:`~vmaedet.safeio.atomic_path` to delete its temporary file instead of renaming it."""
 
 
 class PendingOutput:
     """An output written under a temporary name beside its target and renamed over it at the end.
 
-    The temporary file is created at once (so a folder that cannot be written fails before the run);
-    :meth:`commit` renames it over the target, :meth:`discard` deletes it. A failed write marks it
-    ``failed`` and it is discarded: an output is either complete or absent, never half written.
+    A held-open :func:`vmaedet.safeio.atomic_path`: the temporary file is created at once (so a
+    folder that cannot be written fails before the run); :meth:`commit` renames it over the target,
+    :meth:`discard` deletes it. A failed write marks it ``failed`` and it is discarded: an output is
+    either complete or absent, never half written. The first error that marked it failed is kept
+    (``last_error``: reported after a Ctrl-C, when nothing is raised).
 
     Args:
         target: the file the user asked for.
-        label: its name in messages (``--jsonl``).
+        what: its name in messages (``"the video output"``).
     """
 
-    def __init__(self, target: str | Path, label: str) -> None:
-        import tempfile
-
-        self.target = ensure_parent(target, what=f"the {label} output")
-        self.label = label
+    def __init__(self, target: str | Path, what: str) -> None:
+        self.target = Path(target)
+        self.what = what
         self.failed = False
-        try:
-            fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp" + self.target.suffix,
-                                        dir=self.target.parent)
-            os.close(fd)
-        except OSError as exc:
-            raise output_error(self.target, exc, what=f"the {label} output") from exc
-        self.tmp = Path(name)
+        self.last_error: OutputError | None = None
+        self._stack = contextlib.ExitStack()
+        self.tmp: Path = self._stack.enter_context(atomic_path(self.target, what=what))
 
     def error(self, exc: BaseException) -> OutputError:
         """Mark the output failed; the error naming it and the cause in words."""
         self.failed = True
-        return exc if isinstance(exc, OutputError) else output_error(self.target, exc, what=f"the {self.label} output")
+        err = exc if isinstance(exc, OutputError) else output_error(self.target, exc, what=self.what)
+        if self.last_error is None:  # the first failure is the cause; later ones (closing) follow from it
+            self.last_error = err
+        return err
 
     def commit(self) -> Path:
         """Rename the temporary file over the target (permissions as a plainly created file)."""
         try:
-            os.chmod(self.tmp, final_mode(self.target))
-            os.replace(self.tmp, self.target)
-        except OSError as exc:
-            self.discard()
-            raise self.error(exc) from exc
+            self._stack.close()
+        except OutputError as exc:  # atomic_path removed the temporary file
+            raise self.error(exc) from exc.__cause__
         return self.target
 
     def discard(self) -> None:
         """Delete the temporary file (idempotent)."""
-        try:
-            self.tmp.unlink()
-        except OSError:
-            pass
+        self._stack.__exit__(_Discard, _Discard(), None)
 
 
 class Mp4Sink:
-    """H.264 (libx264, yuv420p) via PyAV at the source's exact frame rate; odd sizes padded to even."""
+    """H.264 (libx264, yuv420p) at the source's exact frame rate, through the one writer
+    (:class:`vmaedet.data.video.H264Writer`) with ``odd="pad"``: a stream keeps every frame of an
+    odd-sized source, padded with black to even on the bottom/right edge."""
 
-    def __init__(self, path: str | Path, rate: Fraction, width: int, height: int, fmt: str | None = None) -> None:
-        import av
+    def __init__(self, path: str | Path, rate: Fraction, width: int, height: int, fmt: str | None = None,
+                 what: str = "the video output") -> None:
+        from vmaedet.data.video import H264Writer
 
-        self.path = check_writable(path, "--save")
-        fmt = fmt or check_video_container(self.path, "--save")
-        try:
-            self._container = av.open(str(self.path), mode="w", format=fmt)
-        except (OSError, av.error.FFmpegError) as exc:
-            raise StreamError("cannot write --save", received=f"{self.path}: {exc}",
-                              expected="a writable .mp4 path", fix="choose another --save path") from exc
-        self._stream = self._container.add_stream("libx264", rate=rate)
-        self._stream.width, self._stream.height = width + width % 2, height + height % 2
-        self._stream.pix_fmt = "yuv420p"
-        self.frames = 0
+        self.path = ensure_parent(path, what=what)
+        self.what = what
+        fmt = fmt or check_video_container(self.path, what)
+        # crf=None: libx264's own default, as the stream always wrote
+        self._writer = H264Writer(self.path, rate, crf=None, odd="pad", format=fmt, size=(width, height))
+
+    @property
+    def frames(self) -> int:
+        """Frames written so far."""
+        return self._writer.frames
 
     def write(self, image: np.ndarray) -> None:
+        """Encode one RGB frame ``[H, W, 3]`` (the file opens at the first one)."""
         import av
 
-        h, w = image.shape[:2]
-        if (w, h) != (self._stream.width, self._stream.height):
-            image = np.pad(image, ((0, self._stream.height - h), (0, self._stream.width - w), (0, 0)))
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
-        self.frames += 1
+        try:
+            self._writer.write(image)
+        except (OSError, av.error.FFmpegError) as exc:
+            raise StreamError(f"cannot write {self.what}", received=f"{self.path}: {exc}",
+                              expected="a writable video path", fix="choose another path for it") from exc
 
     def close(self) -> None:
-        if self._container is None:
-            return
-        container, self._container = self._container, None
-        try:
-            for packet in self._stream.encode(None):
-                container.mux(packet)
-        finally:
-            container.close()  # also after a failed flush: never leave the file open
+        """Flush the encoder and close the file (idempotent)."""
+        self._writer.close()
 
 
 class WindowSink:
@@ -224,8 +226,9 @@ class WindowSink:
 
     def __init__(self) -> None:
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise StreamError("--show needs a display", received="no DISPLAY/WAYLAND_DISPLAY (headless)",
-                              expected="a desktop session", fix="drop --show and write --save out.mp4 instead")
+            raise StreamError("showing a window needs a display", received="no DISPLAY/WAYLAND_DISPLAY (headless)",
+                              expected="a desktop session",
+                              fix="do not show a window; write the video to a file (e.g. out.mp4) instead")
 
     def show(self, image_rgb: np.ndarray) -> bool:
         """Show a frame; False when the user asked to quit."""
@@ -236,7 +239,7 @@ class WindowSink:
             key = cv2.waitKey(1) & 0xFF
         except cv2.error as exc:
             raise StreamError("cannot open a window", received=str(exc).strip().splitlines()[-1],
-                              fix="opencv-python-headless has no GUI: install opencv-python, or drop --show") from exc
+                              fix="opencv-python-headless has no GUI: install opencv-python, or do not show a window") from exc
         return key not in (ord("q"), 27)
 
     def close(self) -> None:
@@ -251,9 +254,9 @@ class WindowSink:
 class JsonlSink:
     """One JSON object per line, flushed after each line."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, what: str = "the JSONL output") -> None:
         self.path = Path(path)
-        self._fh = open_text_output(self.path, "--jsonl")
+        self._fh = open_text_output(self.path, what)
         self.lines = 0
 
     def write(self, line: str) -> None:
@@ -281,21 +284,23 @@ class AvaCsvSink:
             when the file is opened before the source's frame rate is known, but before the first ``add``.
     """
 
-    def __init__(self, path: str | Path, video_id: str, keyframe_spacing: float | None = None) -> None:
+    def __init__(self, path: str | Path, video_id: str, keyframe_spacing: float | None = None,
+                 what: str = "the CSV output") -> None:
         self.path = Path(path)
-        self._fh = open_text_output(self.path, "--csv")
+        self._fh = open_text_output(self.path, what)
         self.video_id = video_id
         self.keyframe_spacing = keyframe_spacing
         self._last_second = -1
         self.rows = 0
 
-    def add(self, result: "StreamResult") -> None:
+    def add(self, result: ActionDetections) -> None:
         assert self.keyframe_spacing is not None, "set keyframe_spacing before the first add"
+        assert result.timestamp is not None, "stream results carry their keyframe time"
         second = int(round(result.timestamp))
         if second <= self._last_second or abs(result.timestamp - second) > self.keyframe_spacing / 2 + 1e-9:
             return
         self._last_second = second
-        for row in result.to_csv_rows(self.video_id, second):
+        for row in ava_csv_rows(result, self.video_id, second):
             self._fh.write(row + "\n")
             self.rows += 1
         self._fh.flush()
@@ -308,7 +313,7 @@ class AvaCsvSink:
 class SinkWriter(threading.Thread):
     """Writer thread: draws frames with the latest result and feeds every sink.
 
-    ``outputs`` maps each file sink (``"--save"``, ``"--jsonl"``, ``"--csv"``) to its
+    ``outputs`` maps each file sink (``"save"``, ``"jsonl"``, ``"csv"``) to its
     :class:`PendingOutput`; a sink whose write or close fails marks its output failed and the error
     (an :class:`OutputError` naming the file and the cause) ends the run.
     """
@@ -329,14 +334,14 @@ class SinkWriter(threading.Thread):
         self.outputs = outputs or {}
         self.error: BaseException | None = None
         self.quit_requested = False
-        self._latest: StreamResult | None = None
+        self._latest: ActionDetections | None = None
         self._fps_t: list[float] = []
 
     @property
     def draws(self) -> bool:
         return self._mp4_spec is not None or self.window is not None
 
-    def _io(self, label: str, fn: Any, *args: Any) -> Any:
+    def _io(self, label: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run one sink operation; a failure becomes the output's error (named, cause in words)."""
         try:
             return fn(*args)
@@ -355,9 +360,10 @@ class SinkWriter(threading.Thread):
 
     def _open_mp4(self, width: int, height: int) -> Mp4Sink:
         path, rate = self._mp4_spec  # type: ignore[misc]
-        pending = self.outputs.get("--save")
-        fmt = check_video_container(pending.target if pending is not None else path, "--save")
-        return Mp4Sink(pending.tmp if pending is not None else path, rate, width, height, fmt=fmt)
+        pending = self.outputs.get("save")
+        what = pending.what if pending is not None else "the video output"
+        fmt = check_video_container(pending.target if pending is not None else path, what)
+        return Mp4Sink(pending.tmp if pending is not None else path, rate, width, height, fmt=fmt, what=what)
 
     def _frame(self, frame: Frame) -> None:
         if not self.draws:
@@ -366,8 +372,8 @@ class SinkWriter(threading.Thread):
             image = draw_overlay(frame.image, self._latest, self.threshold, self._hud())
             if self._mp4_spec is not None:
                 if self.mp4 is None:
-                    self.mp4 = self._io("--save", self._open_mp4, image.shape[1], image.shape[0])
-                self._io("--save", self.mp4.write, image)
+                    self.mp4 = self._io("save", self._open_mp4, image.shape[1], image.shape[0])
+                self._io("save", self.mp4.write, image)
             if self.window is not None and not self.window.show(image):
                 self.quit_requested = True
                 self.mailbox.stop.set()
@@ -378,10 +384,10 @@ class SinkWriter(threading.Thread):
         elif kind == "result":
             self._latest = payload
             if self.csv is not None:
-                self._io("--csv", self.csv.add, payload)
+                self._io("csv", self.csv.add, payload)
         elif kind == "events" and self.jsonl is not None:
             for event in payload:
-                self._io("--jsonl", self.jsonl.write, event.to_json())
+                self._io("jsonl", self.jsonl.write, event.to_json())
 
     def run(self) -> None:
         try:
@@ -398,7 +404,7 @@ class SinkWriter(threading.Thread):
             self.close()
 
     def close(self) -> None:
-        for label, sink in (("--save", self.mp4), ("", self.window), ("--jsonl", self.jsonl), ("--csv", self.csv)):
+        for label, sink in (("save", self.mp4), ("", self.window), ("jsonl", self.jsonl), ("csv", self.csv)):
             if sink is not None:
                 try:
                     self._io(label, sink.close)

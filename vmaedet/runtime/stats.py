@@ -26,9 +26,7 @@ WINDOW = 2048
 class StreamStats:
     """Latency samples per stage plus processed/dropped counters."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
-        #: where ``stream()`` writes the summary as JSON at the end of the run (also after Ctrl-C), or None
-        self.path = Path(path) if path is not None else None
+    def __init__(self) -> None:
         #: warnings of the run (a source cut short, proposals without this video, …), also in the JSON
         self.warnings: list[str] = []
         self._lock = threading.Lock()

@@ -1,0 +1,63 @@
+"""The options of one streaming run: a typed, frozen :class:`StreamConfig` (see :func:`vmaedet.runtime.pipeline.stream`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+#: How messages name each option of a run unless the caller says otherwise (the CLI passes its flags):
+#: the outputs and inputs by their :class:`StreamConfig` field or :func:`stream` parameter, and how to allow
+#: replacing an existing output.
+DEFAULT_NAMES: Mapping[str, str] = {
+    "save": "save", "jsonl": "jsonl", "csv": "csv", "stats": "stats",
+    "source": "source", "engine": "engine", "person_detector": "person_detector",
+    "overwrite": "overwrite=True",
+}
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Options of one streaming run; every field has a default.
+
+    Attributes:
+        stride: frames between keyframes (one action inference per keyframe).
+        threshold: action score shown and turned on (hysteresis off at 0.75·threshold).
+        mode: "centered" (the seed's alignment, results ~1.2 s late) or "causal" (clip ends at the keyframe).
+        max_persons: persons per keyframe (highest detector scores kept).
+        realtime: latest-frame-wins with dropping; None: True for cameras/URLs, False for files.
+        ema_alpha: EMA weight of the newest score.
+        queue_size: capacity of the lossless frame/writer queues.
+        backend: torch (a checkpoint; an artifact's suffix picks its backend), onnxruntime or tensorrt.
+        device: device of the clip ring, the engine and the person detector: ``"cpu"``, ``"cuda[:N]"`` or
+            ``"auto"`` (a given Engine's own device, else CUDA when a GPU is visible, else the CPU).
+        fps: frame rate of an image folder.
+        save: video with overlays (.mp4, .mkv, .mov, .avi, .ts), or None.
+        jsonl: JSONL action events, or None.
+        csv: AVA CSV rows (1 Hz), or None.
+        stats: JSON stats summary (per-stage latencies, counters, warnings, outputs), or None.
+        show: display a window.
+        overwrite: replace existing output files (otherwise an existing output is refused before anything opens).
+    """
+
+    stride: int = 8
+    threshold: float = 0.4
+    mode: str = "centered"
+    max_persons: int = 32
+    realtime: bool | None = None
+    ema_alpha: float = 0.6
+    queue_size: int = 32
+    backend: str = "torch"
+    device: str = "auto"
+    fps: float = 25.0
+    save: str | Path | None = None
+    jsonl: str | Path | None = None
+    csv: str | Path | None = None
+    stats: str | Path | None = None
+    show: bool = False
+    overwrite: bool = False
+
+    def outputs(self) -> dict[str, Path]:
+        """The files the run writes, by field name (``save``, ``jsonl``, ``csv``, ``stats``); unset ones left out."""
+        files = {"save": self.save, "jsonl": self.jsonl, "csv": self.csv, "stats": self.stats}
+        return {key: Path(path) for key, path in files.items() if path}
