@@ -39,13 +39,15 @@ def _git_commit() -> str | None:
     return sha + ("-dirty" if dirty else "")
 
 
-def _version(module: str) -> str | None:
-    """``module.__version__`` or None when it cannot be imported."""
+def module_version(module: str) -> str | None:
+    """``module.__version__`` (``"installed"`` when it has none), or None when it cannot be imported."""
+    import importlib
+
     try:
-        mod = __import__(module)
+        mod = importlib.import_module(module)
     except Exception:  # noqa: BLE001 - any import failure means "not available"
         return None
-    return getattr(mod, "__version__", None)
+    return str(getattr(mod, "__version__", "installed"))
 
 
 def _gpu() -> dict[str, Any] | None:
@@ -82,12 +84,12 @@ def environment() -> dict[str, Any]:
         "torch_threads": torch_threads,
         "gpu": _gpu(),
         "python": platform.python_version(),
-        "torch": _version("torch"),
-        "torchvision": _version("torchvision"),
-        "onnx": _version("onnx"),
-        "onnxruntime": _version("onnxruntime"),
-        "tensorrt": _version("tensorrt"),
-        "vmaedet": _version("vmaedet"),
+        "torch": module_version("torch"),
+        "torchvision": module_version("torchvision"),
+        "onnx": module_version("onnx"),
+        "onnxruntime": module_version("onnxruntime"),
+        "tensorrt": module_version("tensorrt"),
+        "vmaedet": module_version("vmaedet"),
         "git_commit": _git_commit(),
     }
 

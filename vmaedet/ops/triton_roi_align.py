@@ -202,7 +202,8 @@ class AotKernel:
     triton_version: str
 
 
-_AOT_FIX = "build the engine with the JIT plugin (--jit) or --roi-align builtin, and report the Triton version"
+_AOT_FIX = ("build the engine with the JIT plugin (aot=False) or the built-in RoiAlign (roi_align='builtin'), "
+            "and report the Triton version")
 
 
 class AotCompileError(ExportError):

