@@ -31,6 +31,13 @@ def test_error_stats_hand_computed() -> None:
     assert error_stats(torch.zeros(0, 80), torch.zeros(0, 80))["top5_agreement"] == 1.0
 
 
+def test_within_refuses_nan_figures() -> None:
+    """An engine that returns NaN must fail every gate, not pass it (NaN compares false both ways)."""
+    nan = float("nan")
+    stats = {"max_abs_logit": nan, "mean_abs_logit": nan, "max_abs_score": nan, "top5_agreement": nan}
+    assert len(within(stats, {"logits_max_abs": 1e-4, "scores_max_abs": 1e-4, "top5_min": 0.95})) == 3
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     torch.manual_seed(0)

@@ -88,12 +88,15 @@ def merge_stats(stats: Sequence[dict[str, float]]) -> dict[str, float]:
 
 
 def within(stats: Mapping[str, float], tolerances: Mapping[str, float]) -> list[str]:
-    """Violations of ``tolerances`` (keys ``logits_max_abs``, ``scores_max_abs``, ``top5_min``)."""
+    """Violations of ``tolerances`` (keys ``logits_max_abs``, ``scores_max_abs``, ``top5_min``).
+
+    A NaN figure is a violation (every comparison is written so that NaN fails it).
+    """
     bad = []
-    if "logits_max_abs" in tolerances and stats["max_abs_logit"] > tolerances["logits_max_abs"]:
+    if "logits_max_abs" in tolerances and not stats["max_abs_logit"] <= tolerances["logits_max_abs"]:
         bad.append(f"max |Δ logit| {stats['max_abs_logit']:.3g} > {tolerances['logits_max_abs']:.3g}")
-    if "scores_max_abs" in tolerances and stats["max_abs_score"] > tolerances["scores_max_abs"]:
+    if "scores_max_abs" in tolerances and not stats["max_abs_score"] <= tolerances["scores_max_abs"]:
         bad.append(f"max |Δ score| {stats['max_abs_score']:.3g} > {tolerances['scores_max_abs']:.3g}")
-    if "top5_min" in tolerances and stats["top5_agreement"] < tolerances["top5_min"]:
+    if "top5_min" in tolerances and not stats["top5_agreement"] >= tolerances["top5_min"]:
         bad.append(f"top-5 agreement {stats['top5_agreement']:.3f} < {tolerances['top5_min']:.3f}")
     return bad

@@ -307,18 +307,9 @@ def build_engine(
     check_artifact_hash(onnx_path, source)
     trt = require_tensorrt()
     say = _reporter(progress)
-
     warn = log.warning  # shown on stderr (logging's last resort) unless the application configures logging
 
-    import onnx
-
-    t0 = time.perf_counter()
-    graph = prepare_roi_align(onnx.load(str(onnx_path)), roi_align, aot=aot)
-    graph_bytes = graph.SerializeToString()
-    if roi_align == "plugin":
-        from vmaedet.ops import roi_align_trt  # noqa: F401 - registers the tensorrt.plugin definitions
-    say(f"graph surgery ({roi_align} RoIAlign): {time.perf_counter() - t0:.1f} s")
-
+    graph_bytes = _prepared_graph(onnx_path, roi_align, aot, say)
     gpu = gpu_identity()
     logger = trt.Logger(trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")
@@ -328,42 +319,20 @@ def build_engine(
     _parse(trt, logger, network, graph_bytes, onnx_path)
     say(f"parsed {network.num_layers} layers: {time.perf_counter() - t1:.1f} s")
 
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer types/tactics for the inspector
-    if version_compatible:
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(source.input.names.rois, (1, 5), (opt_persons, 5), (max_persons, 5))
-    config.add_optimization_profile(profile)
+    config = _builder_config(trt, builder, source, opt_persons, max_persons, workspace_gb, version_compatible)
     cache_path = timing_cache_path(timing_cache, tensorrt_version=trt.__version__, gpu=gpu) if timing_cache else None
     cache_state = _attach_timing_cache(config, cache_path, warn, fallback=Path(timing_cache) if timing_cache else None)
     if cache_state["loaded"]:
         say(f"timing cache: {cache_state['read_from']}")
 
-    t2 = time.perf_counter()
-    say(f"building the engine (K profile 1/{opt_persons}/{max_persons}, workspace {workspace_gb:g} GiB); this takes minutes")
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise ExportError("TensorRT failed to build the engine (see the TensorRT log above)",
-                          fix="retry with a larger builder workspace (workspace_gb), or roi_align='builtin' to rule out "
-                              "the plugin")
-    build_s = time.perf_counter() - t2
-    say(f"built in {build_s:.1f} s")
+    plan, build_s = _build_plan(builder, network, config, opt_persons, max_persons, workspace_gb, say)
     with atomic_path(out_path, what="the TensorRT engine") as tmp:  # first: nothing after this loses the build
         tmp.write_bytes(memoryview(plan))
-
     if cache_path is not None:
         _save_timing_cache(config, cache_path, cache_state, warn)
         if cache_state["saved"]:
             say(f"timing cache saved to {cache_path}")
-    try:
-        inspection = inspect_plan(trt, plan, logger, version_compatible=version_compatible)
-    except Exception as exc:  # noqa: BLE001 - inspection is informative only
-        inspection = {"fused_attention": None, "error": f"{type(exc).__name__}: {exc}"}
-        warn(f"could not inspect the engine's layers ({inspection['error']}); fused attention not recorded")
-    if inspection.get("fused_attention") is False:
-        say("note: no layer of the engine shows a fused attention kernel (see tensorrt.attention in the manifest)")
+    inspection = _inspection(trt, plan, logger, version_compatible, say, warn)
     manifest = engine_manifest(source, out_path, trt_version=trt.__version__, gpu=gpu, roi_align=roi_align,
                                aot=aot, onnx_sha256=source.artifact.sha256,
                                parsed_sha256=_sha256_bytes(graph_bytes),
@@ -373,6 +342,61 @@ def build_engine(
     write_manifest(out_path, manifest)
     say(f"wrote {out_path} ({out_path.stat().st_size / 2**20:.1f} MiB) + {out_path.name}.json")
     return out_path
+
+
+def _prepared_graph(onnx_path: Path, roi_align: str, aot: bool, say: Callable[[str], None]) -> bytes:
+    """The ONNX graph with its RoIAlign prepared for TensorRT (plugin or built-in), serialised."""
+    import onnx
+
+    t0 = time.perf_counter()
+    graph = prepare_roi_align(onnx.load(str(onnx_path)), roi_align, aot=aot)
+    graph_bytes = graph.SerializeToString()
+    if roi_align == "plugin":
+        from vmaedet.ops import roi_align_trt  # noqa: F401 - registers the tensorrt.plugin definitions
+    say(f"graph surgery ({roi_align} RoIAlign): {time.perf_counter() - t0:.1f} s")
+    return graph_bytes
+
+
+def _builder_config(trt: Any, builder: Any, source: Any, opt_persons: int, max_persons: int, workspace_gb: float,
+                    version_compatible: bool) -> Any:
+    """Builder config: workspace, detailed profiling, the K profile of ``rois`` ``[K, 5]``, version compatibility."""
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer types/tactics for the inspector
+    if version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(source.input.names.rois, (1, 5), (opt_persons, 5), (max_persons, 5))
+    config.add_optimization_profile(profile)
+    return config
+
+
+def _build_plan(builder: Any, network: Any, config: Any, opt_persons: int, max_persons: int, workspace_gb: float,
+                say: Callable[[str], None]) -> tuple[Any, float]:
+    """The serialised plan and the build time in seconds; ExportError when TensorRT returns nothing."""
+    t2 = time.perf_counter()
+    say(f"building the engine (K profile 1/{opt_persons}/{max_persons}, workspace {workspace_gb:g} GiB); this takes minutes")
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise ExportError("TensorRT failed to build the engine (see the TensorRT log above)",
+                          fix="retry with a larger builder workspace (workspace_gb), or roi_align='builtin' to rule out "
+                              "the plugin")
+    build_s = time.perf_counter() - t2
+    say(f"built in {build_s:.1f} s")
+    return plan, build_s
+
+
+def _inspection(trt: Any, plan: Any, logger: Any, version_compatible: bool, say: Callable[[str], None],
+                warn: Callable[[str], None]) -> dict[str, Any]:
+    """The engine inspector's summary (informative only: a failure is a warning, not an error)."""
+    try:
+        inspection = inspect_plan(trt, plan, logger, version_compatible=version_compatible)
+    except Exception as exc:  # noqa: BLE001 - inspection is informative only
+        inspection = {"fused_attention": None, "error": f"{type(exc).__name__}: {exc}"}
+        warn(f"could not inspect the engine's layers ({inspection['error']}); fused attention not recorded")
+    if inspection.get("fused_attention") is False:
+        say("note: no layer of the engine shows a fused attention kernel (see tensorrt.attention in the manifest)")
+    return inspection
 
 
 def _sha256_bytes(data: bytes) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from vmaedet.constants import EXPORT_PRECISIONS, PRECISIONS
+from vmaedet.constants import CLIP_LEN, EXPORT_PRECISIONS, PATCH_SIZE, PRECISIONS
 from vmaedet.engines import Engine, open_engine
 from vmaedet.errors import VmaedetError
 from vmaedet.models.detector import ActionDetector, create_detector
@@ -156,84 +156,110 @@ def _unavailable(name: str) -> str | None:
     return None
 
 
-def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure every (engine, precision, persons) combination; return the JSON-ready result."""
-    from vmaedet.envinfo import environment
-    from vmaedet.models.checkpoints import load_detector, save_detector
+def _bench_model(cfg: BenchConfig) -> tuple[torch.nn.Module, str]:
+    """The model to measure (the checkpoint's, else random weights of ``cfg.variant``) and its variant name."""
+    from vmaedet.models.checkpoints import load_detector
 
-    say = progress or (lambda msg: None)
     torch.manual_seed(cfg.seed)
     if cfg.checkpoint:
         model = load_detector(cfg.checkpoint)
-        variant = model.variant or "custom"
-    else:
-        model = create_detector(cfg.variant).eval()
-        variant = model.variant or cfg.variant
-    h, w = cfg.input_hw
-    if h % 16 or w % 16 or h < 32 or w < 32:
-        raise VmaedetError("the clip size (input_hw) must be multiples of 16 and at least 32×32",
-                           received=f"{h}×{w}", expected="e.g. (256, 464)", fix="use input_hw=(256, 464)")
-    tmp = tempfile.TemporaryDirectory(prefix="vmaedet-bench-") if cfg.workdir is None else None
-    workdir = Path(cfg.workdir or tmp.name)  # type: ignore[union-attr]
-    workdir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = Path(cfg.checkpoint) if cfg.checkpoint else save_detector(model, workdir / "model.safetensors")
+        return model, model.variant or "custom"
+    model = create_detector(cfg.variant).eval()
+    return model, model.variant or cfg.variant
 
-    inputs = {k: make_inputs(cfg.input_hw, k, cfg.seed + k) for k in cfg.persons}
-    say("reference: torch fp32")
-    with torch.no_grad():
-        ref = {k: torch.sigmoid(model(c, r)) for k, (c, r) in inputs.items()}
-    flops = {k: count_flops(model, c, r) for k, (c, r) in inputs.items()}
-    say("peak: matmul micro-benchmark")
+
+def _check_input_hw(input_hw: tuple[int, int]) -> None:
+    h, w = input_hw
+    if h % PATCH_SIZE or w % PATCH_SIZE or h < 2 * PATCH_SIZE or w < 2 * PATCH_SIZE:
+        raise VmaedetError(f"the clip size (input_hw) must be multiples of {PATCH_SIZE} and at least 32×32",
+                           received=f"{h}×{w}", expected="e.g. (256, 464)", fix="use input_hw=(256, 464)")
+
+
+def _matmul_peaks(precisions: Sequence[str], device: str) -> dict[str, float]:
+    """Measured matmul FLOP/s per precision on ``device`` (a precision this device cannot run is left out)."""
     peaks: dict[str, float] = {}
-    for p in sorted(set(cfg.precisions)):
+    for p in sorted(set(precisions)):
         try:
-            peaks[p] = measure_matmul_peak(PRECISION_DTYPES[p], cfg.device)
+            peaks[p] = measure_matmul_peak(PRECISION_DTYPES[p], device)
         except (RuntimeError, KeyError):
             continue
+    return peaks
 
-    results: list[dict[str, Any]] = []
-    for name in cfg.engines:
-        unavailable = _unavailable(name)
-        for precision in cfg.precisions:
-            base = {"engine": name, "precision": precision, "device": cfg.device}
-            if unavailable:
-                results.append({**base, "status": "skipped", "reason": unavailable})
-                continue
-            if precision not in SUPPORTED.get(name, {precision}):
-                results.append({**base, "status": "skipped",
-                                "reason": f"{name} is not benchmarked in {precision} (supported: {sorted(SUPPORTED[name])})"})
-                continue
-            say(f"{name} {precision}: preparing")
-            try:
-                engine = _open_engine(name, precision, model, cfg, workdir, ckpt_path)
-            except (VmaedetError, ImportError) as exc:
-                results.append({**base, "status": "skipped", "reason": str(exc).splitlines()[0]})
-                continue
-            with engine:
-                for k, (clip, rois) in inputs.items():
-                    say(f"{name} {precision}: {k} person(s)")
-                    out = engine.infer(clip, rois)
-                    timing = time_engine(engine, clip, rois, iters=cfg.iters, warmup=cfg.warmup)
-                    p50 = timing.p50_s
-                    achieved = flops[k] / p50
-                    peak = peaks.get(precision)
-                    results.append({
-                        **base, "status": "ok", "persons": k,
-                        "latency_ms": timing.ms(),
-                        "clips_per_s": 1.0 / p50,
-                        "flops_per_clip": flops[k],
-                        "achieved_flops_per_s": achieved,
-                        "peak_flops_per_s": peak,
-                        "fraction_of_peak": achieved / peak if peak else None,
-                        "max_abs_score_diff": float((torch.sigmoid(out.float()) - ref[k]).abs().max()) if k else 0.0,
-                    })
-    if tmp is not None:
-        tmp.cleanup()
+
+def _engine_rows(engine: Engine, base: dict[str, Any], inputs: dict[int, tuple[torch.Tensor, torch.Tensor]],
+                 ref: dict[int, torch.Tensor], flops: dict[int, float], peak: float | None, cfg: BenchConfig,
+                 say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """One result row per number of persons for an opened engine."""
+    rows = []
+    for k, (clip, rois) in inputs.items():  # clip [1, 3, T, H, W], rois [k, 5]
+        say(f"{base['engine']} {base['precision']}: {k} person(s)")
+        out = engine.infer(clip, rois)  # [k, 80] logits
+        timing = time_engine(engine, clip, rois, iters=cfg.iters, warmup=cfg.warmup)
+        p50 = timing.p50_s
+        achieved = flops[k] / p50
+        rows.append({
+            **base, "status": "ok", "persons": k,
+            "latency_ms": timing.ms(),
+            "clips_per_s": 1.0 / p50,
+            "flops_per_clip": flops[k],
+            "achieved_flops_per_s": achieved,
+            "peak_flops_per_s": peak,
+            "fraction_of_peak": achieved / peak if peak else None,
+            "max_abs_score_diff": float((torch.sigmoid(out.float()) - ref[k]).abs().max()) if k else 0.0,
+        })
+    return rows
+
+
+def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure every (engine, precision, persons) combination; return the JSON-ready result."""
+    from vmaedet.envinfo import environment
+    from vmaedet.models.checkpoints import save_detector
+
+    say = progress or (lambda msg: None)
+    model, variant = _bench_model(cfg)
+    _check_input_hw(cfg.input_hw)
+    tmp = tempfile.TemporaryDirectory(prefix="vmaedet-bench-") if cfg.workdir is None else None
+    try:
+        workdir = Path(cfg.workdir or tmp.name)  # type: ignore[union-attr]
+        workdir.mkdir(parents=True, exist_ok=True)
+        ckpt_path = Path(cfg.checkpoint) if cfg.checkpoint else save_detector(model, workdir / "model.safetensors")
+
+        inputs = {k: make_inputs(cfg.input_hw, k, cfg.seed + k) for k in cfg.persons}
+        say("reference: torch fp32")
+        with torch.no_grad():
+            ref = {k: torch.sigmoid(model(c, r)) for k, (c, r) in inputs.items()}  # [k, 80] each
+        flops = {k: count_flops(model, c, r) for k, (c, r) in inputs.items()}
+        say("peak: matmul micro-benchmark")
+        peaks = _matmul_peaks(cfg.precisions, cfg.device)
+
+        results: list[dict[str, Any]] = []
+        for name in cfg.engines:
+            unavailable = _unavailable(name)
+            for precision in cfg.precisions:
+                base = {"engine": name, "precision": precision, "device": cfg.device}
+                if unavailable:
+                    results.append({**base, "status": "skipped", "reason": unavailable})
+                    continue
+                if precision not in SUPPORTED.get(name, {precision}):
+                    results.append({**base, "status": "skipped",
+                                    "reason": f"{name} is not benchmarked in {precision} (supported: {sorted(SUPPORTED[name])})"})
+                    continue
+                say(f"{name} {precision}: preparing")
+                try:
+                    engine = _open_engine(name, precision, model, cfg, workdir, ckpt_path)
+                except (VmaedetError, ImportError) as exc:
+                    results.append({**base, "status": "skipped", "reason": str(exc).splitlines()[0]})
+                    continue
+                with engine:
+                    results += _engine_rows(engine, base, inputs, ref, flops, peaks.get(precision), cfg, say)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
     return {
         "schema": SCHEMA,
         "config": {"engines": list(cfg.engines), "precisions": list(cfg.precisions), "variant": variant,
                    "checkpoint": cfg.checkpoint, "persons": list(cfg.persons), "input_hw": list(cfg.input_hw),
-                   "clip": [1, 3, 16, *cfg.input_hw], "warmup": cfg.warmup, "iters": cfg.iters,
+                   "clip": [1, 3, CLIP_LEN, *cfg.input_hw], "warmup": cfg.warmup, "iters": cfg.iters,
                    "device": cfg.device, "seed": cfg.seed},
         "peak_flops_per_s": peaks,
         "results": results,
