@@ -9,9 +9,12 @@ from typing import Any
 # Public API, imported lazily so `import vmaedet` stays light.
 _LAZY = {
     "load_detector": "vmaedet.models.checkpoints:load_detector",
+    "load_detector_with_report": "vmaedet.models.checkpoints:load_detector_with_report",
     "save_detector": "vmaedet.models.checkpoints:save_detector",
     "create_detector": "vmaedet.models.detector:create_detector",
     "list_models": "vmaedet.models.detector:list_models",
+    "PreprocessConfig": "vmaedet.models.detector:PreprocessConfig",
+    "open_engine": "vmaedet.engines.base:open_engine",
     "Predictor": "vmaedet.models.predictor:Predictor",
     "ActionDetections": "vmaedet.structures:ActionDetections",
     "PersonDetections": "vmaedet.structures:PersonDetections",
