@@ -18,13 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vmaedet.constants import SHORT_SIDE
+from vmaedet.constants import PATCH_SIZE, SHORT_SIDE
 from vmaedet.ops.boxes import scale_boxes
 
 #: RGB mean and std of the seed (Detectron's BGR mean reversed; not ImageNet's).
 MEAN_RGB: tuple[float, float, float] = (122.7717, 115.9465, 102.9801)
 STD_RGB: tuple[float, float, float] = (57.375, 57.375, 57.375)
-SIZE_DIVISIBLE = 16
+SIZE_DIVISIBLE = PATCH_SIZE  # clip sides are padded to whole patches
 
 
 def seed_resize_size(width: int, height: int, short_side: int = SHORT_SIDE, seed_quirk: bool = True) -> tuple[int, int]:
