@@ -182,18 +182,26 @@ class TensorNames:
 
 @dataclass(frozen=True)
 class Geometry:
-    """The manifest's ``input``: what the artifact takes (a fixed clip, up to ``max_persons`` rois)."""
+    """The manifest's ``input``: what the artifact takes (1 … ``max_batch`` clips of a fixed geometry,
+    up to ``max_persons`` rois per call in all).
+
+    ``clip_shape`` is the shape of one clip (``[1, 3, 16, H, W]``); an artifact exported with
+    ``max_batch`` > 1 has a dynamic batch axis on ``clip`` and takes ``[B, 3, 16, H, W]`` for any
+    1 ≤ B ≤ ``max_batch``.  ``max_batch`` is absent from manifests written before batching existed:
+    they read as 1.
+    """
 
     names: TensorNames
-    clip_shape: tuple[int, ...]  #: [1, 3, 16, H, W]
+    clip_shape: tuple[int, ...]  #: [1, 3, 16, H, W] (one clip; the batch axis is dynamic when max_batch > 1)
     clip_hw: tuple[int, int]  #: (H, W), multiples of 16
-    max_persons: int
+    max_persons: int  #: the largest K of one call (over all its clips)
     clip_len: int = field(default=CLIP_LEN, metadata=_OMIT)
     frame_stride: int = field(default=FRAME_STRIDE, metadata=_OMIT)
     source_wh: tuple[int, int] | None = None
     resized_wh: tuple[int, int] | None = None
     short_side: int = SHORT_SIDE
     rois: str | None = field(default=None, metadata=_OMIT)  #: a description of the rois layout
+    max_batch: int = 1  #: the largest number of clips B of one call
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -205,17 +213,26 @@ class Geometry:
                    clip_len=r.opt("clip_len", int, CLIP_LEN), frame_stride=r.opt("frame_stride", int, FRAME_STRIDE),
                    source_wh=r.ints("source_wh", 2, required=False), resized_wh=r.ints("resized_wh", 2, required=False),  # type: ignore[arg-type]
                    short_side=r.opt("short_side", int, SHORT_SIDE), rois=r.opt("rois", str),
+                   max_batch=_positive(r, "max_batch"),
                    extra=r.rest(("names", "clip_shape", "clip_hw", "clip_len", "frame_stride", "source_wh", "resized_wh",
-                                 "max_persons", "short_side", "rois")))
+                                 "max_persons", "max_batch", "short_side", "rois")))
+
+
+def _positive(r: _Reader, key: str, default: int = 1) -> int:
+    """An optional integer ≥ 1 (``default`` when absent)."""
+    value = r.opt(key, int, default)
+    if value < 1:
+        r.fail(f"{key!r} must be at least 1 ({value!r})")
+    return int(value)
 
 
 def _geometry_json(g: Geometry, raw: Mapping[str, Any] | None) -> dict[str, Any]:
     out = _json(g)
     order = ["names", "clip_shape", "clip_hw", "clip_len", "frame_stride", "source_wh", "resized_wh", "max_persons",
-             "short_side", "rois"]
+             "max_batch", "short_side", "rois"]
     out = {k: out[k] for k in order if k in out} | {k: v for k, v in out.items() if k not in order}
     if raw is not None:  # keys a hand-written (older, minimal) manifest did not have stay absent
-        for key in ("clip_len", "frame_stride", "source_wh", "resized_wh", "short_side"):
+        for key in ("clip_len", "frame_stride", "source_wh", "resized_wh", "short_side", "max_batch"):
             if key not in raw:
                 out.pop(key, None)
     return out
@@ -247,13 +264,18 @@ class CheckpointRef:
 
 @dataclass(frozen=True)
 class ParityCase:
-    """Errors of the artifact vs PyTorch fp32 on one random clip with ``k`` rois."""
+    """Errors of the artifact vs PyTorch fp32 on random clips with ``k`` rois in all.
+
+    ``batch``: the number of clips of the call (absent = 1); a batched case is compared with
+    PyTorch run one clip at a time.
+    """
 
     k: int
     max_abs_logit: float
     mean_abs_logit: float
     max_abs_score: float
     top5_agreement: float
+    batch: int | None = field(default=None, metadata=_OMIT)
 
 
 @dataclass(frozen=True)
@@ -277,7 +299,7 @@ class Parity:
             cr = _Reader(c, f"{r.where}.cases[{i}]", r.source)
             cases.append(ParityCase(cr.req("k", int), float(cr.req("max_abs_logit", num)),
                                     float(cr.req("mean_abs_logit", num)), float(cr.req("max_abs_score", num)),
-                                    float(cr.req("top5_agreement", num))))
+                                    float(cr.req("top5_agreement", num)), cr.opt("batch", int)))
         return cls(float(r.req("max_abs_logit", num)), float(r.req("mean_abs_logit", num)),
                    float(r.req("max_abs_score", num)), float(r.req("top5_agreement", num)), tuple(cases),
                    r.opt("reference", str), r.opt("runtime", str), r.opt("inputs", str))
@@ -332,6 +354,8 @@ class TensorRTInfo:
     roi_align: TrtRoiAlign = field(default_factory=TrtRoiAlign)
     parsed_onnx_sha256: str | None = field(default=None, metadata=_OMIT)
     profile_persons: tuple[int, int, int] | None = field(default=None, metadata=_OMIT)
+    #: the optimisation profile over the clips of one call, (min, opt, max) B; absent before batching
+    profile_batch: tuple[int, int, int] | None = field(default=None, metadata=_OMIT)
     workspace_gb: float | None = field(default=None, metadata=_OMIT)
     build_seconds: float | None = field(default=None, metadata=_OMIT)
     num_layers: int | None = None
@@ -358,11 +382,12 @@ class TensorRTInfo:
             roi_align=TrtRoiAlign(roi.opt("mode", str), roi.opt("plugin", str), roi.opt("plugin_version", str),
                                   roi.opt("aot", bool), roi.opt("implementation", str)) if roi else TrtRoiAlign(),
             parsed_onnx_sha256=r.opt("parsed_onnx_sha256", str), profile_persons=r.ints("profile_persons", 3, required=False),  # type: ignore[arg-type]
+            profile_batch=r.ints("profile_batch", 3, required=False),  # type: ignore[arg-type]
             workspace_gb=r.opt("workspace_gb", (int, float)), build_seconds=r.opt("build_seconds", (int, float)),
             num_layers=r.opt("num_layers", int), attention=dict(r.opt("attention", Mapping, {"fused_attention": None})),
             timing_cache=dict(r.data["timing_cache"]) if isinstance(r.data.get("timing_cache"), Mapping) else None,
             extra=r.rest(("version", "gpu", "strongly_typed", "version_compatible", "roi_align", "parsed_onnx_sha256",
-                          "profile_persons", "workspace_gb", "build_seconds", "num_layers", "attention", "timing_cache")),
+                          "profile_persons", "profile_batch", "workspace_gb", "build_seconds", "num_layers", "attention", "timing_cache")),
         )
 
 
@@ -531,8 +556,8 @@ def check_artifact_hash(artifact: str | Path, manifest: ArtifactManifest) -> Non
 
 def check_expectations(manifest: ArtifactManifest, *, input_hw: tuple[int, int] | None = None,
                        precision: str | None = None, max_persons: int | None = None,
-                       source: str = "artifact") -> None:
-    """Refuse a manifest whose geometry / precision / person capacity differ from what is asked."""
+                       max_batch: int | None = None, source: str = "artifact") -> None:
+    """Refuse a manifest whose geometry / precision / person or clip capacity differ from what is asked."""
     got_hw = tuple(manifest.input.clip_hw)
     if input_hw is not None and tuple(input_hw) != got_hw:
         raise EngineError(f"the {source} was exported for another clip geometry",
@@ -546,19 +571,25 @@ def check_expectations(manifest: ArtifactManifest, *, input_hw: tuple[int, int] 
         raise EngineError(f"the {source} accepts fewer persons than asked",
                           received=manifest.input.max_persons, expected=f"≥ {max_persons}",
                           fix=f"re-export for at least {max_persons} persons (max_persons={max_persons})")
+    if max_batch is not None and max_batch > manifest.input.max_batch:
+        raise EngineError(f"the {source} accepts fewer clips per call than asked",
+                          received=f"max_batch {manifest.input.max_batch}", expected=f"≥ {max_batch}",
+                          fix=f"re-export for at least {max_batch} clips per call (max_batch={max_batch})")
 
 
-#: Artifact format (``manifest.artifact.format``) → the engine that runs it.
-FORMAT_ENGINE = {"onnx": "onnxruntime", "tensorrt": "tensorrt"}
+#: Artifact format (``manifest.artifact.format``) → the engines that run it, the default first.
+FORMAT_ENGINES: dict[str, tuple[str, ...]] = {"onnx": ("onnxruntime", "openvino"), "tensorrt": ("tensorrt",)}
+#: Artifact format → the engine that runs it when none is named (the first of :data:`FORMAT_ENGINES`).
+FORMAT_ENGINE = {fmt: engines[0] for fmt, engines in FORMAT_ENGINES.items()}
 _FORMAT_LABEL = {"onnx": "an ONNX artifact", "tensorrt": "a TensorRT engine artifact"}
 
 
 def open_artifact(path: Path, fmt: str, *, input_hw: tuple[int, int] | None = None, precision: str | None = None,
-                  max_persons: int | None = None) -> ArtifactManifest:
+                  max_persons: int | None = None, max_batch: int | None = None) -> ArtifactManifest:
     """Read and check an artifact's manifest before an engine opens it.
 
     Refuses a missing manifest, an artifact of another format, a changed file (sha256) and a
-    geometry / precision / capacity other than asked.  Returns the manifest.
+    geometry / precision / capacity (persons, clips per call) other than asked.  Returns the manifest.
     """
     manifest = read_manifest(path)
     got = manifest.artifact.format
@@ -566,5 +597,6 @@ def open_artifact(path: Path, fmt: str, *, input_hw: tuple[int, int] | None = No
         raise EngineError(f"{path} is not {_FORMAT_LABEL.get(fmt, fmt)}", received=got, expected=fmt,
                           fix=f"open it with the {FORMAT_ENGINE.get(got, got)} engine")
     check_artifact_hash(path, manifest)
-    check_expectations(manifest, input_hw=input_hw, precision=precision, max_persons=max_persons, source=str(path))
+    check_expectations(manifest, input_hw=input_hw, precision=precision, max_persons=max_persons, max_batch=max_batch,
+                       source=str(path))
     return manifest

@@ -68,9 +68,26 @@ def test_a_minimal_older_manifest_loads_with_defaults_and_keeps_its_keys(tmp_pat
     assert m.input.short_side == 256 and m.input.clip_len == 16 and m.num_classes == 80 and m.verification is None
     assert m.tensorrt is not None and m.tensorrt.gpu.name == "NVIDIA H100 80GB HBM3"  # type: ignore[union-attr]
     assert m.tensorrt.roi_align.kind == "aot" and m.tensorrt.version_compatible is False
+    assert m.input.max_batch == 1 and m.tensorrt.profile_batch is None  # written before batching: one clip
     written = json.loads(manifest_path(path).read_text())
-    assert set(written) == set(data) and set(written["input"]) == set(data["input"])
+    assert set(written) == set(data) and set(written["input"]) == set(data["input"])  # no max_batch added
     assert written["artifact"] == data["artifact"]
+
+
+def test_max_batch_and_the_batch_profile_round_trip(exported: Path, tmp_path: Path) -> None:
+    raw = json.loads(manifest_path(exported).read_text())
+    assert raw["input"]["max_batch"] == 1  # a new export records it, 1 by default
+    raw["input"]["max_batch"] = 4
+    raw["verification"]["cases"].append({**raw["verification"]["cases"][-1], "k": 8, "batch": 4})
+    raw["tensorrt"] = {"version": "10.13.0", "profile_persons": [1, 8, 64], "profile_batch": [1, 4, 4]}
+    m = validate(raw, source="m.json")
+    assert m.input.max_batch == 4 and m.tensorrt.profile_batch == (1, 4, 4)  # type: ignore[union-attr]
+    assert [c.batch for c in m.verification.cases][-2:] == [None, 4]  # type: ignore[union-attr]
+    out = m.to_dict()
+    assert out["tensorrt"]["profile_batch"] == [1, 4, 4] and out["tensorrt"]["profile_persons"] == [1, 8, 64]
+    assert {k: v for k, v in out.items() if k != "tensorrt"} == {k: v for k, v in raw.items() if k != "tensorrt"}
+    assert "batch" not in out["verification"]["cases"][0]  # one-clip cases keep no "batch" key
+    check_expectations(m, max_batch=4)
 
 
 @pytest.mark.parametrize(("change", "words"), [
@@ -79,6 +96,8 @@ def test_a_minimal_older_manifest_loads_with_defaults_and_keeps_its_keys(tmp_pat
     (lambda d: d["input"].update(max_persons="8"), "'max_persons' has the wrong type"),
     (lambda d: d.pop("artifact"), "has no 'artifact'"),
     (lambda d: d["input"].update(clip_hw=[64]), "'clip_hw' is not a list of 2 integers"),
+    (lambda d: d["input"].update(max_batch=0), "'max_batch' must be at least 1"),
+    (lambda d: d["input"].update(max_batch=2.0), "'max_batch' has the wrong type"),
 ])
 def test_invalid_manifests_are_refused_by_name(exported: Path, tmp_path: Path, change, words: str) -> None:
     data = json.loads(manifest_path(exported).read_text())
@@ -95,9 +114,9 @@ def test_invalid_manifests_are_refused_by_name(exported: Path, tmp_path: Path, c
 
 def test_expectations_name_the_parameter_not_a_flag(exported: Path) -> None:
     m = read_manifest(exported)
-    check_expectations(m, input_hw=HW, precision="fp32", max_persons=4)
+    check_expectations(m, input_hw=HW, precision="fp32", max_persons=4, max_batch=1)
     for kwargs, words in (({"input_hw": (256, 464)}, "input_hw"), ({"precision": "fp16"}, "precision='fp16'"),
-                          ({"max_persons": 9}, "max_persons=9")):
+                          ({"max_persons": 9}, "max_persons=9"), ({"max_batch": 2}, "max_batch=2")):
         with pytest.raises(EngineError) as info:
             check_expectations(m, **kwargs)
         assert words in str(info.value) and "--" not in str(info.value)

@@ -239,3 +239,127 @@ def test_other_supported_opsets(tmp_path: Path, opset: int) -> None:
     graph = onnx.load(str(result.path))
     assert [o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")] == [opset]
     assert result.manifest.verification.max_abs_logit <= 1e-4
+
+
+# -- batches (several cameras per call) ---------------------------------------------------------
+#: sha256 of the default (max_batch=1) vit_micro export below, computed with the code before batching
+#: existed (torch 2.14.1, onnx 1.23.2: the exporter's output depends on their versions).
+ONE_CLIP_SHA256 = {"fp32": "ee6c318315e0443854df0d89b5ebe612201a5fb7a271612d18d8defd6171c047",
+                   "fp16": "39749289046364f1c209b05ced2bb0d0ebfa8d503e0c9cf5397d64ef3ecc22fc"}
+SHA_VERSIONS = ("2.14.1", "1.23.2")
+BATCH = 4
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_the_default_export_is_byte_identical_to_before_batching(tmp_path: Path, precision: str) -> None:
+    if (torch.__version__.split("+")[0], onnx.__version__) != SHA_VERSIONS:
+        pytest.skip(f"the recorded sha256 is of torch/onnx {SHA_VERSIONS}; here {torch.__version__}/{onnx.__version__}")
+    torch.manual_seed(0)
+    model = create_detector("vit_micro").eval()
+    default = export_onnx(model, tmp_path / "a.onnx", input_hw=(64, 96), max_persons=4, precision=precision)
+    explicit = export_onnx(model, tmp_path / "b.onnx", input_hw=(64, 96), max_persons=4, precision=precision,
+                           max_batch=1)
+    assert hashlib.sha256(default.path.read_bytes()).hexdigest() == ONE_CLIP_SHA256[precision]
+    assert explicit.path.read_bytes() == default.path.read_bytes()
+    assert default.manifest.input.max_batch == 1 and all(c.batch is None for c in default.manifest.verification.cases)
+
+
+@pytest.fixture(scope="module")
+def batched(tmp_path_factory: pytest.TempPathFactory):
+    torch.manual_seed(0)
+    model = create_detector("vit_micro").eval()
+    with torch.no_grad():
+        model.head.weight.normal_(0, 0.5)
+    out = tmp_path_factory.mktemp("batched") / "model.onnx"
+    return model, export_onnx(model, out, input_hw=HW, max_persons=MAX_PERSONS, max_batch=BATCH)
+
+
+def _clips(b: int, seed: int) -> torch.Tensor:
+    return torch.cat([_clip_and_rois(0, seed + i)[0] for i in range(b)])  # [B, 3, 16, H, W]
+
+
+def test_batched_graph_has_a_dynamic_batch_axis(batched) -> None:
+    _, result = batched
+    graph = onnx.load(str(result.path))
+    clip_dims = [d.dim_value or d.dim_param for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    assert clip_dims == [export_mod.BATCH_AXIS, 3, 16, *HW]
+    assert "Resize" not in [n.op_type for n in graph.graph.node]  # the positional embedding stays folded
+    roi = next(n for n in graph.graph.node if n.op_type == "RoiAlign")
+    assert export_mod._index_source(graph, roi) == "rois"  # batch indices: rois column 0
+    m = json.loads(result.manifest_path.read_text())
+    assert m["input"]["max_batch"] == BATCH and m["input"]["clip_shape"] == [1, 3, 16, *HW]
+    batched_cases = [c for c in m["verification"]["cases"] if "batch" in c]
+    assert [(c["k"], c["batch"]) for c in batched_cases] == [(2 * BATCH, BATCH)]
+    assert sorted(c["k"] for c in m["verification"]["cases"] if "batch" not in c) == [0, 1, 7, MAX_PERSONS]
+    assert m["verification"]["max_abs_logit"] <= 1e-4
+
+
+@pytest.mark.parametrize("b", [1, 3, BATCH])
+def test_batched_graph_matches_float64_one_clip_at_a_time(batched, b: int) -> None:
+    model, result = batched
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    clip = _clips(b, seed=200 + b)
+    rois = _clip_and_rois(7, seed=300 + b)[1]
+    rois[:, 0] = torch.tensor([2, 0, 1, 0, 3, 1, 2]) % b  # out of order, every clip used
+    out = session.run(["logits"], {"clip": clip.numpy(), "rois": rois.numpy()})[0]
+    with torch.no_grad():
+        ref = export_mod.one_clip_at_a_time(model.double(), clip.double(), rois.double()).numpy()
+    model.float()
+    assert out.shape == (7, 80) and np.abs(ref).max() > 1e-2
+    assert np.abs(out - ref).max() <= 1e-4
+
+
+def test_check_graph_refuses_batch_indices_not_from_the_rois(batched) -> None:
+    _, result = batched
+    graph = onnx.load(str(result.path))
+    roi = next(n for n in graph.graph.node if n.op_type == "RoiAlign")
+    zeros = onnx.helper.make_tensor("zero_index", onnx.TensorProto.INT64, [1], [0])
+    graph.graph.initializer.append(zeros)
+    roi.input[2] = "zero_index"  # every roi reads clip 0
+    with pytest.raises(ExportError, match="batch indices do not come from the rois"):
+        export_mod.check_graph(graph)
+    fixed = onnx.load(str(result.path))
+    with pytest.raises(ExportError, match="batch axis is not what max_batch asks for"):
+        export_mod.check_graph(fixed, max_batch=1)
+    export_mod.check_graph(fixed, max_batch=BATCH)
+
+
+class _FirstClipOnly(torch.nn.Module):
+    """A wrong batched graph: every roi reads clip 0 (right for one clip, wrong for several)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, clip: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        return self.model(clip[:1].expand_as(clip), rois)
+
+
+def test_parity_gate_checks_the_batched_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A graph right for one clip but wrong for several passes the one-clip cases and fails the batched one."""
+    torch.manual_seed(1)
+    model = create_detector("vit_micro").eval()
+    with torch.no_grad():
+        model.head.weight.normal_(0, 0.5)
+    real_export = export_mod._torch_export
+    monkeypatch.setattr(export_mod, "_torch_export",
+                        lambda m, hw, opset, path, **kw: real_export(_FirstClipOnly(m), hw, opset, path, **kw))
+    with pytest.raises(ExportError, match=rf"does not match PyTorch[\s\S]*worst K=6, {3} clips"):
+        export_onnx(model, tmp_path / "m.onnx", input_hw=HW, max_persons=6, max_batch=3)
+    assert not list(tmp_path.iterdir())
+
+
+def test_bad_max_batch(tmp_path: Path) -> None:
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="max_batch"):
+            export_onnx(create_detector("vit_micro"), tmp_path / "m.onnx", input_hw=HW, max_batch=bad)  # type: ignore[arg-type]
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_export_max_batch(micro_checkpoint: Path, tmp_path: Path) -> None:
+    rc = main(["export", str(micro_checkpoint), "--input-size", "64x96", "--max-persons", "6", "--max-batch", "3",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    manifest = json.loads((tmp_path / "micro_64x96_fp32_b3.onnx.json").read_text())
+    assert manifest["input"]["max_batch"] == 3 and manifest["input"]["max_persons"] == 6
+    assert any(c.get("batch") == 3 for c in manifest["verification"]["cases"])

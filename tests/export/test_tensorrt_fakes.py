@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from helpers.fake_tensorrt import FakeCuda, make_plan, make_tensorrt
-from vmaedet.errors import BackendUnavailable, EngineError
+from vmaedet.errors import BackendUnavailable, ConfigError, EngineError
 from vmaedet.engines import trt_runtime
 from vmaedet.export import tensorrt as trt_export
 from vmaedet.artifacts import MANIFEST_FORMAT, sha256_file, write_manifest
@@ -457,3 +457,121 @@ def test_timing_cache_path_is_keyed() -> None:
                                      gpu={"name": "NVIDIA L40S", "compute_capability": "8.9"})
     assert len({a, b, c}) == 3 and a.parent == Path("/c") and a.suffix == ".bin"
     assert a.name == "t-nvidia-h100-80gb-hbm3-sm90-trt10.13.0.35.bin"
+
+
+# -- batches: the profile over B and K, the clip shape set per call ---------------------------------
+# Not verified on a real TensorRT here: the fakes check the shapes vmaedet asks for and binds.
+@pytest.fixture(scope="module")
+def fp16_onnx_batched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real FP16 ONNX export with a batch axis (vit_micro, 64×80, ≤ 4 clips, ≤ 8 persons per call)."""
+    from vmaedet.export.onnx import export_onnx
+    from vmaedet.models import create_detector
+
+    torch.manual_seed(0)
+    model = create_detector("vit_micro").eval()
+    out = tmp_path_factory.mktemp("fake_trt_b4") / "micro_fp16_b4.onnx"
+    return export_onnx(model, out, input_hw=(64, 80), max_persons=8, precision="fp16", max_batch=4).path
+
+
+def _profiles(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Record the optimisation profiles build_engine adds (name → (min, opt, max))."""
+    seen: list[dict[str, Any]] = []
+    real = trt_export._builder_config
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        config = real(*args, **kwargs)
+        seen.extend(dict(p.shapes) for p in config.profiles)
+        return config
+
+    monkeypatch.setattr(trt_export, "_builder_config", spy)
+    return seen
+
+
+def test_build_engine_profiles_the_batch_and_the_persons(trt: types.ModuleType, fp16_onnx_batched: Path,
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _profiles(monkeypatch)
+    plan, manifest = _build(fp16_onnx_batched, tmp_path)
+    one = (3, 16, 64, 80)
+    assert seen == [{"rois": ((1, 5), (4, 5), (8, 5)), "clip": ((1, *one), (4, *one), (4, *one))}]
+    header = json.loads(plan.read_bytes().split(b"\n", 1)[1])
+    assert header["profiles"] == {"rois": [1, 8], "clip": [1, 4]}
+    assert manifest["tensorrt"]["profile_batch"] == [1, 4, 4] and manifest["tensorrt"]["profile_persons"] == [1, 4, 8]
+    assert manifest["input"]["max_batch"] == 4 and manifest["input"]["max_persons"] == 8
+    seen.clear()
+    trt_export.build_engine(fp16_onnx_batched, tmp_path / "o.engine", max_persons=8, opt_persons=4, workspace_gb=1,
+                            roi_align="builtin", progress=False, opt_batch=2)
+    assert seen[0]["clip"] == ((1, *one), (2, *one), (4, *one))
+    with pytest.raises(ConfigError, match="opt_batch ≤ max_batch"):
+        trt_export.build_engine(fp16_onnx_batched, tmp_path / "x.engine", max_persons=8, roi_align="builtin",
+                                progress=False, opt_batch=5)
+
+
+def test_a_one_clip_onnx_gets_no_clip_profile(trt: types.ModuleType, fp16_onnx: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _profiles(monkeypatch)
+    _, manifest = _build(fp16_onnx, tmp_path)
+    assert seen == [{"rois": ((1, 5), (4, 5), (8, 5))}]  # the static clip is not profiled (as before batching)
+    assert manifest["tensorrt"]["profile_batch"] == [1, 1, 1] and manifest["input"]["max_batch"] == 1
+
+
+def test_without_the_clip_profile_a_batched_network_does_not_build(trt: types.ModuleType, fp16_onnx_batched: Path,
+                                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake refuses a dynamic input without a profile, as TensorRT does: the profile above is what makes it build."""
+    from vmaedet.errors import ExportError
+
+    real = trt_export._builder_config
+    monkeypatch.setattr(trt_export, "_builder_config",
+                        lambda *a, **k: real(*a[:7], (1, 1, 1)))  # the K profile only
+    with pytest.raises(ExportError, match="failed to build"):
+        _build(fp16_onnx_batched, tmp_path)
+
+
+def _batched_inputs(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    clip = torch.arange(b, dtype=torch.float32).mul(10).view(b, 1, 1, 1, 1).expand(b, 3, 16, 64, 80).contiguous()
+    rois = torch.tensor([[2, 3.0, 5.0, 60.0, 50.0], [0, 10.0, 0.0, 79.0, 63.0], [1, 30.0, 20.0, 31.0, 21.0],
+                         [2, 7.0, 7.0, 40.0, 40.0]])  # [4, 5] spread over 3 clips, out of order
+    rois[:, 0] %= b
+    return clip, rois
+
+
+def test_engine_sets_the_clip_shape_per_call(trt: types.ModuleType, fp16_onnx_batched: Path, tmp_path: Path,
+                                             host_buffers: list[int]) -> None:
+    from vmaedet.engines import create_engine
+
+    plan, _ = _build(fp16_onnx_batched, tmp_path)
+    clip, rois = _batched_inputs(3)
+    with create_engine("tensorrt", plan) as engine:
+        assert engine.max_batch == 4 and engine.describe()["max_batch"] == 4
+        got = engine.infer(clip, rois)  # [4, 80]
+        assert trt._state.executed_shapes[-1] == {"clip": (3, 3, 16, 64, 80), "rois": (4, 5)}  # type: ignore[attr-defined]
+        singles = torch.cat([engine.infer(clip[b:b + 1], torch.cat([torch.zeros(1, 1), rois[k:k + 1, 1:]], 1))
+                             for k, b in enumerate(rois[:, 0].long().tolist())])
+        assert trt._state.executed_shapes[-1] == {"clip": (1, 3, 16, 64, 80), "rois": (1, 5)}  # type: ignore[attr-defined]
+        with pytest.raises(EngineError, match="max_batch ≥ 5"):
+            engine.infer(clip[:1].expand(5, -1, -1, -1, -1), rois[:1] * torch.tensor([0, 1, 1, 1, 1]))
+        with pytest.raises(EngineError, match="not in the call"):
+            engine.infer(clip[:2], rois)  # a roi of clip 2
+    expected = _expected(rois) + 10 * rois[:, :1]  # each roi read its own clip (clip b is filled with 10·b)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got, singles, rtol=0, atol=0)
+
+
+def test_a_one_clip_plan_binds_as_before(trt: types.ModuleType, tmp_path: Path, host_buffers: list[int]) -> None:
+    from vmaedet.engines import create_engine
+
+    plan = _engine_artifact(tmp_path, trt)  # a manifest without max_batch: one clip
+    with create_engine("tensorrt", plan) as engine:
+        assert engine.max_batch == 1
+        torch.testing.assert_close(engine.infer(CLIP, ROIS), _expected(ROIS), rtol=0, atol=1e-6)
+        with pytest.raises(EngineError, match="max_batch ≥ 2"):
+            engine.infer(CLIP.expand(2, -1, -1, -1, -1), ROIS)
+    assert trt._state.executed_shapes == [{"rois": (3, 5)}]  # type: ignore[attr-defined] - the clip shape is not set
+
+
+def test_a_batched_plan_refuses_a_cuda_graph(trt: types.ModuleType, fp16_onnx_batched: Path, tmp_path: Path) -> None:
+    from vmaedet.engines import create_engine
+
+    plan, _ = _build(fp16_onnx_batched, tmp_path)
+    with pytest.raises(EngineError, match="holds one clip") as info:
+        create_engine("tensorrt", plan, cuda_graph=True)
+    assert "cuda_graph=False" in str(info.value)

@@ -24,11 +24,18 @@ uses — documented behaviour only, nothing guessed about internals:
   runtime-only ``tensorrt_lean`` / ``tensorrt_dispatch`` modules have ``Runtime`` but no ``Builder``,
   ``OnnxParser`` or ``init_libnvinfer_plugins`` and run version-compatible plans, which need
   ``runtime.engine_host_code_allowed = True``.
-* ``IExecutionContext``: ``set_input_shape`` → bool, ``get_tensor_shape``, ``set_tensor_address``,
-  ``execute_async_v3(stream_handle)`` → bool.
+* ``IExecutionContext``: ``set_input_shape`` → bool (False outside the optimisation profile, or for
+  a static dimension given another size), ``get_tensor_shape``, ``set_tensor_address``,
+  ``execute_async_v3(stream_handle)`` → bool (False when a dynamic input's shape was never set:
+  "not all input dimensions specified").
+* Building: every input with a dynamic dimension needs a profile (``IOptimizationProfile.set_shape``
+  with min ≤ opt ≤ max, of the input's rank, static dimensions as in the network), else
+  ``build_serialized_network`` returns None ("Network has dynamic or shape inputs, but no
+  optimization profile has been defined").
 
-The fake "engine" computes ``logits[k, j] = x1_k / 100 + j`` from the rois it is bound to, through
-the addresses it was given (host memory here), so tests can check binding.  Every call that touches
+The fake "engine" computes ``logits[k, j] = x1_k / 100 + j + clip[b_k, 0, 0, 0, 0]`` (``b_k`` =
+column 0 of roi k) from the rois and the clip it is bound to, through the addresses it was given
+(host memory here), so tests can check binding, batch shapes and which clip each roi reads.  Every call that touches
 the GPU records the fake current CUDA device (``FakeCuda``), which is how the device tests work.
 """
 
@@ -166,6 +173,7 @@ class FakeState:
     refuse_every_cache: bool = False  # set_timing_cache returns False even for a fresh cache
     engine_layers: list[dict[str, Any]] | None = None  # detailed layers the built plan reports
     plugin_namespaces: set[str] = field(default_factory=set)
+    executed_shapes: list[dict[str, tuple[int, ...]]] = field(default_factory=list)  # input shapes of each run
 
     @property
     def major(self) -> int:
@@ -333,31 +341,62 @@ def make_tensorrt(flavour: str = "10", *, cuda: FakeCuda | None = None, module_n
         def set_input_shape(self, name: str, shape: Any) -> bool:
             t = self._engine._tensor(name)
             shape = tuple(int(s) for s in shape)
-            lo, hi = self._engine._h["profile"]
+            h = self._engine._h
+            lo, hi = h.get("profiles", {}).get(name, h["profile"])
             if not t["input"] or len(shape) != len(t["shape"]) or (t["shape"][0] == -1 and not lo <= shape[0] <= hi):
                 return False
+            if any(d != -1 and d != s for d, s in zip(t["shape"], shape)):
+                return False  # a static dimension cannot change
             self._shapes[name] = shape
             return True
+
+        def _rois(self) -> dict[str, Any]:
+            return next(t for t in self._engine._io if t["input"] and len(t["shape"]) == 2)
+
+        def _clip(self) -> dict[str, Any] | None:
+            return next((t for t in self._engine._io if t["input"] and len(t["shape"]) == 5), None)
 
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
             t = self._engine._tensor(name)
             if t["input"]:
                 return self._shapes.get(name, tuple(t["shape"]))
-            k = next((s[0] for n, s in self._shapes.items() if self._engine._tensor(n)["shape"][0] == -1), -1)
+            k = self._shapes.get(self._rois()["name"], (-1,))[0]  # the output has K rows, K from the rois
             return (k, *t["shape"][1:])
+
+        def _read(self, name: str, dtype: int, count: int) -> np.ndarray:
+            if dtype == DataType.HALF:
+                raw = np.ctypeslib.as_array((ctypes.c_uint16 * count).from_address(self._addresses[name]))
+                return raw.view(np.float16).astype(np.float32)
+            return np.ctypeslib.as_array((ctypes.c_float * count).from_address(self._addresses[name])).copy()
 
         def set_tensor_address(self, name: str, memory: int) -> bool:
             self._engine._tensor(name)
             self._addresses[name] = int(memory)
             return True
 
+        def _ready(self) -> bool:
+            """Every dynamic input's shape was set (TensorRT refuses to enqueue otherwise)."""
+            return all(name in self._shapes for name in (t["name"] for t in self._engine._io
+                                                         if t["input"] and -1 in t["shape"]))
+
         def _run(self) -> None:
             h = self._engine._h
-            rois_name = next(t["name"] for t in h["io"] if t["input"] and t["shape"][0] == -1)
+            rois_t, clip_t = self._rois(), self._clip()
+            rois_name = rois_t["name"]
             out = next(t for t in h["io"] if not t["input"])
             k = self._shapes[rois_name][0]
-            rois = np.ctypeslib.as_array((ctypes.c_float * (k * 5)).from_address(self._addresses[rois_name]))
-            logits = rois.reshape(k, 5)[:, 1:2] / 100.0 + np.arange(out["shape"][1])[None, :]  # [K, C]
+            rois = self._read(rois_name, rois_t["dtype"], k * 5).reshape(k, 5)  # [K, 5]
+            first = np.zeros(k, dtype=np.float32)  # [K] clip[b_k, 0, 0, 0, 0]
+            if clip_t is not None and clip_t["name"] in self._addresses:
+                shape = self._shapes.get(clip_t["name"], tuple(clip_t["shape"]))  # [B, 3, 16, H, W]
+                per_clip = int(np.prod(shape[1:]))
+                clip = self._read(clip_t["name"], clip_t["dtype"], shape[0] * per_clip).reshape(shape[0], per_clip)
+                index = rois[:, 0].astype(np.int64)  # [K]
+                if k and (index.min() < 0 or index.max() >= shape[0]):
+                    raise IndexError(f"roi batch index outside the {shape[0]} bound clips")  # an out-of-bounds read
+                first = clip[index, 0]
+            state.executed_shapes.append(dict(self._shapes))
+            logits = rois[:, 1:2] / 100.0 + np.arange(out["shape"][1])[None, :] + first[:, None]  # [K, C]
             np_dtype = np.float16 if out["dtype"] == DataType.HALF else np.float32
             ctype = ctypes.c_uint16 if np_dtype is np.float16 else ctypes.c_float
             view = np.ctypeslib.as_array((ctype * logits.size).from_address(self._addresses[out["name"]]))
@@ -365,6 +404,8 @@ def make_tensorrt(flavour: str = "10", *, cuda: FakeCuda | None = None, module_n
 
         def execute_async_v3(self, stream_handle: int) -> bool:
             state.record("execute_async_v3")
+            if not self._ready():
+                return False
             if state.cuda is not None and state.cuda.capturing is not None:
                 state.cuda.capturing.append(self._run)  # captured into the graph, run on replay
                 return True
@@ -518,19 +559,29 @@ def make_tensorrt(flavour: str = "10", *, cuda: FakeCuda | None = None, module_n
                 return None
             if config.get_timing_cache() is not None:
                 config.get_timing_cache().entries += len(network.layers)  # type: ignore[union-attr]
-            rois = next(n for n, s in config.profiles[0].shapes.items()) if config.profiles else None
-            profile = (1, 1)
+            shapes = config.profiles[0].shapes if config.profiles else {}
+            profile = (1, 1)  # the rois' K range (older plans have only this one)
+            profiles: dict[str, list[int]] = {}
             io = []
             for t in network.inputs + network.outputs:
                 t = dict(t)
-                if t["name"] == rois:
-                    lo, _, hi = config.profiles[0].shapes[rois]
-                    profile = (lo[0], hi[0])
-                if t["shape"] and t["shape"][0] == -1 and not t["input"]:
-                    t["shape"] = [-1, *t["shape"][1:]]
+                if t["input"] and -1 in t["shape"]:
+                    if t["name"] not in shapes:
+                        self.logger.log(Logger.ERROR, "Network has dynamic or shape inputs, but no optimization "
+                                                      f"profile has been defined for {t['name']}")
+                        return None
+                    lo, opt, hi = shapes[t["name"]]
+                    ok = all(len(s) == len(t["shape"]) for s in (lo, opt, hi)) and all(
+                        lo[i] <= opt[i] <= hi[i] and (d == -1 or lo[i] == hi[i] == d) for i, d in enumerate(t["shape"]))
+                    if not ok:
+                        self.logger.log(Logger.ERROR, f"invalid optimization profile for {t['name']}")
+                        return None
+                    profiles[t["name"]] = [lo[0], hi[0]]
+                    if len(t["shape"]) == 2:
+                        profile = (lo[0], hi[0])
                 io.append(t)
             verbosity = m.ProfilingVerbosity(config.profiling_verbosity).name
-            return encode_plan({"version": state.version, "io": io, "profile": list(profile),
+            return encode_plan({"version": state.version, "io": io, "profile": list(profile), "profiles": profiles,
                                 "layers": state.engine_layers if state.engine_layers is not None else network.layers,
                                 "verbosity": verbosity, "strongly_typed": bool(network.flags & 2),
                                 "version_compatible": config.get_flag(m.BuilderFlag.VERSION_COMPATIBLE)})
@@ -547,12 +598,17 @@ def make_tensorrt(flavour: str = "10", *, cuda: FakeCuda | None = None, module_n
 
 def make_plan(trt: types.ModuleType, *, version: str | None = None, max_persons: int = 8, clip_hw: tuple[int, int] = (64, 80),
               version_compatible: bool = False, out_dtype: str = "float32",
-              layers: list[dict[str, Any]] | None = None) -> bytes:
-    """The bytes of a fake plan with vmaedet's I/O (clip, rois [K, 5], logits [K, 80]) for ``trt``."""
+              layers: list[dict[str, Any]] | None = None, max_batch: int = 1) -> bytes:
+    """The bytes of a fake plan with vmaedet's I/O (clip [B, 3, 16, H, W], rois [K, 5], logits [K, 80]) for ``trt``.
+
+    ``max_batch`` > 1: the clip's batch axis is dynamic, with a profile of 1 … max_batch clips.
+    """
     h, w = clip_hw
-    io = [{"name": "clip", "input": True, "dtype": int(trt.float32), "shape": [1, 3, 16, h, w]},
+    profiles = {"rois": [1, max_persons], **({"clip": [1, max_batch]} if max_batch > 1 else {})}
+    io = [{"name": "clip", "input": True, "dtype": int(trt.float32), "shape": [-1 if max_batch > 1 else 1, 3, 16, h, w]},
           {"name": "rois", "input": True, "dtype": int(trt.float32), "shape": [-1, 5]},
           {"name": "logits", "input": False, "dtype": int(getattr(trt, out_dtype)), "shape": [-1, NUM_CLASSES]}]
     return bytes(trt._encode_plan({"version": version or trt.__version__, "io": io, "profile": [1, max_persons],  # type: ignore[attr-defined]
+                                   "profiles": profiles,
                                    "layers": layers or [{"Name": "layer0", "LayerType": "gemm", "TacticName": ""}],
                                    "verbosity": "DETAILED", "version_compatible": version_compatible}))

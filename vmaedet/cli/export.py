@@ -79,7 +79,8 @@ def export(
     format: Annotated[Format, typer.Option("--format", help="onnx, or engine (TensorRT, built from the FP16 ONNX).")] = Format.onnx,
     source_size: Annotated[Optional[str], typer.Option(help="Source video size WxH; the clip geometry follows the seed's resize (default 1920x1080 → 256x464).")] = None,
     input_size: Annotated[Optional[str], typer.Option(help="Clip geometry HxW directly (multiples of 16).")] = None,
-    max_persons: Annotated[int, typer.Option(min=1, help="Largest number of persons per clip the artifact is verified for.")] = 64,
+    max_persons: Annotated[int, typer.Option(min=1, help="Largest number of persons per call the artifact is verified for (with --max-batch > 1: over all clips of the call).")] = 64,
+    max_batch: Annotated[int, typer.Option(min=1, help="Largest number of clips per call (several cameras batched into one engine call). 1: one clip, the graph as before; > 1: a dynamic batch axis on the clip, verified at 1 and N clips; the TensorRT profile covers 1 … N clips.")] = 1,
     opset: Annotated[int, typer.Option(help="ONNX opset (17: single LayerNormalization node).")] = 17,
     precision: Annotated[Optional[Precision], typer.Option(help="fp32, or fp16 (mixed-precision graph for strongly typed TensorRT). Default: fp32 for onnx, fp16 for engine.")] = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("exports"),
@@ -95,9 +96,10 @@ def export(
 ) -> None:
     """Export a checkpoint to ONNX (verified against PyTorch in onnxruntime) or to a TensorRT engine.
 
-    The graph takes the normalised clip [1, 3, 16, H, W] and rois [K, 5] (K dynamic) and returns
-    logits [K, 80]; a sidecar manifest <artifact>.json records geometry, precision and the
-    tolerances the artifact was verified to.
+    The graph takes the normalised clip [1, 3, 16, H, W] (with --max-batch N: [B, 3, 16, H, W],
+    1 ≤ B ≤ N) and rois [K, 5] (K dynamic; column 0 is the roi's clip) and returns logits [K, 80];
+    a sidecar manifest <artifact>.json records geometry, batch and person capacity, precision and
+    the tolerances the artifact was verified to.
     """
     from vmaedet.artifacts import manifest_path
     from vmaedet.export.onnx import export_onnx, external_data_path, resolve_geometry
@@ -119,7 +121,8 @@ def export(
     build = _tensorrt_builder() if format is Format.engine else None  # fail before the slow part
     model = load_detector(checkpoint, arch=arch)
     (h, w), source_wh = resolve_geometry(source_wh, input_hw, short_side=model.preprocess.short_side)
-    onnx_path = out / f"{checkpoint.stem}_{h}x{w}_{prec}.onnx"
+    batch = f"_b{max_batch}" if max_batch > 1 else ""
+    onnx_path = out / f"{checkpoint.stem}_{h}x{w}_{prec}{batch}.onnx"
     engine_path = onnx_path.with_suffix(".engine")
     outputs = {"the ONNX file": onnx_path, "its manifest": manifest_path(onnx_path)}
     if external_data_path(onnx_path).exists():
@@ -131,10 +134,11 @@ def export(
                   overwrite=overwrite, overwrite_hint="--overwrite")
     steps = 1 if build is None else 2
     with progress(steps, "steps", "export", console=console, transient=True) as bar:
-        bar.update(0, detail=f"{checkpoint.name} → {onnx_path} ({prec}, {h}x{w}, ≤ {max_persons} persons): "
+        clips = f", ≤ {max_batch} clips" if max_batch > 1 else ""
+        bar.update(0, detail=f"{checkpoint.name} → {onnx_path} ({prec}, {h}x{w}, ≤ {max_persons} persons{clips}): "
                              "export and verify in onnxruntime")
         result = export_onnx(model, onnx_path, input_hw=None if source_wh else (h, w), source_wh=source_wh,
-                             max_persons=max_persons,
+                             max_persons=max_persons, max_batch=max_batch,
                              opset=opset, precision=prec, checkpoint=checkpoint)
         bar.update(1, detail="verified")
         ver = result.manifest.verification

@@ -1,9 +1,17 @@
 """One interface for every inference backend (torch, onnxruntime, TensorRT).
 
 ``Engine.infer(clip, rois) -> logits`` has the same meaning everywhere: ``clip`` is
-``[1, 3, 16, H, W]`` float32 normalised and padded to multiples of 16 (the engine's geometry),
+``[B, 3, 16, H, W]`` float32 normalised and padded to multiples of 16 (the engine's geometry),
 ``rois`` is ``[K, 5]`` float32 (batch index, x1, y1, x2, y2) in clip pixels, already extended,
-and the result is ``[K, 80]`` float32 logits on the CPU (torch tensor).  K may be 0.
+and the result is ``[K, 80]`` float32 logits on the CPU (torch tensor), row k for roi k.  K may be 0.
+
+Batching (several cameras, one call): B clips are stacked on axis 0 and column 0 of each roi is
+the index of its clip, an integer in ``[0, B)``; the logits of a batched call equal those of one
+call per clip (up to float rounding).  ``Engine.max_batch`` is the largest B an engine accepts
+(``None``: any — the torch engine; 1 for an artifact exported without a batch axis, the default);
+``max_persons`` bounds the total K of one call, over all its clips.  :meth:`Engine.check_inputs`
+refuses ``B > max_batch`` (the fix: export with ``max_batch ≥ B``) and batch indices that are not
+integers naming a clip of the call.
 
 :func:`open_engine` is the one way from a model, a checkpoint or an exported artifact to an engine:
 an artifact runs on the engine its manifest's format names, anything else on the backend named
@@ -22,7 +30,7 @@ from typing import Any, Callable
 
 import torch
 
-from vmaedet.artifacts import FORMAT_ENGINE, manifest_path, read_manifest
+from vmaedet.artifacts import FORMAT_ENGINE, FORMAT_ENGINES, manifest_path, read_manifest
 from vmaedet.errors import BackendUnavailable, EngineError
 
 #: name → "module:Class" (imported on first use).
@@ -30,6 +38,7 @@ _REGISTRY: dict[str, str] = {
     "torch": "vmaedet.engines.torch_engine:TorchEngine",
     "onnxruntime": "vmaedet.engines.onnxruntime_engine:OnnxRuntimeEngine",
     "tensorrt": "vmaedet.engines.tensorrt_engine:TensorRTEngine",
+    "openvino": "vmaedet.engines.openvino_engine:OpenVINOEngine",
 }
 
 
@@ -50,7 +59,8 @@ class Engine(ABC):
         precision: "fp32", "bf16" or "fp16".
         device: "cpu" or "cuda[:i]".
         input_hw: (H, W) of the clip the engine accepts, or None if any multiple of 16.
-        max_persons: largest K accepted, or None.
+        max_persons: largest K accepted in one call (over all its clips), or None.
+        max_batch: largest number of clips B accepted in one call, or None for any (default 1).
         short_side: short side (px) frames are resized to before padding (the seed: 256; models
             trained smaller record theirs in the checkpoint and the manifest).
     """
@@ -58,12 +68,13 @@ class Engine(ABC):
     name: str = "base"
 
     def __init__(self, precision: str = "fp32", device: str = "cpu", input_hw: tuple[int, int] | None = None,
-                 max_persons: int | None = None, short_side: int = 256) -> None:
+                 max_persons: int | None = None, short_side: int = 256, max_batch: int | None = 1) -> None:
         self.precision = precision
         self.short_side = short_side
         self.device = device
         self.input_hw = input_hw
         self.max_persons = max_persons
+        self.max_batch = max_batch
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> "Engine":
@@ -77,8 +88,21 @@ class Engine(ABC):
 
     # -- contract -------------------------------------------------------------------------
     def check_inputs(self, clip: torch.Tensor, rois: torch.Tensor) -> None:
-        if clip.ndim != 5 or clip.shape[0] != 1 or clip.shape[1] != 3 or clip.shape[2] != 16:
-            raise EngineError("clip has the wrong shape", received=tuple(clip.shape), expected="[1, 3, 16, H, W]")
+        """Refuse inputs outside the contract (module docstring), each error with what was expected and the fix."""
+        if self.max_batch == 1:
+            expected = "[1, 3, 16, H, W]"
+        else:
+            expected = "[B, 3, 16, H, W] with " + (f"1 ≤ B ≤ {self.max_batch}" if self.max_batch else "B ≥ 1")
+        if clip.ndim != 5 or clip.shape[0] < 1 or clip.shape[1] != 3 or clip.shape[2] != 16:
+            raise EngineError("clip has the wrong shape", received=tuple(clip.shape), expected=expected)
+        b = int(clip.shape[0])
+        if self.max_batch is not None and b > self.max_batch:
+            raise EngineError(
+                f"clip has the wrong shape: {b} clips in one call, more than the {self.name} engine takes",
+                received=f"B = {b} (clip {tuple(clip.shape)})", expected=f"{expected} (max_batch {self.max_batch})",
+                fix=f"split the batch into calls of ≤ {self.max_batch} clips, or export with max_batch ≥ {b} "
+                    f"(e.g. `vmaedet export CKPT --max-batch {b}`)",
+            )
         if self.input_hw is not None and tuple(clip.shape[-2:]) != tuple(self.input_hw):
             raise EngineError(
                 f"{self.name} engine was built for a fixed clip geometry",
@@ -95,9 +119,19 @@ class Engine(ABC):
                 received=rois.shape[0], expected=f"≤ {self.max_persons}",
                 fix="keep the top-scoring persons or re-export for more persons (max_persons)",
             )
+        if rois.shape[0]:
+            index = rois[:, 0].double()  # [K] the clip of each roi
+            bad = (index != index.round()) | (index < 0) | (index >= b)  # NaN is bad too
+            if bool(bad.any()):
+                raise EngineError(
+                    "rois name clips that are not in the call (column 0 is the index of the roi's clip)",
+                    received=f"batch indices {index[bad][:5].tolist()} with B = {b} clip(s)",
+                    expected=f"integers in [0, {b - 1}]",
+                    fix="give each roi the index of its clip in this call's batch (0 for a single clip)",
+                )
 
     def infer(self, clip: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        """Clip ``[1, 3, 16, H, W]`` + rois ``[K, 5]`` → logits ``[K, 80]`` float32 on the CPU."""
+        """Clips ``[B, 3, 16, H, W]`` + rois ``[K, 5]`` (column 0: the roi's clip) → logits ``[K, 80]`` float32 on the CPU."""
         self.check_inputs(clip, rois)
         if rois.shape[0] == 0:
             return torch.zeros((0, 80), dtype=torch.float32)
@@ -165,11 +199,13 @@ def open_engine(source: Any, backend: str | None = None, *, device: str | None =
             path, or an :class:`~vmaedet.models.ActionDetector`.
         backend: the engine name (:func:`list_engines`).  None: an artifact's manifest decides
             (``onnx`` → onnxruntime, ``tensorrt`` → tensorrt); anything else runs on torch.  Given
-            for an artifact, it must be the artifact's engine.
+            for an artifact, it must be an engine of the artifact's format
+            (:data:`~vmaedet.artifacts.FORMAT_ENGINES`: ``onnx`` → onnxruntime or openvino).
         device: where the engine runs ("cpu", "cuda", "cuda:N"); None keeps the engine's default
             (torch: the CPU; onnxruntime: CUDA when present, else the CPU; TensorRT: the current GPU).
         precision: torch: the precision to run in (default fp32); an artifact: the precision it
-            must have been exported in (another is refused).
+            must have been exported in (another is refused); openvino: the precision to run the fp32
+            artifact in (fp32, or bf16 on a CPU with native bf16).
         **options: passed to the engine (``providers``, ``threads``, ``cuda_graph``, ``input_hw``, …).
 
     Raises:
@@ -180,11 +216,13 @@ def open_engine(source: Any, backend: str | None = None, *, device: str | None =
         raise EngineError(f"unknown engine {backend!r}", received=backend, expected=", ".join(list_engines()))
     artifact = artifact_backend(source)
     if artifact is not None:
-        if backend is not None and backend != artifact:
+        runs_it = next((engines for engines in FORMAT_ENGINES.values() if artifact in engines), (artifact,))
+        if backend is not None and backend not in runs_it:
             raise EngineError(f"{source} is an artifact of the {artifact} engine, not of {backend}",
-                              received=f"backend {backend!r}", expected=f"{artifact!r} (or none: the manifest decides)",
-                              fix=f"open it with the {artifact} engine, or export the model for {backend}")
-        name = artifact
+                              received=f"backend {backend!r}",
+                              expected=f"{' or '.join(map(repr, runs_it))} (or none: the manifest decides)",
+                              fix=f"open it with the {' or '.join(runs_it)} engine, or export the model for {backend}")
+        name = backend or artifact
     else:
         name = backend or "torch"
     kwargs = dict(options)

@@ -10,10 +10,13 @@ What it guarantees:
 * **Provider options** (:func:`provider_options`): CUDA on the engine's device, TF32 off for an
   fp32 artifact (its 1e-4 parity); TensorRT with FP16 for fp16 artifacts, an engine cache and a
   timing cache (a folder beside the artifact, or ``cache_dir``) and one optimisation profile over
-  K (``rois`` 1×5 … max_persons×5, the clip's fixed shape), so the engine is built once, not per
-  session and not again when K grows.
+  K (``rois`` 1×5 … max_persons×5) and the clips B (1 … max_batch for an artifact exported with a
+  batch axis, else the clip's fixed shape), so the engine is built once, not per session and not
+  again when K or B grows.
 * **IO binding**: inputs are bound where they are (torch tensors: device pointers on CUDA, host
-  pointers on the CPU, no numpy round trip) and the output goes to a preallocated tensor per K.
+  pointers on the CPU, no numpy round trip) with the shape of each call (``[B, 3, 16, H, W]``,
+  ``[K, 5]``) and the output goes to a preallocated tensor per K.
+* **Batches**: ``max_batch`` comes from the manifest (1 for artifacts exported before batching).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ INSTALL_FIX = ("install vmaedet[cpu] (onnxruntime, CPU) or vmaedet[gpu] (onnxrun
                "providers) — one of the two, not both")
 #: K the TensorRT profile is tuned for (the profile covers 1 … max_persons).
 TRT_OPT_PERSONS = 8
+#: B the TensorRT profile is tuned for when the artifact takes batches (the profile covers 1 … max_batch).
+TRT_OPT_BATCH = 4
 
 
 def import_onnxruntime() -> Any:
@@ -230,15 +235,17 @@ def _shape(name: str, dims: Sequence[int]) -> str:
 
 def provider_options(providers: Sequence[str], *, device_id: int = 0, precision: str = "fp32",
                      cache_dir: str | Path | None = None, clip_name: str = "clip", rois_name: str = "rois",
-                     clip_shape: Sequence[int] = (), max_persons: int = 64) -> list[dict[str, str]]:
+                     clip_shape: Sequence[int] = (), max_persons: int = 64,
+                     max_batch: int = 1) -> list[dict[str, str]]:
     """One options dict per provider (same order), as ``InferenceSession(..., provider_options=)`` takes.
 
     CUDA: ``device_id``; the memory arena grows by what is asked, not by doubling; cuDNN picks
     the convolution algorithm heuristically (one fixed-shape Conv3d: no exhaustive search at
     start-up); TF32 off for fp32 artifacts (TF32 GEMMs would miss the fp32 parity of 1e-4).
     TensorRT: ``device_id``; FP16 for fp16 artifacts; engine and timing caches in ``cache_dir``;
-    one profile: the clip at its fixed shape, ``rois`` from 1×5 over ``TRT_OPT_PERSONS``×5 to
-    ``max_persons``×5.
+    one profile: ``rois`` from 1×5 over ``TRT_OPT_PERSONS``×5 to ``max_persons``×5, and the clip at
+    its fixed shape (``max_batch`` 1) or, for an artifact with a batch axis, from 1 over
+    ``min(TRT_OPT_BATCH, max_batch)`` to ``max_batch`` clips (``clip_shape`` is one clip's shape).
     """
     out: list[dict[str, str]] = []
     for p in providers:
@@ -254,15 +261,17 @@ def provider_options(providers: Sequence[str], *, device_id: int = 0, precision:
                     raise EngineError("an input name cannot be written into a TensorRT profile", received=name,
                                       fix="re-export the model (inputs clip and rois)")
             opt = max(1, min(TRT_OPT_PERSONS, max_persons))
-            clip = [_shape(clip_name, clip_shape)] if clip_shape else []
+            batches = (1, max(1, min(TRT_OPT_BATCH, max_batch)), max_batch) if max_batch > 1 else (None,) * 3
+            clips = [[_shape(clip_name, (b, *clip_shape[1:]) if b else clip_shape)] if clip_shape else []
+                     for b in batches]  # min, opt, max
             out.append({
                 "device_id": str(device_id),
                 "trt_fp16_enable": "True" if precision == "fp16" else "False",
                 "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache_dir),
                 "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(cache_dir),
-                "trt_profile_min_shapes": ",".join([*clip, _shape(rois_name, (1, 5))]),
-                "trt_profile_opt_shapes": ",".join([*clip, _shape(rois_name, (opt, 5))]),
-                "trt_profile_max_shapes": ",".join([*clip, _shape(rois_name, (max_persons, 5))]),
+                "trt_profile_min_shapes": ",".join([*clips[0], _shape(rois_name, (1, 5))]),
+                "trt_profile_opt_shapes": ",".join([*clips[1], _shape(rois_name, (opt, 5))]),
+                "trt_profile_max_shapes": ",".join([*clips[2], _shape(rois_name, (max_persons, 5))]),
             })
         else:
             out.append({})
@@ -295,7 +304,8 @@ class OnnxRuntimeEngine(Engine):
         cache_dir: TensorRT engine/timing cache folder (default ``<path>.trt-cache/``).
         io_binding: bind torch tensors in place (default); False feeds host numpy arrays (kept for
             comparison and benchmarks).
-        input_hw / precision / max_persons: what the caller expects; a manifest that differs is refused.
+        input_hw / precision / max_persons / max_batch: what the caller expects; a manifest that
+            differs (another geometry or precision, fewer persons or clips per call) is refused.
 
     Raises:
         BackendUnavailable: onnxruntime or a requested provider is missing, or a GPU provider did
@@ -307,9 +317,10 @@ class OnnxRuntimeEngine(Engine):
     def __init__(self, path: str | Path, providers: Sequence[str] | None = None, threads: int | None = None, *,
                  device: str | None = None, cache_dir: str | Path | None = None, io_binding: bool = True,
                  input_hw: tuple[int, int] | None = None, precision: str | None = None,
-                 max_persons: int | None = None) -> None:
+                 max_persons: int | None = None, max_batch: int | None = None) -> None:
         path = Path(path)
-        manifest = open_artifact(path, "onnx", input_hw=input_hw, precision=precision, max_persons=max_persons)
+        manifest = open_artifact(path, "onnx", input_hw=input_hw, precision=precision, max_persons=max_persons,
+                                 max_batch=max_batch)
         ort = import_onnxruntime()
         installed = _installed_ort_distributions()
         gpu_present = torch.cuda.is_available()
@@ -329,7 +340,7 @@ class OnnxRuntimeEngine(Engine):
         self.provider_options = provider_options(
             chosen, device_id=device_id, precision=manifest.precision, cache_dir=self.cache_dir,
             clip_name=names["clip"], rois_name=names["rois"], clip_shape=manifest.input.clip_shape,
-            max_persons=manifest.input.max_persons)
+            max_persons=manifest.input.max_persons, max_batch=manifest.input.max_batch)
         try:
             self.session = create_session(path, device=device, providers=chosen, provider_options=self.provider_options,
                                           threads=threads)
@@ -348,7 +359,8 @@ class OnnxRuntimeEngine(Engine):
         # can hold CUDA tensors; otherwise on the host (onnxruntime copies host inputs to its provider).
         bind_device = f"cuda:{device_id}" if runs_on_gpu and gpu_present else "cpu"
         super().__init__(precision=manifest.precision, device=bind_device, input_hw=manifest.input.clip_hw,
-                         max_persons=manifest.input.max_persons, short_side=manifest.input.short_side)
+                         max_persons=manifest.input.max_persons, short_side=manifest.input.short_side,
+                         max_batch=manifest.input.max_batch)
         self.io_binding = bool(io_binding)
         self._torch_device = torch.device(bind_device)
         self._num_classes = manifest.num_classes
@@ -357,15 +369,27 @@ class OnnxRuntimeEngine(Engine):
         self.manifest = manifest
 
     def _check_graph(self, manifest: ArtifactManifest, path: Path) -> None:
-        """The graph's inputs and output must be the ones the manifest names."""
+        """The graph's inputs and output must be the ones the manifest names.
+
+        The clip input has the manifest's ``clip_shape``; with ``max_batch`` > 1 its batch axis is
+        dynamic (a named dimension) and the other axes are the manifest's.
+        """
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
         clip = inputs.get(self.names["clip"])
-        if (clip is None or list(clip.shape) != list(manifest.input.clip_shape) or self.names["rois"] not in inputs
-                or self.names["output"] not in outputs):
+        want = list(manifest.input.clip_shape)
+        batched = manifest.input.max_batch > 1
+        if batched:
+            shape_ok = (clip is not None and len(clip.shape) == len(want) and not isinstance(clip.shape[0], int)
+                        and list(clip.shape[1:]) == want[1:])
+        else:
+            shape_ok = clip is not None and list(clip.shape) == want
+        if not shape_ok or self.names["rois"] not in inputs or self.names["output"] not in outputs:
+            clip_text = f"[B, {', '.join(map(str, want[1:]))}] (B dynamic, ≤ {manifest.input.max_batch})" if batched \
+                else str(want)
             raise EngineError(f"the graph of {path} does not match its manifest",
                               received={"inputs": {n: i.shape for n, i in inputs.items()}, "outputs": sorted(outputs)},
-                              expected=f"inputs {self.names['clip']} {list(manifest.input.clip_shape)}, "
+                              expected=f"inputs {self.names['clip']} {clip_text}, "
                                        f"{self.names['rois']} [K, 5]; output {self.names['output']}",
                               fix="re-export the model")
 
@@ -373,7 +397,7 @@ class OnnxRuntimeEngine(Engine):
         if not self.io_binding:
             return self._infer_numpy(clip, rois)
         dev = self._torch_device
-        clip_d = clip.detach().to(dev, torch.float32).contiguous()  # [1, 3, 16, H, W]; no copy when already there
+        clip_d = clip.detach().to(dev, torch.float32).contiguous()  # [B, 3, 16, H, W]; no copy when already there
         rois_d = rois.detach().to(dev, torch.float32).contiguous()  # [K, 5]
         k = int(rois_d.shape[0])
         out = self._outputs.get(k)
@@ -391,7 +415,7 @@ class OnnxRuntimeEngine(Engine):
 
     def _infer_numpy(self, clip: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         feeds = {
-            self.names["clip"]: np.ascontiguousarray(clip.detach().cpu().numpy(), dtype=np.float32),  # [1, 3, 16, H, W]
+            self.names["clip"]: np.ascontiguousarray(clip.detach().cpu().numpy(), dtype=np.float32),  # [B, 3, 16, H, W]
             self.names["rois"]: np.ascontiguousarray(rois.detach().cpu().numpy(), dtype=np.float32),  # [K, 5]
         }
         (logits,) = self.session.run([self.names["output"]], feeds)  # [K, 80]
@@ -403,4 +427,4 @@ class OnnxRuntimeEngine(Engine):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "providers": self.providers, "artifact": str(self.path),
-                "io_binding": self.io_binding}
+                "io_binding": self.io_binding, "max_batch": self.max_batch}

@@ -10,6 +10,11 @@ With ``cuda_graph=True`` the rois are padded to ``max_persons`` so one captured 
 call (the padded rows are independent and dropped); the padding rows are kept on the GPU from the
 capture on and copied in place, so a call allocates nothing.
 
+Batches: a plan built from an ONNX exported with ``max_batch`` > 1 has a dynamic batch axis on the
+clip; each call sets the clip's input shape ``[B, 3, 16, H, W]`` (1 ≤ B ≤ ``max_batch``, the
+manifest's) as well as the rois' ``[K, 5]``.  A CUDA graph has static shapes and holds one clip, so
+``cuda_graph=True`` is refused for such a plan.
+
 Device: everything (deserialisation, execution context, buffers, stream, CUDA graph, release) runs
 under ``torch.cuda.device(device)``, so ``cuda:1`` works whatever the current device is; the manifest
 is checked against *that* device's name and compute capability.
@@ -75,17 +80,19 @@ class TensorRTEngine(Engine):
         path: the engine file (its manifest ``<path>.json`` must exist).
         device: CUDA device (``cuda`` = the current one, or ``cuda:N``).
         cuda_graph: capture one CUDA graph at ``max_persons`` rois and replay it (needs an AOT or
-            built-in RoIAlign; a JIT Python plugin cannot be captured).
-        input_hw / precision / max_persons: what the caller expects; a manifest that differs is refused.
+            built-in RoIAlign; a JIT Python plugin cannot be captured; a one-clip plan).
+        input_hw / precision / max_persons / max_batch: what the caller expects; a manifest that
+            differs (another geometry or precision, fewer persons or clips per call) is refused.
     """
 
     name = "tensorrt"
 
     def __init__(self, path: str | Path, device: str = "cuda", cuda_graph: bool = False, *,
                  input_hw: tuple[int, int] | None = None, precision: str | None = None,
-                 max_persons: int | None = None) -> None:
+                 max_persons: int | None = None, max_batch: int | None = None) -> None:
         path = Path(path)
-        manifest = open_artifact(path, "tensorrt", input_hw=input_hw, precision=precision, max_persons=max_persons)
+        manifest = open_artifact(path, "tensorrt", input_hw=input_hw, precision=precision, max_persons=max_persons,
+                                 max_batch=max_batch)
         trt, module = require_tensorrt_runtime()
         dev = _cuda_device(device)
         check_engine_compat(manifest, tensorrt_version=trt.__version__, engine_path=path, **_gpu_kwargs(dev))
@@ -95,6 +102,12 @@ class TensorRTEngine(Engine):
                               expected="the TensorRT version and GPU the plan was built for",
                               fix="rebuild it with vmaedet export CKPT --trt")
         implementation = _plugin_implementation(built.roi_align)
+        if cuda_graph and manifest.input.max_batch > 1:
+            raise EngineError("CUDA-graph replay has static shapes and holds one clip; this plan takes batches of clips",
+                              received=f"cuda_graph=True with a plan of max_batch {manifest.input.max_batch}",
+                              expected="cuda_graph=False, or a plan exported with max_batch 1",
+                              fix="run with cuda_graph=False to batch clips, or rebuild from an ONNX exported with "
+                                  "max_batch 1 (e.g. `vmaedet export CKPT --trt`) for graph replay")
         if implementation == "jit":
             if cuda_graph:
                 raise EngineError("CUDA-graph replay needs an AOT plugin (the JIT plugin is a Python callback)",
@@ -123,7 +136,8 @@ class TensorRTEngine(Engine):
                                   "or install the full tensorrt package")
 
         super().__init__(precision=manifest.precision, device=str(dev), input_hw=manifest.input.clip_hw,
-                         max_persons=manifest.input.max_persons, short_side=manifest.input.short_side)
+                         max_persons=manifest.input.max_persons, short_side=manifest.input.short_side,
+                         max_batch=manifest.input.max_batch)
         self.path, self.manifest, self._trt, self._module = path, manifest, trt, module
         self._device = dev
         self._implementation = implementation
@@ -178,8 +192,13 @@ class TensorRTEngine(Engine):
 
     # -- execution --------------------------------------------------------------------------------
     def _bind(self, clip: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        """Set shapes and addresses; returns the output buffer ``[K, 80]``."""
+        """Set shapes (the clip's too for a batched plan) and addresses; returns the output buffer ``[K, 80]``."""
         ctx, n = self._context, self._names
+        if self.max_batch != 1 and not ctx.set_input_shape(n["clip"], tuple(clip.shape)):
+            raise EngineError("TensorRT refused the clip shape", received=tuple(clip.shape),
+                              expected=f"[B, 3, 16, {self.input_hw[0]}, {self.input_hw[1]}] with 1 ≤ B ≤ {self.max_batch}",  # type: ignore[index]
+                              fix="rebuild the engine from the ONNX (its optimisation profile covers the manifest's "
+                                  "max_batch): vmaedet export CKPT --trt")
         if not ctx.set_input_shape(n["rois"], tuple(rois.shape)):
             raise EngineError("TensorRT refused the rois shape", received=tuple(rois.shape),
                               expected=f"[K, 5] with 1 ≤ K ≤ {self.max_persons}")
@@ -223,7 +242,7 @@ class TensorRTEngine(Engine):
                     self._graph.replay()
                     out = s["out"][:k]  # [K, 80]
                 else:
-                    clip_d = self._to_device(clip, self._dtypes[self._names["clip"]])  # [1, 3, 16, H, W]
+                    clip_d = self._to_device(clip, self._dtypes[self._names["clip"]])  # [B, 3, 16, H, W]
                     rois_d = self._to_device(rois, torch.float32)  # [K, 5]
                     out = self._bind(clip_d, rois_d)  # [K, 80]
                     self._execute()
@@ -245,7 +264,7 @@ class TensorRTEngine(Engine):
                 "tensorrt_module": self._module, "roi_align": built.roi_align.mode,
                 "plugin": self._implementation, "cuda_graph": self._graph is not None,
                 "device_memory_bytes": int(memory) if memory is not None else None,
-                "fused_attention": built.fused_attention}
+                "fused_attention": built.fused_attention, "max_batch": self.max_batch}
 
 
 def _gpu_kwargs(device: torch.device) -> dict[str, str]:

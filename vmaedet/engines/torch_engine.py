@@ -11,7 +11,11 @@ On CUDA two options make it fast (``benchmarks/gpu_check.py`` measures them):
   (``max_persons``): the rois of every call are padded to ``max_persons`` with a harmless box and
   the padded rows are dropped (each roi's logits depend on its own box only, so padding changes
   nothing; the cost is the head for the padded rows, negligible beside the backbone).  One graph
-  serves every K ≤ ``max_persons``.
+  serves every K ≤ ``max_persons``.  The graph holds one clip: with ``cuda_graph`` the engine takes
+  B = 1 (``max_batch`` 1).
+
+Batching: eager (and compiled) runs take any number of clips B per call (``max_batch`` None) or up
+to the ``max_batch`` given; column 0 of the rois picks the clip (the model's own contract).
 
 On CUDA with a fixed ``input_hw`` the engine runs its own copy of the model with the positional
 table frozen on the GPU (no host→device copy per call; a graph cannot capture one); a copy is also
@@ -70,8 +74,11 @@ def _check_device(device: str) -> torch.device:
 
 
 def _check_options(precision: str, attn_impl: str | None, cuda_graph: bool, compile: bool, dev: torch.device,
-                   input_hw: tuple[int, int] | None, max_persons: int | None) -> None:
+                   input_hw: tuple[int, int] | None, max_persons: int | None, max_batch: int | None = None) -> None:
     """Refuse option combinations the engine cannot honour, each with the fix."""
+    if max_batch is not None and max_batch < 1:
+        raise EngineError("the largest batch must be at least 1 clip", received=f"max_batch={max_batch}",
+                          expected="max_batch ≥ 1, or None for any number of clips")
     if precision not in PRECISIONS:
         raise EngineError(f"unsupported precision {precision!r} for the torch engine",
                           received=precision, expected=", ".join(PRECISIONS))
@@ -92,6 +99,10 @@ def _check_options(precision: str, attn_impl: str | None, cuda_graph: bool, comp
                           received=f"input_hw={input_hw}, max_persons={max_persons}",
                           expected="input_hw=(H, W) and max_persons ≥ 1",
                           fix="pass both, e.g. input_hw=(256, 464), max_persons=8")
+    if max_batch is not None and max_batch > 1:
+        raise EngineError("a CUDA graph holds one clip: it cannot take batches of clips",
+                          received=f"cuda_graph=True, max_batch={max_batch}", expected="max_batch None or 1",
+                          fix="leave cuda_graph off to batch clips, or run one clip per call")
 
 
 class TorchEngine(Engine):
@@ -106,19 +117,21 @@ class TorchEngine(Engine):
         max_persons: optional largest K to accept.
         attn_impl: "sdpa" or "naive" for every attention block; None keeps the model's.
         cuda_graph: capture the forward as one CUDA graph at ``max_persons`` rois and replay it
-            (CUDA only; needs ``input_hw`` and ``max_persons``; not with ``compile``).
+            (CUDA only; needs ``input_hw`` and ``max_persons``; not with ``compile``; one clip per call).
+        max_batch: the largest number of clips per call to accept; None (default) accepts any
+            (1 with ``cuda_graph``).
     """
 
     name = "torch"
 
     def __init__(self, model_or_checkpoint: Any, precision: str = "fp32", device: str = "cpu", compile: bool = False,
                  input_hw: tuple[int, int] | None = None, max_persons: int | None = None, *,
-                 attn_impl: str | None = None, cuda_graph: bool = False) -> None:
+                 attn_impl: str | None = None, cuda_graph: bool = False, max_batch: int | None = None) -> None:
         dev = _check_device(device)
-        _check_options(precision, attn_impl, cuda_graph, compile, dev, input_hw, max_persons)
+        _check_options(precision, attn_impl, cuda_graph, compile, dev, input_hw, max_persons, max_batch)
         model = _load(model_or_checkpoint)
         super().__init__(precision=precision, device=str(dev), input_hw=input_hw, max_persons=max_persons,
-                         short_side=model.preprocess.short_side)
+                         short_side=model.preprocess.short_side, max_batch=1 if cuda_graph else max_batch)
         freeze = dev.type == "cuda" and input_hw is not None
         if freeze or (attn_impl is not None and attn_impl != _model_attn_impl(model)):
             model = copy.deepcopy(model)  # ours to change; the caller's model stays as it is
@@ -182,7 +195,7 @@ class TorchEngine(Engine):
                 s["rois"][k:].copy_(s["pad"][k:])  # [Kmax − K, 5] padding rows, device to device
                 self._graph.replay()
                 return s["out"][:k].float().cpu()  # [K, 80]
-        clip = clip.to(self._dev, torch.float32, non_blocking=True)  # [1, 3, 16, H, W]
+        clip = clip.to(self._dev, torch.float32, non_blocking=True)  # [B, 3, 16, H, W]
         rois = rois.to(self._dev, torch.float32, non_blocking=True)  # [K, 5]
         with torch.inference_mode(), self._autocast():
             logits = self._runner(clip, rois)  # [K, 80]

@@ -3,12 +3,19 @@
 The graph takes the normalised clip ``clip [1, 3, 16, H, W]`` (fixed geometry) and ``rois [K, 5]``
 (K dynamic) and returns ``logits [K, 80]``.  The positional embedding is folded to a constant
 (no ``Resize`` node), RoIAlign is the standard ``RoiAlign`` (``output_half_pixel``,
-``sampling_ratio=0``, ``spatial_scale=1/16``) followed by a ``ReduceMax``.
+``sampling_ratio=0``, ``spatial_scale=1/16``) followed by a ``ReduceMax``; its batch indices are
+column 0 of ``rois`` (checked).
+
+With ``max_batch`` > 1 the clip input has a dynamic batch axis (``clip [batch, 3, 16, H, W]``,
+1 ≤ batch ≤ max_batch): several cameras' keyframes in one call, each roi naming its clip in
+column 0.  The default ``max_batch=1`` exports exactly the graph it always did (byte for byte).
 
 Every export is checked before it is reported done: the onnx checker, the graph structure, then
-onnxruntime vs PyTorch on random clips for K ∈ {0, 1, 7, max_persons}.  A mismatch beyond the
-tolerance raises :class:`~vmaedet.errors.ExportError` with the error statistics and leaves no
-artifact behind (an existing file of the same name is only replaced by a verified one).
+onnxruntime vs PyTorch on random clips for K ∈ {0, 1, 7, max_persons} (one clip), and with
+``max_batch`` > 1 one call of ``max_batch`` clips with rois spread over them against PyTorch run
+one clip at a time.  A mismatch beyond the tolerance raises :class:`~vmaedet.errors.ExportError`
+with the error statistics and leaves no artifact behind (an existing file of the same name is only
+replaced by a verified one).
 """
 
 from __future__ import annotations
@@ -52,6 +59,9 @@ ROI_ALIGN_ATTRS = {
 }
 INPUT_NAMES = ("clip", "rois")
 OUTPUT_NAME = "logits"
+BATCH_AXIS = "batch"  #: name of the clip's dynamic batch axis (max_batch > 1)
+#: Ops between the ``rois`` input and RoiAlign's batch indices (column 0 sliced out, cast to int64).
+_INDEX_PATH_OPS = {"Gather", "Slice", "Cast", "Squeeze", "Reshape", "Identity", "Flatten", "Unsqueeze"}
 
 
 @dataclass
@@ -100,7 +110,7 @@ def resolve_geometry(source_wh: tuple[int, int] | None = None, input_hw: tuple[i
     return check_input_hw((ph, pw)), tuple(source_wh)  # type: ignore[return-value]
 
 
-def _check_args(model: Any, opset: int, precision: str, max_persons: int) -> None:
+def _check_args(model: Any, opset: int, precision: str, max_persons: int, max_batch: int = 1) -> None:
     if not isinstance(model, ActionDetector):
         raise ExportError("only an ActionDetector can be exported", received=type(model).__name__,
                           fix="load the model with vmaedet.models.checkpoints.load_detector(path)")
@@ -112,25 +122,45 @@ def _check_args(model: Any, opset: int, precision: str, max_persons: int) -> Non
                           expected=" or ".join(EXPORT_PRECISIONS))
     if max_persons < 1:
         raise ConfigError("max persons must be at least 1", received=max_persons)
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ConfigError("the largest batch (max_batch) must be an integer of at least 1 clip", received=max_batch,
+                          expected="1 (one clip per call) or more (several cameras per call)")
 
 
 # -- export -----------------------------------------------------------------------------------
-def _torch_export(model: ActionDetector, input_hw: tuple[int, int], opset: int, path: Path) -> None:
-    """TorchScript exporter (honours the opset; dynamo would silently use 18)."""
+def _torch_export(model: ActionDetector, input_hw: tuple[int, int], opset: int, path: Path, *,
+                  max_batch: int = 1) -> None:
+    """TorchScript exporter (honours the opset; dynamo would silently use 18).
+
+    ``max_batch`` 1: one clip, the graph as it always was.  > 1: traced with two clips (a traced
+    size of 1 could be specialised away) and a dynamic batch axis on ``clip``.
+    """
     gen = torch.Generator().manual_seed(0)
-    args = (random_clip(input_hw, gen), random_rois(2, input_hw, gen))
+    dynamic_axes: dict[str, dict[int, str]] = {"rois": {0: "num_rois"}, OUTPUT_NAME: {0: "num_rois"}}
+    if max_batch == 1:
+        args = (random_clip(input_hw, gen), random_rois(2, input_hw, gen))
+    else:
+        clip = torch.cat([random_clip(input_hw, gen), random_clip(input_hw, gen)])  # [2, 3, 16, H, W]
+        rois = random_rois(2, input_hw, gen)  # [2, 5]
+        rois[1, 0] = 1.0  # one roi in each clip
+        args = (clip, rois)
+        dynamic_axes = {"clip": {0: BATCH_AXIS}, **dynamic_axes}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about the model's shape checks
         torch.onnx.export(
             model, args, str(path), dynamo=False, opset_version=opset,
             input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-            dynamic_axes={"rois": {0: "num_rois"}, OUTPUT_NAME: {0: "num_rois"}},
+            dynamic_axes=dynamic_axes,
             do_constant_folding=True,
         )
 
 
-def check_graph(model: onnx.ModelProto) -> dict[str, Any]:
-    """Structural checks of an exported graph: no Resize, exactly one RoiAlign with our attributes."""
+def check_graph(model: onnx.ModelProto, max_batch: int | None = None) -> dict[str, Any]:
+    """Structural checks of an exported graph: no Resize, exactly one RoiAlign with our attributes,
+    whose batch indices come from column 0 of the ``rois`` input.
+
+    ``max_batch`` (when given): > 1 needs a dynamic batch axis on ``clip``, 1 a clip of one.
+    """
     ops = [n.op_type for n in model.graph.node]
     if "Resize" in ops:
         raise ExportError("the exported graph still has a Resize node (the positional embedding was not folded)",
@@ -145,7 +175,37 @@ def check_graph(model: onnx.ModelProto) -> dict[str, Any]:
         if got != want and not (isinstance(want, float) and got is not None and abs(got - want) < 1e-12):
             raise ExportError(f"RoiAlign attribute {key} is wrong", received=got, expected=want,
                               fix="export with opset ≥ 17 from torchvision roi_align(aligned=False)")
+    source = _index_source(model, roi[0])
+    if source != INPUT_NAMES[1]:
+        raise ExportError("RoiAlign's batch indices do not come from the rois input (column 0)",
+                          received=f"they come from {source!r}", expected=f"a Gather/Cast chain from {INPUT_NAMES[1]!r}",
+                          fix="export from ActionDetector.forward (torchvision roi_align with [K, 5] rois)")
+    if max_batch is not None:
+        clip = next((i for i in model.graph.input if i.name == INPUT_NAMES[0]), None)
+        dim = clip.type.tensor_type.shape.dim[0] if clip is not None and clip.type.tensor_type.shape.dim else None
+        dynamic = dim is not None and not dim.HasField("dim_value")
+        if dynamic != (max_batch > 1) or (not dynamic and dim is not None and dim.dim_value != 1):
+            raise ExportError("the clip input's batch axis is not what max_batch asks for",
+                              received="dynamic" if dynamic else f"fixed ({dim.dim_value if dim is not None else '?'})",
+                              expected="dynamic" if max_batch > 1 else "fixed at 1",
+                              fix="report this as a bug (the exporter sets the batch axis from max_batch)")
     return {"op": "RoiAlign", **{k: attrs.get(k, v) for k, v in ROI_ALIGN_ATTRS.items()}, "then": "ReduceMax over 7x7"}
+
+
+def _index_source(model: onnx.ModelProto, roi_align: onnx.NodeProto) -> str | None:
+    """The graph input RoiAlign's batch indices (its third input) are computed from, through
+    :data:`_INDEX_PATH_OPS` only; None when they come from anything else (a constant, another op)."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    inputs = {i.name for i in model.graph.input}
+    name = roi_align.input[2] if len(roi_align.input) > 2 else ""
+    for _ in range(32):  # a short chain; a longer one is not ours
+        if name in inputs:
+            return name
+        node = producers.get(name)
+        if node is None or node.op_type not in _INDEX_PATH_OPS:
+            return None
+        name = node.input[0]
+    return None
 
 
 def _save(model: onnx.ModelProto, path: Path) -> str | None:
@@ -172,9 +232,27 @@ def _ort_session(path: Path) -> Any:
         ) from exc
 
 
+def one_clip_at_a_time(model: ActionDetector, clip: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+    """The reference of a batched call: ``model`` on each clip of ``clip [B, 3, 16, H, W]`` with its own
+    rois (column 0 of ``rois [K, 5]`` picks the clip), the logits put back in the rois' order: ``[K, C]``."""
+    index = rois[:, 0].long()  # [K]
+    out = torch.zeros((rois.shape[0], model.num_classes), dtype=torch.float32)  # [K, C]
+    for b in range(clip.shape[0]):
+        mask = index == b  # [K]
+        if bool(mask.any()):
+            own = rois[mask].clone()  # [Kb, 5]
+            own[:, 0] = 0.0
+            out[mask] = model(clip[b:b + 1], own).float()  # [Kb, C]
+    return out
+
+
 def parity_check(model: ActionDetector, onnx_path: Path, input_hw: tuple[int, int], max_persons: int,
-                 ks: tuple[int, ...] | None = None, seed: int = 0) -> dict[str, Any]:
-    """onnxruntime vs PyTorch fp32 on random clips, one per K; returns per-K and worst-case stats."""
+                 ks: tuple[int, ...] | None = None, seed: int = 0, max_batch: int = 1) -> dict[str, Any]:
+    """onnxruntime vs PyTorch fp32 on random clips, one per K; returns per-K and worst-case stats.
+
+    With ``max_batch`` > 1 one more case: ``max_batch`` clips in one call, min(max_persons,
+    2·max_batch) rois spread over them (roi j in clip j mod B), against PyTorch one clip at a time.
+    """
     session = _ort_session(onnx_path)
     ks = ks or tuple(sorted({0, 1, min(7, max_persons), max_persons}))
     gen = torch.Generator().manual_seed(seed)
@@ -188,11 +266,24 @@ def parity_check(model: ActionDetector, onnx_path: Path, input_hw: tuple[int, in
             raise ExportError(f"onnxruntime returned the wrong shape for K={k}", received=out.shape,
                               expected=(k, model.num_classes))
         cases.append({"k": k, **error_stats(ref, torch.from_numpy(np.asarray(out, dtype=np.float32)))})
+    if max_batch > 1:
+        k = min(max_persons, 2 * max_batch)
+        clip = torch.cat([random_clip(input_hw, gen) for _ in range(max_batch)])  # [B, 3, 16, H, W]
+        rois = random_rois(k, input_hw, gen)  # [K, 5]
+        rois[:, 0] = (torch.arange(k) % max_batch).float()  # roi j in clip j mod B
+        with torch.no_grad():
+            ref = one_clip_at_a_time(model, clip, rois)  # [K, 80]
+        out = session.run([OUTPUT_NAME], {"clip": clip.numpy(), "rois": rois.numpy()})[0]
+        if out.shape != (k, model.num_classes):
+            raise ExportError(f"onnxruntime returned the wrong shape for {max_batch} clips and K={k}",
+                              received=out.shape, expected=(k, model.num_classes))
+        cases.append({"k": k, "batch": max_batch,
+                      **error_stats(ref, torch.from_numpy(np.asarray(out, dtype=np.float32)))})
     return {"cases": cases, **merge_stats(cases)}
 
 
 def _manifest(model: ActionDetector, *, artifact: Path, data_file: str | None, input_hw: tuple[int, int],
-              source_wh: tuple[int, int] | None, max_persons: int, opset: int, precision: str,
+              source_wh: tuple[int, int] | None, max_persons: int, max_batch: int, opset: int, precision: str,
               roi_align: dict[str, Any], verification: dict[str, Any], fp16: dict[str, Any] | None,
               checkpoint: Path | None) -> ArtifactManifest:
     h, w = input_hw
@@ -213,7 +304,7 @@ def _manifest(model: ActionDetector, *, artifact: Path, data_file: str | None, i
             "clip_shape": [1, 3, CLIP_LEN, h, w], "clip_hw": [h, w],
             "clip_len": CLIP_LEN, "frame_stride": FRAME_STRIDE,
             "source_wh": list(source_wh) if source_wh else None, "resized_wh": resized,
-            "max_persons": max_persons, "short_side": short_side,
+            "max_persons": max_persons, "max_batch": max_batch, "short_side": short_side,
             "rois": "[K, 5] float32: batch index, x1, y1, x2, y2 in clip pixels, already extended",
         },
         "normalization": {"color": "RGB", "mean": list(MEAN_RGB), "std": list(STD_RGB),
@@ -231,20 +322,21 @@ def _manifest(model: ActionDetector, *, artifact: Path, data_file: str | None, i
 
 
 def _verify_staged(model: ActionDetector, staged: Path, input_hw: tuple[int, int], max_persons: int,
-                   precision: str, seed: int) -> dict[str, Any]:
+                   precision: str, seed: int, max_batch: int = 1) -> dict[str, Any]:
     """onnx checker, then onnxruntime vs PyTorch; raises ExportError with the statistics on a mismatch."""
     try:
         onnx.checker.check_model(str(staged), full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ExportError("the exported graph fails the onnx checker", received=str(exc)[:500]) from exc
     with torch.no_grad():
-        parity = parity_check(model, staged, input_hw, max_persons, seed=seed)
+        parity = parity_check(model, staged, input_hw, max_persons, seed=seed, max_batch=max_batch)
     failures = within(parity, TOLERANCES[precision])
     if failures:
         worst = max(parity["cases"], key=lambda c: c["max_abs_logit"])
+        where = f"K={worst['k']}" + (f", {worst['batch']} clips" if "batch" in worst else "")
         raise ExportError(
             f"the {precision} ONNX graph does not match PyTorch (onnxruntime, CPU)",
-            received="; ".join(failures) + f" (worst K={worst['k']}: max |Δ logit| {worst['max_abs_logit']:.3g}, "
+            received="; ".join(failures) + f" (worst {where}: max |Δ logit| {worst['max_abs_logit']:.3g}, "
             f"mean {worst['mean_abs_logit']:.3g}, max |Δ score| {worst['max_abs_score']:.3g})",
             expected=f"within {TOLERANCES[precision]}",
             fix="nothing was written; check the weights for extreme values, or report the statistics above as a bug",
@@ -255,7 +347,8 @@ def _verify_staged(model: ActionDetector, staged: Path, input_hw: tuple[int, int
 
 def export_onnx(model: ActionDetector, out_path: str | Path, *, input_hw: tuple[int, int] | None = None,
                 source_wh: tuple[int, int] | None = None, max_persons: int = 64, opset: int = 17,
-                precision: str = "fp32", checkpoint: str | Path | None = None, seed: int = 0) -> ExportResult:
+                precision: str = "fp32", checkpoint: str | Path | None = None, seed: int = 0,
+                max_batch: int = 1) -> ExportResult:
     """Export ``model`` to ONNX, verify it, and write the artifact and its manifest.
 
     Args:
@@ -263,19 +356,23 @@ def export_onnx(model: ActionDetector, out_path: str | Path, *, input_hw: tuple[
         out_path: the ``.onnx`` file to write.
         input_hw / source_wh: clip geometry, or the source video size it is derived from
             (default 1920×1080 → 256×464).
-        max_persons: the largest K the artifact is verified for (and engines accept).
+        max_persons: the largest K of one call the artifact is verified for (and engines accept); with
+            batches, the total over the call's clips.
         opset: ONNX opset (17 by default).
         precision: "fp32", or "fp16" for the mixed-precision graph of strongly typed TensorRT.
         checkpoint: the checkpoint file the weights came from (path + sha256 go to the manifest).
+        max_batch: the largest number of clips B of one call.  1 (default): a clip of one, the graph
+            as before; > 1: a dynamic batch axis on ``clip`` (rois' column 0 picks the clip),
+            verified at B = 1 and B = max_batch; recorded in the manifest for engines.
 
     Raises:
-        ConfigError: bad geometry, opset, precision or person count.
+        ConfigError: bad geometry, opset, precision, person count or batch size.
         OutputError: the export folder cannot be written (or an output would replace an input).
         ExportError: not a detector, or verification failed (with statistics).
     """
     from vmaedet.safeio import check_outputs, check_writable_dir, find_os_error, output_error
 
-    _check_args(model, opset, precision, max_persons)
+    _check_args(model, opset, precision, max_persons, max_batch)
     input_hw, source_wh = resolve_geometry(source_wh, input_hw, short_side=model.preprocess.short_side)
     out_path = Path(out_path)
     json_path = manifest_path(out_path)
@@ -295,9 +392,12 @@ def export_onnx(model: ActionDetector, out_path: str | Path, *, input_hw: tuple[
         staged = Path(tmp) / out_path.name
         try:
             raw = Path(tmp) / "fp32.onnx"
-            _torch_export(frozen, input_hw, opset, raw)
+            if max_batch == 1:
+                _torch_export(frozen, input_hw, opset, raw)  # the one-clip graph, exactly as before batching
+            else:
+                _torch_export(frozen, input_hw, opset, raw, max_batch=max_batch)
             graph = onnx.load(str(raw))
-            roi_align = check_graph(graph)
+            roi_align = check_graph(graph, max_batch=max_batch)
             fp16_info: dict[str, Any] | None = None
             if precision == "fp16":
                 graph, report = convert_to_fp16(graph)
@@ -306,11 +406,12 @@ def export_onnx(model: ActionDetector, out_path: str | Path, *, input_hw: tuple[
                                               "ReduceMax", "RoiAlign", "graph I/O"],
                              "attention": "FP16 MatMul→(scale)→Softmax→MatMul, no Cast inside (TensorRT fused attention)"}
             data_file = _save(graph, staged)
-            verification = _verify_staged(frozen, staged, input_hw, max_persons, precision, seed)
+            verification = _verify_staged(frozen, staged, input_hw, max_persons, precision, seed, max_batch)
             if fp16_info is not None:
                 fp16_info["error_vs_torch_fp32"] = {k: verification[k] for k in ("max_abs_score", "top5_agreement", "max_abs_logit")}
             manifest = _manifest(frozen, artifact=staged, data_file=data_file, input_hw=input_hw, source_wh=source_wh,
-                                 max_persons=max_persons, opset=opset, precision=precision, roi_align=roi_align,
+                                 max_persons=max_persons, max_batch=max_batch, opset=opset, precision=precision,
+                                 roi_align=roi_align,
                                  verification=verification, fp16=fp16_info,
                                  checkpoint=Path(checkpoint) if checkpoint else None)
             staged_json = write_manifest(staged, manifest, Path(tmp) / json_path.name)

@@ -3,7 +3,8 @@
 ``build_engine`` rewrites the RoIAlign head for TensorRT (our ``vmaedet::RoIAlignMax`` plugin or
 the built-in ``ROIAlign_TRT``, see :mod:`vmaedet.export.surgery`), parses the graph into a
 strongly typed network (precisions come from the graph: FP16 body, FP32 islands), adds an
-optimisation profile over the number of persons K, and writes ``<engine>`` plus its sidecar
+optimisation profile over the number of persons K (and, for an ONNX exported with ``max_batch`` > 1,
+over the number of clips B of one call), and writes ``<engine>`` plus its sidecar
 manifest (TensorRT version, GPU and compute capability, precision, ONNX sha256, plugin version,
 AOT or JIT plugin, layer count, whether the engine's layers show fused attention).
 
@@ -225,11 +226,21 @@ def _save_timing_cache(config: Any, cache_path: Path, state: dict[str, Any], war
 
 
 # -- builder ----------------------------------------------------------------------------------------
-def _check_build_args(max_persons: int, opt_persons: int, workspace_gb: float, roi_align: str) -> None:
+#: B the profile is tuned for by default when the ONNX takes batches: min(OPT_BATCH, max_batch).
+OPT_BATCH = 4
+
+
+def _check_build_args(max_persons: int, opt_persons: int, workspace_gb: float, roi_align: str,
+                      opt_batch: int | None = None, max_batch: int = 1) -> None:
     if not 1 <= opt_persons <= max_persons:
         raise ConfigError("the person profile must satisfy 1 ≤ opt_persons ≤ max_persons",
                           received=f"opt_persons={opt_persons}, max_persons={max_persons}",
                           expected="e.g. opt_persons=8, max_persons=64")
+    if opt_batch is not None and not 1 <= opt_batch <= max_batch:
+        raise ConfigError("the clip profile must satisfy 1 ≤ opt_batch ≤ max_batch (the ONNX's)",
+                          received=f"opt_batch={opt_batch}, max_batch={max_batch}",
+                          expected=f"an opt_batch in 1 … {max_batch}, or None for min({OPT_BATCH}, max_batch)",
+                          fix="leave opt_batch unset, or export the ONNX with a larger max_batch")
     if workspace_gb <= 0:
         raise ConfigError("the builder workspace must be positive", received=workspace_gb, expected="e.g. 4 (GiB)")
     if roi_align not in ROI_ALIGN_MODES:
@@ -275,6 +286,7 @@ def build_engine(
     progress: bool | Callable[[str], None] = True,
     aot: bool = True,
     version_compatible: bool = False,
+    opt_batch: int | None = None,
 ) -> Path:
     """Build a TensorRT engine from an exported ONNX artifact (and its manifest).
 
@@ -282,6 +294,12 @@ def build_engine(
         onnx_path: ``.onnx`` written by ``vmaedet export`` (FP16 for TensorRT; its manifest is read).
         out_path: the engine file; its manifest goes to ``<out_path>.json``.
         max_persons / opt_persons: the K profile is min 1, opt ``opt_persons``, max ``max_persons``.
+            K is the rois of one call: with batches, the total over all its clips (e.g. 4 cameras ×
+            16 persons → 64).
+        opt_batch: the B the clip profile is tuned for when the ONNX was exported with ``max_batch``
+            > 1 (its manifest says): the profile is min 1, opt ``opt_batch`` (default
+            ``min(4, max_batch)``), max ``max_batch``.  Unused for a one-clip ONNX (its clip input
+            is static).
         workspace_gb: builder workspace limit.
         timing_cache: base path of the timing cache; the file used is keyed by GPU and TensorRT
             version (:func:`timing_cache_path`), read if present and usable (else the path as given,
@@ -304,6 +322,9 @@ def build_engine(
     _check_build_args(max_persons, opt_persons, workspace_gb, roi_align)
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     source = read_manifest(onnx_path)
+    max_batch = source.input.max_batch
+    _check_build_args(max_persons, opt_persons, workspace_gb, roi_align, opt_batch, max_batch)
+    batch_profile = (1, opt_batch or min(OPT_BATCH, max_batch), max_batch)
     check_artifact_hash(onnx_path, source)
     trt = require_tensorrt()
     say = _reporter(progress)
@@ -319,13 +340,14 @@ def build_engine(
     _parse(trt, logger, network, graph_bytes, onnx_path)
     say(f"parsed {network.num_layers} layers: {time.perf_counter() - t1:.1f} s")
 
-    config = _builder_config(trt, builder, source, opt_persons, max_persons, workspace_gb, version_compatible)
+    config = _builder_config(trt, builder, source, opt_persons, max_persons, workspace_gb, version_compatible,
+                             batch_profile)
     cache_path = timing_cache_path(timing_cache, tensorrt_version=trt.__version__, gpu=gpu) if timing_cache else None
     cache_state = _attach_timing_cache(config, cache_path, warn, fallback=Path(timing_cache) if timing_cache else None)
     if cache_state["loaded"]:
         say(f"timing cache: {cache_state['read_from']}")
 
-    plan, build_s = _build_plan(builder, network, config, opt_persons, max_persons, workspace_gb, say)
+    plan, build_s = _build_plan(builder, network, config, opt_persons, max_persons, workspace_gb, say, batch_profile)
     with atomic_path(out_path, what="the TensorRT engine") as tmp:  # first: nothing after this loses the build
         tmp.write_bytes(memoryview(plan))
     if cache_path is not None:
@@ -336,7 +358,8 @@ def build_engine(
     manifest = engine_manifest(source, out_path, trt_version=trt.__version__, gpu=gpu, roi_align=roi_align,
                                aot=aot, onnx_sha256=source.artifact.sha256,
                                parsed_sha256=_sha256_bytes(graph_bytes),
-                               profile=(1, opt_persons, max_persons), workspace_gb=workspace_gb, build_s=build_s,
+                               profile=(1, opt_persons, max_persons), batch_profile=batch_profile,
+                               workspace_gb=workspace_gb, build_s=build_s,
                                version_compatible=version_compatible, inspection=inspection,
                                timing_cache=cache_state if cache_path is not None else None)
     write_manifest(out_path, manifest)
@@ -358,8 +381,12 @@ def _prepared_graph(onnx_path: Path, roi_align: str, aot: bool, say: Callable[[s
 
 
 def _builder_config(trt: Any, builder: Any, source: Any, opt_persons: int, max_persons: int, workspace_gb: float,
-                    version_compatible: bool) -> Any:
-    """Builder config: workspace, detailed profiling, the K profile of ``rois`` ``[K, 5]``, version compatibility."""
+                    version_compatible: bool, batch_profile: tuple[int, int, int] = (1, 1, 1)) -> Any:
+    """Builder config: workspace, detailed profiling, the K profile of ``rois`` ``[K, 5]``, version compatibility.
+
+    A batched ONNX (``batch_profile`` max > 1: the clip's batch axis is dynamic) also gets the B
+    profile of ``clip`` ``[B, 3, 16, H, W]`` in the same optimisation profile.
+    """
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer types/tactics for the inspector
@@ -367,15 +394,20 @@ def _builder_config(trt: Any, builder: Any, source: Any, opt_persons: int, max_p
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     profile = builder.create_optimization_profile()
     profile.set_shape(source.input.names.rois, (1, 5), (opt_persons, 5), (max_persons, 5))
+    if batch_profile[2] > 1:
+        one = tuple(source.input.clip_shape[1:])  # (3, 16, H, W)
+        profile.set_shape(source.input.names.clip, *((b, *one) for b in batch_profile))
     config.add_optimization_profile(profile)
     return config
 
 
 def _build_plan(builder: Any, network: Any, config: Any, opt_persons: int, max_persons: int, workspace_gb: float,
-                say: Callable[[str], None]) -> tuple[Any, float]:
+                say: Callable[[str], None], batch_profile: tuple[int, int, int] = (1, 1, 1)) -> tuple[Any, float]:
     """The serialised plan and the build time in seconds; ExportError when TensorRT returns nothing."""
     t2 = time.perf_counter()
-    say(f"building the engine (K profile 1/{opt_persons}/{max_persons}, workspace {workspace_gb:g} GiB); this takes minutes")
+    clips = f", B profile {'/'.join(map(str, batch_profile))}" if batch_profile[2] > 1 else ""
+    say(f"building the engine (K profile 1/{opt_persons}/{max_persons}{clips}, workspace {workspace_gb:g} GiB); "
+        "this takes minutes")
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise ExportError("TensorRT failed to build the engine (see the TensorRT log above)",
@@ -407,8 +439,13 @@ def engine_manifest(source: ArtifactManifest, engine_path: Path, *, trt_version:
                     roi_align: str, aot: bool, onnx_sha256: str, parsed_sha256: str,
                     profile: tuple[int, int, int], workspace_gb: float, build_s: float,
                     version_compatible: bool = False, inspection: Mapping[str, Any] | None = None,
-                    timing_cache: Mapping[str, Any] | None = None) -> ArtifactManifest:
+                    timing_cache: Mapping[str, Any] | None = None,
+                    batch_profile: tuple[int, int, int] | None = None) -> ArtifactManifest:
     """The engine's manifest: the ONNX artifact's contract plus what binds the plan to this machine.
+
+    ``tensorrt.profile_persons`` is the K profile (min, opt, max rois of one call) and
+    ``tensorrt.profile_batch`` the B profile (min, opt, max clips of one call; (1, 1, 1) for a
+    one-clip ONNX); ``input.max_persons`` / ``input.max_batch`` are their maxima.
 
     ``tensorrt.roi_align.implementation`` is ``"aot"`` (PTX inside the plan: running needs no
     Python plugin), ``"jit"`` (a Python callback: running imports the plugin module, torch, Triton
@@ -425,10 +462,12 @@ def engine_manifest(source: ArtifactManifest, engine_path: Path, *, trt_version:
                               plugin_version=PLUGIN_VERSION if plugin else "2", aot=bool(aot) if plugin else None,
                               implementation=("aot" if aot else "jit") if plugin else "builtin"),
         parsed_onnx_sha256=parsed_sha256, profile_persons=tuple(profile), workspace_gb=workspace_gb,  # type: ignore[arg-type]
+        profile_batch=tuple(batch_profile) if batch_profile is not None else None,  # type: ignore[arg-type]
         build_seconds=round(build_s, 1), num_layers=inspection.get("num_layers"), attention=attention,
         timing_cache=dict(timing_cache) if timing_cache is not None else None,
     )
     artifact = ArtifactFile(file=engine_path.name, format="tensorrt", sha256=sha256_file(engine_path),
                             bytes=engine_path.stat().st_size, onnx_file=source.artifact.file, onnx_sha256=onnx_sha256)
-    return source.replace(artifact=artifact, input=dataclasses.replace(source.input, max_persons=profile[2]),
-                          tensorrt=built, versions=library_versions())
+    geometry = dataclasses.replace(source.input, max_persons=profile[2],
+                                   max_batch=batch_profile[2] if batch_profile is not None else source.input.max_batch)
+    return source.replace(artifact=artifact, input=geometry, tensorrt=built, versions=library_versions())
