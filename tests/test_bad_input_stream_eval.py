@@ -123,8 +123,18 @@ STREAM_CASES = [
          ["cannot open camera 7"]),
     Case("detector-not-onnx", _stream("--detector", "onnx:{not_onnx}"), 2, ["not an ONNX model", "detector.onnx"]),
     Case("detector-proposals-missing", _stream("--detector", "boxes:{tmp}/nope.csv"), 2, ["not found", "nope.csv"]),
-    Case("source-and-camera", ["stream", "--source", "{video}", "--camera", "0", "--checkpoint", "{ckpt}"], 2,
-         ["exactly one of --source or --camera"]),
+    Case("no-source", ["stream", "--checkpoint", "{ckpt}"], 2, ["no source", "--source", "--sources"]),
+    # several sources: a dead camera is reported, the file source still finishes, the exit status says it failed
+    Case("source-and-missing-camera", _stream("--camera", "7", "--jsonl", "{tmp}/{name}.jsonl"), 2,
+         ["camera7 failed", "cannot open camera 7", "1 of 2 sources failed"], may_create=["clip.jsonl"]),
+    Case("save-one-file-for-two-sources", _stream("--source", "{video}", "--save", "{tmp}/out.mp4"), 2,
+         ["--save", "several sources", "{name}"]),
+    Case("sources-file-missing", ["stream", "--sources", "{tmp}/nope.txt", "--checkpoint", "{ckpt}"], 2,
+         ["--sources", "does not exist", "nope.txt"]),
+    Case("sources-file-empty", ["stream", "--sources", "{tmp}/empty.txt", "--checkpoint", "{ckpt}"], 2,
+         ["--sources", "names no source"]),
+    Case("sources-file-bad-line", ["stream", "--sources", "{tmp}/bad.txt", "--checkpoint", "{ckpt}"], 2,
+         ["line 2", "3 fields", "name uri"]),
     Case("stride-zero", _stream("--stride", "0"), 2, ["--stride"]),
     Case("proposals-without-this-video", _stream("--detector", "boxes:{other}"), 0,
          ["warning", "no rows for the video 'clip'", "0 persons", "[stream] frames 40/40", "elapsed"]),
@@ -139,6 +149,8 @@ def test_stream_bad_input(case: Case, assets: dict[str, Path], tmp_path: Path) -
     shutil.copy(assets["video"], tmp_path / "in.mp4")
     shutil.copy(assets["props"], tmp_path / "props.csv")
     (tmp_path / "fake.mp4").write_text("not a video, despite the name\n")
+    (tmp_path / "empty.txt").write_text("# no source here\n\n")
+    (tmp_path / "bad.txt").write_text(f"front\t{assets['video']}\nback two {assets['video']}\n")
     for name in ("old.mp4", "old.jsonl", "old.json"):
         (tmp_path / name).write_text("written by an earlier run\n")
     text = run_case(_fill(case, assets), tmp_path, watch=[assets["root"]])
@@ -203,7 +215,7 @@ def test_overwrite_replaces_an_existing_output_only_when_asked(assets: dict[str,
     assert out.read_text() == "written by an earlier run\n"
     assert main(_fill(Case("x", _stream("--jsonl", str(out), "--threshold", "0", "--overwrite"), 0), assets).argv) == 0
     assert out.read_text() != "written by an earlier run\n"
-    assert all(json.loads(line)["type"] == "event" for line in out.read_text().splitlines())
+    assert all(json.loads(line)["type"] in ("keyframe", "event") for line in out.read_text().splitlines())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl"]  # no temporary file left
 
 
@@ -233,8 +245,9 @@ def test_ctrl_c_finalises_every_output_writes_stats_and_exits_130(assets: dict[s
     with av.open(str(outs["save"])) as c:  # a playable, finalised video with the frames drawn so far
         frames = sum(1 for _ in c.decode(video=0))
     assert 0 < frames < 250
-    for line in outs["jsonl"].read_text().splitlines():
-        assert json.loads(line)["type"] == "event"
+    lines = [json.loads(line) for line in outs["jsonl"].read_text().splitlines()]
+    assert all(line["type"] in ("keyframe", "event") for line in lines)
+    assert [line["type"] for line in lines].count("keyframe") >= 2  # the keyframes printed before Ctrl-C
     rows = outs["csv"].read_text().splitlines()
     assert rows and all(len(r.split(",")) == 8 for r in rows)
     assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]

@@ -82,6 +82,8 @@ class ActionDetections:
         latency: glass-to-result seconds (capture of the keyframe → result).
         image_wh: (W, H) of the source frames ((0, 0) when unknown).
         clip_frames: source indices of the 16 sampled frames (empty when unknown).
+        source: name of the stream the keyframe comes from (a run over several sources tags each
+            result with its source's name; None outside a stream).
     """
 
     boxes: np.ndarray
@@ -94,6 +96,7 @@ class ActionDetections:
     latency: float = 0.0
     image_wh: tuple[int, int] = (0, 0)
     clip_frames: list[int] = field(default_factory=list)
+    source: str | None = None
 
     def __post_init__(self) -> None:
         owner, fix = "ActionDetections", "pass one row per person"
@@ -127,7 +130,8 @@ class ActionDetections:
         return [top_actions(row, threshold, k) for row in self.action_scores]
 
     def to_json(self, threshold: float = 0.0) -> str:
-        """One JSON line: keyframe, persons with track id, box, person score and actions ≥ threshold."""
+        """One JSON line (``"type": "keyframe"``): source, keyframe, persons with track id, box, person score and
+        actions ≥ threshold (AVA id → score); the schema is ``docs/stream-jsonl.schema.json``."""
         persons = []
         for i in range(len(self)):
             ids = np.flatnonzero(self.action_scores[i] >= threshold)
@@ -138,5 +142,5 @@ class ActionDetections:
                 "actions": {int(a) + 1: round(float(self.action_scores[i, a]), 5) for a in ids},
             })
         timestamp = None if self.timestamp is None else round(self.timestamp, 4)
-        return json.dumps({"type": "keyframe", "frame_index": self.frame_index, "timestamp": timestamp,
+        return json.dumps({"type": "keyframe", "source": self.source, "frame_index": self.frame_index, "timestamp": timestamp,
                            "latency_ms": round(self.latency * 1e3, 2), "persons": persons})

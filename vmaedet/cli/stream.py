@@ -16,12 +16,39 @@ console = Console(stderr=True)
 
 #: How the library's messages name the options of a run: by this command's flags.
 FLAG_NAMES = {"save": "--save", "jsonl": "--jsonl", "csv": "--csv", "stats": "--stats", "source": "--source",
-              "person_detector": "--detector", "overwrite": "--overwrite"}
+              "person_detector": "--detector", "overwrite": "--overwrite", "max_batch": "--max-batch",
+              "max_wait_ms": "--max-wait-ms"}
+
+
+def _sources(source: list[str] | None, camera: list[int] | None, sources: Path | None) -> object:
+    """One source as it is (the single-source run), several as a list, or the dict of a named sources file."""
+    from vmaedet.runtime.multi import read_sources_file
+
+    given: list[object] = [*(source or []), *(camera or [])]
+    if sources is not None:
+        listed = read_sources_file(sources, what="the --sources file")
+        if isinstance(listed, dict):
+            from vmaedet.runtime.multi import derive_name
+
+            named = {derive_name(s): s for s in given}
+            clash = sorted(set(named) & set(listed))
+            if clash:
+                raise ConfigError(f"the --sources file and --source/--camera both name {clash[0]!r}",
+                                  received=clash[0], expected="a different name per source",
+                                  fix=f"rename it in {sources}")
+            return {**named, **listed} if named else listed
+        given += listed
+    if not given:
+        raise ConfigError("no source to stream", received="no --source, --camera or --sources",
+                          expected="--source video.mp4 | rtsp://… | folder/ | 0 (repeatable), --camera 0, "
+                                   "or --sources list.txt")
+    return given[0] if len(given) == 1 else given
 
 
 def stream_command(
-    source: Annotated[Optional[str], typer.Option("--source", "-s", help="Camera index, rtsp://…, http://…, video file or image folder.")] = None,
-    camera: Annotated[Optional[int], typer.Option("--camera", help="Camera index (synonym of --source N).")] = None,
+    source: Annotated[Optional[list[str]], typer.Option("--source", "-s", help="Camera index, rtsp://…, http://…, video file or image folder (repeatable: several sources in one run).")] = None,
+    camera: Annotated[Optional[list[int]], typer.Option("--camera", help="Camera index (synonym of --source N; repeatable).")] = None,
+    sources: Annotated[Optional[Path], typer.Option("--sources", help="Text file of sources, one per line: 'uri' or 'name<TAB>uri'; '#' comments.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", exists=True, dir_okay=False, help="Model checkpoint (torch backend).")] = None,
     engine: Annotated[Optional[Path], typer.Option("--engine", exists=True, dir_okay=False, help="Exported artifact (.onnx, TensorRT plan).")] = None,
     backend: Annotated[str, typer.Option(help="torch | onnxruntime | tensorrt.")] = "torch",
@@ -30,11 +57,13 @@ def stream_command(
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Action score shown and turned on.")] = 0.4,
     mode: Annotated[str, typer.Option(help="centered (seed alignment, ~1.2 s delay) | causal (clip ends at the keyframe).")] = "centered",
     max_persons: Annotated[int, typer.Option(min=1, help="Persons per keyframe.")] = 32,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Keyframes (of any source) per action-engine call; capped by the engine.")] = 1,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0.0, help="How long a ready keyframe waits for others to fill a batch.")] = 5.0,
     realtime: Annotated[Optional[bool], typer.Option("--realtime/--no-realtime", help="Latest-frame-wins (drop frames) instead of lossless; default: live sources only.")] = None,
     show: Annotated[bool, typer.Option("--show", help="Display a window (needs a desktop).")] = False,
-    save: Annotated[Optional[Path], typer.Option(help="Write an H.264 video with overlays (.mp4, .mkv, .mov, .avi, .ts).")] = None,
-    jsonl: Annotated[Optional[Path], typer.Option(help="Write action events as JSON lines.")] = None,
-    csv: Annotated[Optional[Path], typer.Option(help="Write AVA CSV rows (1 Hz).")] = None,
+    save: Annotated[Optional[Path], typer.Option(help="Write an H.264 video with overlays (.mp4, .mkv, .mov, .avi, .ts); several sources: a folder or a path with {name}.")] = None,
+    jsonl: Annotated[Optional[Path], typer.Option(help="Write one JSON line per keyframe and per action event (docs/stream-jsonl.schema.json); several sources: a folder or {name}.")] = None,
+    csv: Annotated[Optional[Path], typer.Option(help="Write AVA CSV rows (1 Hz); several sources: a folder or {name}.")] = None,
     stats: Annotated[Optional[Path], typer.Option(help="Write per-stage latency statistics and warnings as JSON (also after Ctrl-C).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]; auto = CUDA when a GPU is visible, else the CPU.")] = "auto",
     fps: Annotated[float, typer.Option(min=1.0, help="Frame rate of an image folder.")] = 25.0,
@@ -45,6 +74,8 @@ def stream_command(
 
     Outputs are checked before anything opens (an existing one needs --overwrite; one that is also an input is refused) and renamed into place at the end; Ctrl-C keeps what was processed (exit 130).
 
+    Several sources (--source repeated, --camera, --sources list.txt) run in one process on one engine, each with its own outputs (a folder or a {name} pattern); a source that fails is reported while the others go on.
+
     Example: vmaedet stream --source video.mp4 --checkpoint model.safetensors --save out.mp4 --jsonl events.jsonl
     """
     from vmaedet.progress import progress, resolve_mode
@@ -52,9 +83,6 @@ def stream_command(
     from vmaedet.runtime.pipeline import stream
     from vmaedet.runtime.stats import StreamStats
 
-    if (source is None) == (camera is None):
-        raise ConfigError("give exactly one of --source or --camera", received=f"--source {source}, --camera {camera}",
-                          expected="--source video.mp4 | rtsp://… | folder/ | 0, or --camera 0")
     if (checkpoint is None) == (engine is None):
         raise ConfigError("give exactly one of a checkpoint or an engine artifact",
                           received=f"checkpoint={checkpoint}, engine={engine}",
@@ -78,16 +106,17 @@ def stream_command(
     def warn(message: str) -> None:
         console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
+    chosen = _sources(source, camera, sources)
     config = StreamConfig(stride=stride, threshold=threshold, mode=mode, max_persons=max_persons, realtime=realtime,
                           backend=backend, device=device, fps=fps, save=save, jsonl=jsonl, csv=csv, stats=stats,
-                          show=show, overwrite=overwrite)
+                          show=show, overwrite=overwrite, max_batch=max_batch, max_wait_ms=max_wait_ms)
     names = {**FLAG_NAMES, "engine": "--checkpoint" if checkpoint is not None else "--engine"}
     st = StreamStats()  # filled while the run goes; stream() writes it to --stats at the end, also after Ctrl-C
     n = 0
     # plain progress lines (frames/total, fps, elapsed, ETA) when stderr is a log or a pipe, not a terminal
     plain = resolve_mode(console) == "plain"
     bar = progress(None, "frames", "stream", enabled=plain, console=console)
-    results = stream(camera if camera is not None else source, checkpoint if checkpoint is not None else engine,
+    results = stream(chosen, checkpoint if checkpoint is not None else engine,
                      config, person_detector=detector, stats=st, on_warning=warn, names=names)
     try:
         for result in results:
@@ -100,7 +129,8 @@ def stream_command(
             if not quiet:
                 acts = "; ".join(f"#{t}: " + ", ".join(f"{a} {s:.2f}" for a, s in top)
                                  for t, top in zip(result.track_ids, result.top_actions(threshold)) if top)
-                console.print(f"frame {result.frame_index:6d}  t={result.timestamp:7.2f}s  persons={len(result)}  {acts}",
+                where = f"{escape(str(result.source))}  " if isinstance(chosen, (list, dict)) else ""
+                console.print(f"{where}frame {result.frame_index:6d}  t={result.timestamp:7.2f}s  persons={len(result)}  {acts}",
                               highlight=False, soft_wrap=True)
     except KeyboardInterrupt:
         results.close()  # stops the threads, flushes and renames every complete output, writes --stats

@@ -12,7 +12,7 @@ from typing import Mapping
 DEFAULT_NAMES: Mapping[str, str] = {
     "save": "save", "jsonl": "jsonl", "csv": "csv", "stats": "stats",
     "source": "source", "engine": "engine", "person_detector": "person_detector",
-    "overwrite": "overwrite=True",
+    "overwrite": "overwrite=True", "max_batch": "max_batch", "max_wait_ms": "max_wait_ms",
 }
 
 
@@ -32,10 +32,16 @@ class StreamConfig:
         device: device of the clip ring, the engine and the person detector: ``"cpu"``, ``"cuda[:N]"`` or
             ``"auto"`` (a given Engine's own device, else CUDA when a GPU is visible, else the CPU).
         fps: frame rate of an image folder.
-        save: video with overlays (.mp4, .mkv, .mov, .avi, .ts), or None.
-        jsonl: JSONL action events, or None.
-        csv: AVA CSV rows (1 Hz), or None.
-        stats: JSON stats summary (per-stage latencies, counters, warnings, outputs), or None.
+        max_batch: keyframe jobs (of any source) per action-engine call; 1 = one call per keyframe. Capped
+            by the engine's own ``max_batch``.
+        max_wait_ms: how long the oldest ready keyframe job waits for others to fill a batch.
+        save: video with overlays (.mp4, .mkv, .mov, .avi, .ts), or None. With several sources: a folder
+            (one ``<name>.mp4`` per source) or a path holding ``{name}``.
+        jsonl: JSON lines, one per keyframe (``"type": "keyframe"``) and per closed action event
+            (``"type": "event"``), or None; per source like ``save``.
+        csv: AVA CSV rows (1 Hz), or None; per source like ``save``.
+        stats: JSON stats summary (per-stage latencies, counters, per-source figures, batch sizes, warnings,
+            outputs), or None: one file for the whole run.
         show: display a window.
         overwrite: replace existing output files (otherwise an existing output is refused before anything opens).
     """
@@ -50,6 +56,8 @@ class StreamConfig:
     backend: str = "torch"
     device: str = "auto"
     fps: float = 25.0
+    max_batch: int = 1
+    max_wait_ms: float = 5.0
     save: str | Path | None = None
     jsonl: str | Path | None = None
     csv: str | Path | None = None

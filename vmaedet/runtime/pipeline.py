@@ -1,11 +1,15 @@
-"""The streaming pipeline: reader → worker → writer threads, and the ``stream()`` generator.
+"""The streaming pipeline: reader → worker → action → writer threads, and the ``stream()`` generator.
 
-* **reader** (:class:`~vmaedet.runtime.sources.SourceReader`): source → bounded mailbox;
+Per source (one or several in a run):
+
+* **reader** (:class:`~vmaedet.runtime.sources.SourceReader`): decode; source → bounded mailbox;
   live sources are latest-frame-wins (drops counted), files are lossless (blocking hand-over).
 * **worker** (:class:`StreamWorker`): each frame is preprocessed once into the clip ring (if any
   keyframe can sample it); on keyframes the person detector and the tracker run; when a
-  keyframe's clip is complete the action engine runs **once** with all K persons, then scores are
-  smoothed per track and events close.
+  keyframe's clip is complete it goes to the action stage with all K persons, and the worker goes on.
+* **action** (:class:`~vmaedet.runtime.batcher.Batcher`, one for the run): batches ready keyframes
+  of every source into engine calls (``max_batch``), splits the logits back; each source then
+  smooths its scores per track and closes events.
 * **writer** (:class:`~vmaedet.runtime.sinks.SinkWriter`): overlay, window, mp4, JSONL, CSV.
 
 For lossless sources every frame is written, drawn with the result of the latest keyframe at or
@@ -21,12 +25,13 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,14 +40,16 @@ from vmaedet.engines.base import Engine, artifact_backend, list_engines, open_en
 from vmaedet.errors import ConfigError, OutputError, StreamError, VmaedetError
 from vmaedet.ops.boxes import make_rois
 from vmaedet.persons.base import PersonDetector, create_person_detector, spec_input_file
+from vmaedet.runtime.batcher import ActionJob, Batcher
 from vmaedet.runtime.buffer import ClipRing, DisplayRing
 from vmaedet.runtime.config import DEFAULT_NAMES, StreamConfig
+from vmaedet.runtime.multi import is_multi, name_sources, source_output
 from vmaedet.runtime.scheduler import KeyJob, Scheduler
 from vmaedet.runtime.sinks import (AvaCsvSink, JsonlSink, PendingOutput, SinkWriter, WindowSink, check_video_container,
                                    check_writable, write_stats_json)
 from vmaedet.runtime.smoothing import ScoreSmoother
 from vmaedet.runtime.sources import Closed, Frame, Mailbox, Source, SourceReader, open_source
-from vmaedet.runtime.stats import StreamStats
+from vmaedet.runtime.stats import SourceStats, StreamStats
 from vmaedet.runtime.tracking import PersonTracker
 from vmaedet.safeio import check_outputs, os_error_reason
 from vmaedet.structures import ActionDetections
@@ -57,7 +64,7 @@ _EXAMPLE_SUFFIX = {"save": ".mp4", "jsonl": ".jsonl", "csv": ".csv", "stats": ".
 
 @dataclass(frozen=True)
 class RunContext:
-    """What the reader, worker and writer threads of one run share."""
+    """What the reader, worker and writer threads of one source share."""
 
     source: Source
     config: StreamConfig
@@ -66,45 +73,67 @@ class RunContext:
     stop: threading.Event
     frames: Mailbox[Frame]
     out: Mailbox[tuple[str, Any]]
-    results: Mailbox[ActionDetections]
+    results: Any  #: ``put(result)`` and ``close(error)``: a Mailbox[ActionDetections] or a run's results hub
+    name: str | None = None  #: the source's name, tagged on its results
 
     @classmethod
-    def create(cls, source: Source, config: StreamConfig, stats: StreamStats, live: bool) -> "RunContext":
+    def create(cls, source: Source, config: StreamConfig, stats: StreamStats, live: bool, results: Any = None,
+               name: str | None = None) -> "RunContext":
         stop = threading.Event()
         return cls(source, config, stats, live, stop,
                    frames=Mailbox(1 if live else config.queue_size, "latest" if live else "wait", stop),
                    out=Mailbox(config.queue_size, "wait", stop, wait_for_close=True),
-                   results=Mailbox(256, "wait", stop))
+                   results=results if results is not None else Mailbox(256, "wait", stop), name=name)
 
 
 class StreamWorker(threading.Thread):
-    """Worker thread: ring, schedule, detect, track, infer (one call per keyframe), smooth.
+    """Worker thread of one source: ring, schedule, detect, track, build clips; the action stage is the batcher's.
+
+    Each ready keyframe's clip and rois go to the :class:`~vmaedet.runtime.batcher.Batcher` (the run's
+    one action-engine thread) and the worker goes on with the next frames; the batcher calls
+    :meth:`_complete` with the keyframe's logits, which smooths the scores, emits the result and its
+    events and releases the frames drawn with it.  At most ``inflight`` keyframes of a source are with
+    the batcher at once (1 for live sources: latest-frame-wins keeps the lag at about one inference).
 
     Args:
-        ctx: the run's source, options, stats and mailboxes.
-        engine: the action engine.
+        ctx: the source, options, stats and mailboxes.
+        engine: the action engine (its device and short side shape the ring).
         detector: the person detector.
         draws: frames go to the writer (something draws them: a video output or a window).
+        batcher: the action stage; None: a private one-job batcher is made (and run) for this worker.
+        detect_lock: held around the person detector (a detector shared by several sources).
     """
 
-    def __init__(self, ctx: RunContext, engine: Engine, detector: PersonDetector, draws: bool) -> None:
-        super().__init__(name="vmaedet-worker", daemon=True)
+    def __init__(self, ctx: RunContext, engine: Engine, detector: PersonDetector, draws: bool,
+                 batcher: Batcher | None = None, detect_lock: threading.Lock | None = None) -> None:
+        super().__init__(name="vmaedet-worker" if ctx.name is None else f"vmaedet-worker-{ctx.name}", daemon=True)
         source, cfg = ctx.source, ctx.config
+        self.ctx = ctx
         self.source, self.frames, self.out, self.results = source, ctx.frames, ctx.out, ctx.results
         self.engine, self.detector, self.cfg, self.stats = engine, detector, cfg, ctx.stats
         self.lossless, self.draws = not ctx.live, draws
+        self.own_batcher = batcher is None
+        self.batcher = batcher if batcher is not None else Batcher(engine, ctx.stats)
+        self.detect_lock = detect_lock
+        self.inflight_cap = 1 if ctx.live else self.batcher.max_batch + 1
         self.sched = Scheduler(cfg.mode, cfg.stride, source.fps, lossless=self.lossless)
         span = self.sched.offsets[-1] - self.sched.offsets[0]
         self.ring = ClipRing(capacity=math.ceil(span * source.fps) + cfg.stride + 4, device=engine.device,
                              short_side=engine.short_side)
         lead = max(0.0, float(self.sched.offsets[-1]))
-        self.display = DisplayRing(capacity=math.ceil(lead * source.fps) + 2 * cfg.stride + 4)
+        # frames wait for the keyframes ahead of them: the scheduler's lead plus the keyframes with the batcher
+        self.display = DisplayRing(capacity=math.ceil(lead * source.fps) + (2 + self.inflight_cap) * cfg.stride + 4)
         self.tracker = PersonTracker(keyframe_rate=source.fps / cfg.stride)
         self.smoother = ScoreSmoother(alpha=cfg.ema_alpha, on=cfg.threshold,
                                       max_missed=max(1, round(2.0 * source.fps / cfg.stride)))
         self.pending: list[KeyJob] = []
+        self.inflight: deque[int] = deque()  #: keyframe indices with the batcher, oldest first
+        self.failure: BaseException | None = None  #: the action stage's error for this source
+        self.closed = False  #: the worker ended: late results are dropped
+        self.lock = threading.Condition()
         self.last: Frame | None = None
         self.max_ring_bytes = 0
+
     # -- per frame ---------------------------------------------------------------------------
     def _on_frame(self, frame: Frame) -> None:
         self.stats.incr("frames_processed")
@@ -115,17 +144,32 @@ class StreamWorker(threading.Thread):
         if self.sched.is_keyframe(frame.index):
             self.pending.append(self._keyjob(frame))
         if self.draws:  # frames go to the writer only when something draws them
-            self._show(self.display.push(frame) if self.lossless else [frame])
+            with self.lock:
+                self._show(self.display.push(frame) if self.lossless else [frame])
         while self.pending and self.sched.is_ready(self.pending[0], frame.time):
             self._run(self.pending.pop(0))
         self.ring.evict_before(self.sched.horizon(self.pending, frame.time))
         self.max_ring_bytes = max(self.max_ring_bytes, self.ring.nbytes())
         if self.lossless:
-            self._show(self.display.release(self.pending[0].index if self.pending else None))
+            with self.lock:
+                self._release()
+
+    def _release(self) -> None:
+        """Hand the writer the frames before the oldest keyframe without a result (call with the lock held)."""
+        bounds = [self.pending[0].index] if self.pending else []
+        if self.inflight:
+            bounds.append(self.inflight[0])
+        self._show(self.display.release(min(bounds) if bounds else None))
 
     def _keyjob(self, frame: Frame) -> KeyJob:
         with self.stats.time("detect"):
-            det = self.detector.detect(frame.image, frame_index=frame.index, timestamp=frame.time, video_id=self.source.name)
+            if self.detect_lock is not None:
+                with self.detect_lock:
+                    det = self.detector.detect(frame.image, frame_index=frame.index, timestamp=frame.time,
+                                               video_id=self.source.name)
+            else:
+                det = self.detector.detect(frame.image, frame_index=frame.index, timestamp=frame.time,
+                                           video_id=self.source.name)
             boxes = np.asarray(det.boxes, np.float32).reshape(-1, 4)
             scores = np.asarray(det.scores, np.float32).reshape(-1)
             keep = np.argsort(-scores, kind="stable")[: self.cfg.max_persons]
@@ -141,11 +185,51 @@ class StreamWorker(threading.Thread):
         return make_rois(job.boxes, self.ring.resized_wh, src_wh=job.image_wh)  # [N, 5]
 
     def _run(self, job: KeyJob) -> None:
+        """Build the keyframe's clip and hand it to the batcher (waits while too many are in flight)."""
         with self.stats.time("preprocess"):
             idx = job.index + self.sched.index_offsets if self.sched.lossless else None
             clip, picks = self.ring.clip(job.targets, idx)  # [1, 3, 16, Hp, Wp]
-        with self.stats.time("action"):
-            logits = self.engine.infer(clip, self._rois(job))  # [N, 80]
+        rois = self._rois(job)  # [N, 5]
+        with self.lock:
+            while len(self.inflight) >= self.inflight_cap and not self._stopping():
+                self.lock.wait(0.05)
+            if self._stopping():
+                self._raise_failure()
+                return
+            self.inflight.append(job.index)
+        self.batcher.submit(ActionJob(clip, rois, lambda logits, error: self._complete(job, picks, logits, error),
+                                      cancelled=self.ctx.stop))
+
+    def _stopping(self) -> bool:
+        return self.failure is not None or self.ctx.stop.is_set()
+
+    def _raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    def _complete(self, job: KeyJob, picks: list[int], logits: torch.Tensor | None, error: BaseException | None) -> None:
+        """The batcher's answer for one keyframe: smooth, emit the result and its events, release frames."""
+        with self.lock:
+            try:
+                if self.closed:
+                    return
+                if error is not None:
+                    self.failure = self.failure or error
+                    self.ctx.stop.set()
+                    return
+                assert logits is not None
+                self._emit(job, picks, logits)
+                if self.inflight and self.inflight[0] == job.index:
+                    self.inflight.popleft()
+                if self.lossless:
+                    self._release()
+            except BaseException as exc:  # noqa: BLE001 - this source ends with it
+                self.failure = self.failure or exc
+                self.ctx.stop.set()
+            finally:
+                self.lock.notify_all()
+
+    def _emit(self, job: KeyJob, picks: list[int], logits: torch.Tensor) -> None:
         with self.stats.time("post"):
             raw = torch.sigmoid(logits.float()).numpy() * job.person_scores[:, None]  # [N, 80]
             smoothed, closed = self.smoother.update(job.track_ids, raw, job.time, job.index)
@@ -153,7 +237,7 @@ class StreamWorker(threading.Thread):
         self.stats.add("glass_to_result", latency)
         result = ActionDetections(job.boxes, job.person_scores, smoothed, track_ids=job.track_ids,
                                   raw_scores=raw.astype(np.float32), frame_index=job.index, timestamp=job.time,
-                                  latency=latency, image_wh=job.image_wh, clip_frames=picks)
+                                  latency=latency, image_wh=job.image_wh, clip_frames=picks, source=self.ctx.name)
         self.out.put(("result", result))
         if closed:
             self.out.put(("events", closed))
@@ -164,22 +248,30 @@ class StreamWorker(threading.Thread):
             self.out.put(("frame", f))
 
     def _finish(self) -> None:
-        """End of a source: clips beyond the last frame take the last frame (the seed's clamp)."""
+        """End of a source: clips beyond the last frame take the last frame (the seed's clamp); wait for the results."""
         if self.last is not None and self.last.index not in self.ring:
             self.ring.push(self.last)
         for job in self.pending:
             self._run(job)
         self.pending.clear()
+        with self.lock:
+            while self.inflight and not self._stopping():
+                self.lock.wait(0.05)
+        self._raise_failure()
 
     def run(self) -> None:
         error: BaseException | None = None
+        if self.own_batcher:
+            self.batcher.start()
         try:
             while True:
                 try:
                     frame = self.frames.get()
                 except Closed:
                     break
+                self._raise_failure()
                 self._on_frame(frame)
+            self._raise_failure()
             if not self.frames.stop.is_set():
                 self._finish()
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
@@ -189,6 +281,12 @@ class StreamWorker(threading.Thread):
                 error.__cause__ = exc
             self.frames.stop.set()
         finally:
+            with self.lock:
+                self.closed = True
+                self.lock.notify_all()
+            if self.own_batcher:
+                self.batcher.close()
+                self.batcher.join(timeout=60)
             self.out.put(("events", self.smoother.flush()), force=True)
             for f in self.display.release(None):
                 self.out.put(("frame", f), force=True)
@@ -231,7 +329,7 @@ def _open_engine(engine: Engine | str | Path, backend: str, device: str) -> Engi
     chosen = None if backend == "torch" else backend  # torch (the default): the artifact's manifest decides
     name = (artifact_backend(path) or backend) if chosen is None else chosen
     if device == "auto":
-        if name == "onnxruntime":  # the engine picks CUDA only where its provider exists and a GPU is seen
+        if name in ("onnxruntime", "openvino"):  # the engine picks: onnxruntime CUDA where it can, openvino the CPU
             return open_engine(path, chosen, device=None)
         device = _auto_device()
         received = "device 'auto' and no CUDA GPU is visible to torch"
@@ -257,19 +355,25 @@ def _resolve_detector(detector: PersonDetector | str, max_persons: int, device: 
     return create_person_detector(detector, max_persons=max_persons, device=device)
 
 
-def stream(source: str | int | Path | Source, engine: Engine | str | Path, config: StreamConfig | None = None, *,
+def stream(source: str | int | Path | Source | Sequence[Any] | Mapping[str, Any], engine: Engine | str | Path,
+           config: StreamConfig | None = None, *,
            person_detector: PersonDetector | str = "ssdlite", stats: StreamStats | None = None,
            on_warning: Callable[[str], None] | None = None,
            names: Mapping[str, str] | None = None) -> Iterator[ActionDetections]:
-    """Run action detection on a stream; yields one :class:`~vmaedet.structures.ActionDetections` per keyframe.
+    """Run action detection on one or several streams; yields one :class:`~vmaedet.structures.ActionDetections` per keyframe.
 
     Args:
-        source: camera index, URL (rtsp://, http://), video file, image folder, or a Source.
+        source: camera index, URL (rtsp://, http://), video file, image folder, or a Source; or several
+            of them: a list (names derived: a file's stem, ``camera<N>``, a URL's host, made unique) or a
+            dict name → source.  Each result's ``source`` is its source's name.
         engine: an :class:`~vmaedet.engines.base.Engine`, a checkpoint (``.safetensors``; torch) or an
             exported artifact (``.onnx``, TensorRT plan).
         config: the run's options and outputs (:class:`~vmaedet.runtime.config.StreamConfig`; default: its defaults).
+            With several sources each output (``save``, ``jsonl``, ``csv``) is a folder (one file per
+            source, ``<name>.mp4`` …) or a path holding ``{name}``; ``stats`` is one file for the run.
         person_detector: a :class:`~vmaedet.persons.base.PersonDetector` or its spec ("ssdlite",
-            "motion", "onnx:PATH", "boxes:FILE"), created with ``config.max_persons`` and the run's device.
+            "motion", "onnx:PATH", "boxes:FILE"), created with ``config.max_persons`` and the run's device
+            (a spec: one detector per source; a detector object is shared, one call at a time).
         stats: a StreamStats to fill (e.g. to watch the counters while the run goes); the JSON summary
             goes to ``config.stats``.
         on_warning: called with each warning of the run (a source cut short, proposals without this video);
@@ -277,8 +381,14 @@ def stream(source: str | int | Path | Source, engine: Engine | str | Path, confi
         names: how messages name the options (keys of :data:`~vmaedet.runtime.config.DEFAULT_NAMES`: the
             outputs, ``source``, ``engine``, ``person_detector`` and ``overwrite``); the CLI passes its flags.
 
-    Each result carries ``frame_index``, ``timestamp``, ``latency``, ``image_wh``, ``clip_frames``;
+    Each result carries ``source``, ``frame_index``, ``timestamp``, ``latency``, ``image_wh``, ``clip_frames``;
     ``action_scores`` are smoothed per track (raw for track id −1), ``raw_scores`` are the seed's.
+
+    Every source keeps its own clock, keyframe schedule, clip ring, tracker, smoother and policy (live
+    sources latest-frame-wins, files lossless); their keyframe clips go to one action-engine thread that
+    batches up to ``config.max_batch`` of them per call.  With several sources, one that fails (cannot be
+    opened, errors mid-stream) is closed and reported (a warning) while the others go on; the others'
+    outputs are complete, and at the end a :class:`~vmaedet.errors.StreamError` names every failed source.
 
     Outputs are written under temporary names beside their targets and renamed when the run ends —
     also when it is stopped early (Ctrl-C, ``close()`` of the generator, a source failing mid-stream),
@@ -292,6 +402,9 @@ def stream(source: str | int | Path | Source, engine: Engine | str | Path, confi
         >>> cfg = StreamConfig(stride=8, save="out.mp4")
         >>> for r in stream("video.mp4", "model.safetensors", cfg, person_detector="ssdlite"):  # doctest: +SKIP
         ...     print(r.frame_index, r.track_ids, r.top_actions())
+        >>> cfg = StreamConfig(save="out/", jsonl="out/{name}.jsonl", max_batch=4)
+        >>> for r in stream({"door": "door.mp4", "hall": 0}, "model.safetensors", cfg):  # doctest: +SKIP
+        ...     print(r.source, r.frame_index, r.top_actions())
     """
     run = _Run(source, engine, config or StreamConfig(), person_detector, stats or StreamStats(), on_warning,
                {**DEFAULT_NAMES, **(names or {})})
@@ -303,41 +416,148 @@ class StreamWarning(UserWarning):
     """A stream ran, but something about its input deserves a word (a file cut short, no proposals)."""
 
 
+class _Lane:
+    """One source of a run: its name, options (its own output files), source, detector, threads and stats."""
+
+    def __init__(self, name: str, arg: Any, cfg: StreamConfig, stats: StreamStats) -> None:
+        self.name, self.arg, self.cfg, self.stats = name, arg, cfg, stats
+        self.opened = _Opened()
+        self.src: Source | None = None
+        self.detector: PersonDetector | None = None
+        self.error: BaseException | None = None  #: why this source failed (opening, mid-stream, an output)
+        self.ctx: RunContext | None = None
+        self.reader: SourceReader | None = None
+        self.worker: StreamWorker | None = None
+        self.writer: SinkWriter | None = None
+
+
+class _ResultsHub:
+    """The results of every source in one mailbox; it closes when the last source's worker closes.
+
+    One source: the worker's error goes to the consumer as it is.  Several: a source's error is
+    recorded and reported (a warning) while the others go on.
+    """
+
+    def __init__(self, lanes: list[_Lane], stop: threading.Event, warn: Callable[[str], None]) -> None:
+        self.mailbox: Mailbox[ActionDetections] = Mailbox(256, "wait", stop)
+        self.left, self.multi, self.warn = len(lanes), len(lanes) > 1, warn
+        self._lock = threading.Lock()
+
+    def put(self, result: ActionDetections) -> bool:
+        return self.mailbox.put(result)
+
+    def done(self, lane: _Lane, error: BaseException | None) -> None:
+        with self._lock:
+            self.left -= 1
+            if error is not None and self.multi:
+                lane.error = lane.error or error
+                self.warn(f"the source {lane.name} failed: {_in_words(error)}; the other sources go on")
+            if self.left <= 0:
+                self.mailbox.close(None if self.multi else error)
+
+    def lane(self, lane: _Lane) -> "_LaneResults":
+        return _LaneResults(self, lane)
+
+
+@dataclass
+class _LaneResults:
+    hub: _ResultsHub
+    lane: _Lane
+
+    def put(self, result: ActionDetections) -> bool:
+        return self.hub.put(result)
+
+    def close(self, error: BaseException | None = None) -> None:
+        self.hub.done(self.lane, error)
+
+
 class _Run:
     """One run of :func:`stream`: checks, opens, starts the threads, hands out results, finalises outputs."""
 
-    def __init__(self, source: str | int | Path | Source, engine: Engine | str | Path, cfg: StreamConfig,
+    def __init__(self, source: Any, engine: Engine | str | Path, cfg: StreamConfig,
                  person_detector: PersonDetector | str, st: StreamStats, on_warning: Callable[[str], None] | None,
                  names: Mapping[str, str]) -> None:
-        self.source_arg, self.engine_arg, self.detector_arg = source, engine, person_detector
+        self.engine_arg, self.detector_arg = engine, person_detector
         self.cfg, self.st, self.names = cfg, st, names
+        self.multi = is_multi(source)
+        self.lanes = [_Lane(name, arg, cfg, SourceStats(st) if self.multi else st) for name, arg in name_sources(source)]
         self.warn = _warner(st, on_warning)
-        self.opened = _Opened()
+        self.stop_all = threading.Event()
+        self.started: list[_Lane] = []
 
-    def what(self, key: str) -> str:
+    def what(self, key: str, lane: _Lane | None = None) -> str:
         """How messages name an output (``"the --jsonl output"`` from the CLI, ``"the jsonl output"`` here)."""
-        return f"the {self.names[key]} JSON" if key == "stats" else f"the {self.names[key]} output"
+        if key == "stats":
+            return f"the {self.names[key]} JSON"
+        return f"the {self.names[key]} output" + (f" of {lane.name}" if self.multi and lane is not None else "")
+
+    def _label(self, key: str, lane: _Lane) -> str:
+        return f"{self.names[key]} ({lane.name})" if self.multi and key != "stats" else self.names[key]
 
     # -- before the threads ------------------------------------------------------------------
     def start(self) -> None:
-        """Check the options and outputs, open engine, detector, outputs and source, start the threads."""
+        """Check the options and outputs, open engine, detectors, outputs and sources, start the threads."""
         cfg = self.cfg
         Scheduler(cfg.mode, cfg.stride)  # validate options before opening anything
+        self._check_batching()
+        if self.multi and cfg.show:
+            raise ConfigError("showing a window works with one source", received=f"{len(self.lanes)} sources",
+                              expected="one source with a window, or several sources without one",
+                              fix="write each source's video to a folder (save) instead of showing a window")
+        for lane in self.lanes:
+            lane.cfg = replace(cfg, stats=None, **{key: source_output(getattr(cfg, key), key, lane.name, self.multi,
+                                                                        self.what(key))
+                                                   for key in ("save", "jsonl", "csv")})
         self._check_outputs()
-        self.src = open_source(self.source_arg, fps=cfg.fps)
+        for lane in self.lanes:
+            lane.src = open_source(lane.arg, fps=cfg.fps)
         self.engine = _open_engine(self.engine_arg, cfg.backend, cfg.device)
         device = str(self.engine.device) if cfg.device == "auto" else cfg.device  # ring and detector follow the engine
-        self.detector = _resolve_detector(self.detector_arg, cfg.max_persons, device)
+        shared = isinstance(self.detector_arg, PersonDetector) or not self.multi
+        first = _resolve_detector(self.detector_arg, cfg.max_persons, device)
+        self.detect_lock = threading.Lock() if shared and self.multi else None
+        for i, lane in enumerate(self.lanes):
+            lane.detector = first if shared or i == 0 else _resolve_detector(self.detector_arg, cfg.max_persons, device)
         window = WindowSink() if cfg.show else None
+        self.batcher = Batcher(self.engine, self.st, cfg.max_batch, cfg.max_wait_ms / 1e3)
+        self.hub = _ResultsHub(self.lanes, self.stop_all, self.warn)
         try:  # outputs first, then the source; on any failure close what was opened and delete the temporary files
-            self._open_outputs_and_source()
-            self._build_threads(window)
+            for lane in self.lanes:
+                try:
+                    self._open_outputs_and_source(lane)
+                    self._build_threads(lane, window)
+                except VmaedetError as exc:
+                    if not self.multi:
+                        raise
+                    lane.opened.close()
+                    lane.opened.discard()
+                    lane.error = exc
+                    self.warn(f"the source {lane.name} failed: {_in_words(exc)}; the other sources go on")
+                    continue
+                self.started.append(lane)
+            if not self.started:
+                raise self.lanes[0].error  # type: ignore[misc]
         except BaseException:
-            self.opened.close()
-            self.opened.discard()
+            for lane in self.lanes:
+                lane.opened.close()
+                lane.opened.discard()
             raise
-        for t in (self.writer, self.worker, self.reader):
-            t.start()
+        self.hub.left = len(self.started)
+        self._record_info()
+        self.batcher.start()
+        for lane in self.started:
+            for t in (lane.writer, lane.worker, lane.reader):
+                t.start()  # type: ignore[union-attr]
+
+    def _check_batching(self) -> None:
+        cfg = self.cfg
+        if not isinstance(cfg.max_batch, int) or cfg.max_batch < 1:
+            raise ConfigError("the batch size (max_batch) must be at least 1", received=cfg.max_batch,
+                              expected="an integer ≥ 1 (1: one engine call per keyframe)",
+                              fix=f"set {self.names['max_batch']} to 1 or more")
+        if not cfg.max_wait_ms >= 0:
+            raise ConfigError("the batch wait (max_wait_ms) must not be negative", received=cfg.max_wait_ms,
+                              expected="milliseconds ≥ 0", fix=f"set {self.names['max_wait_ms']} to 0 or more, e.g. 5")
 
     def _check_outputs(self) -> None:
         """Refuse bad output paths before the engine, the source or any output file is opened.
@@ -346,54 +566,74 @@ class _Run:
         is also an input (it would be destroyed while read), two outputs naming one file, and an existing
         output without ``overwrite``.
         """
-        outputs = self.cfg.outputs()
-        for key, path in outputs.items():
-            check_writable(path, self.what(key), _EXAMPLE_SUFFIX[key])
-        if "save" in outputs:
-            check_video_container(outputs["save"], self.what("save"))
-        check_outputs({self.names[k]: v for k, v in outputs.items()}, self._input_files(),
-                      overwrite=self.cfg.overwrite, overwrite_hint=self.names["overwrite"])
+        outputs: dict[str, Path] = {}
+        for lane in self.lanes:
+            for key, path in lane.cfg.outputs().items():
+                check_writable(path, self.what(key, lane), _EXAMPLE_SUFFIX[key])
+                outputs[self._label(key, lane)] = path
+        if self.cfg.stats:
+            check_writable(self.cfg.stats, self.what("stats"), _EXAMPLE_SUFFIX["stats"])
+            outputs[self.names["stats"]] = Path(self.cfg.stats)
+        for lane in self.lanes:
+            if lane.cfg.save:
+                check_video_container(lane.cfg.save, self.what("save", lane))
+        check_outputs(outputs, self._input_files(), overwrite=self.cfg.overwrite, overwrite_hint=self.names["overwrite"])
 
     def _input_files(self) -> dict[str, Path]:
         """The files a run reads, by their names in messages (an output naming one of them is refused)."""
         inputs: dict[str, Path] = {}
-        source = self.source_arg
-        if isinstance(source, (str, Path)) and not str(source).isdigit() and "://" not in str(source):
-            inputs[self.names["source"]] = Path(source)
+        for lane in self.lanes:
+            source = lane.arg
+            if isinstance(source, (str, Path)) and not str(source).isdigit() and "://" not in str(source):
+                inputs[self._label("source", lane)] = Path(source)
         if isinstance(self.engine_arg, (str, Path)):
             inputs[self.names["engine"]] = Path(self.engine_arg)
         if isinstance(self.detector_arg, str) and (path := spec_input_file(self.detector_arg)) is not None:
             inputs[self.names["person_detector"]] = path
         return inputs
 
-    def _open_outputs_and_source(self) -> None:
-        opened, cfg = self.opened, self.cfg
+    def _open_outputs_and_source(self, lane: _Lane) -> None:
+        opened, cfg, src = lane.opened, lane.cfg, lane.src
+        assert src is not None and lane.detector is not None
         for key, path in cfg.outputs().items():  # one at a time: a later failure still discards the earlier ones
-            if key != "stats":  # the stats JSON is written atomically at the end
-                opened.pending[key] = PendingOutput(path, self.what(key))
+            opened.pending[key] = PendingOutput(path, self.what(key, lane))
         if "jsonl" in opened.pending:
-            opened.jsonl = JsonlSink(opened.pending["jsonl"].tmp, what=self.what("jsonl"))
+            opened.jsonl = JsonlSink(opened.pending["jsonl"].tmp, what=self.what("jsonl", lane))
         if "csv" in opened.pending:
-            opened.csv = AvaCsvSink(opened.pending["csv"].tmp, self.src.name, what=self.what("csv"))
-        opened.source = self.src  # closing is idempotent, also after a failed open
-        self.src.open()
-        if msg := self.detector.coverage_warning(self.src.name):
+            opened.csv = AvaCsvSink(opened.pending["csv"].tmp, src.name, what=self.what("csv", lane))
+        opened.source = src  # closing is idempotent, also after a failed open
+        src.open()
+        if msg := lane.detector.coverage_warning(src.name):
             self.warn(msg)
 
-    def _build_threads(self, window: WindowSink | None) -> None:
-        cfg, src, st, opened = self.cfg, self.src, self.st, self.opened
+    def _build_threads(self, lane: _Lane, window: WindowSink | None) -> None:
+        cfg, src, st, opened = lane.cfg, lane.src, lane.stats, lane.opened
+        assert src is not None and lane.detector is not None
         live = src.live if cfg.realtime is None else cfg.realtime
-        self.ctx = RunContext.create(src, cfg, st, live)
+        lane.ctx = RunContext.create(src, cfg, st, live, results=self.hub.lane(lane), name=lane.name)
         rate = getattr(src, "rate", None) or Fraction(src.fps).limit_denominator(1001)
         if opened.csv is not None:
             opened.csv.keyframe_spacing = cfg.stride / src.fps
-        self.writer = SinkWriter(self.ctx.out, st, cfg.threshold, mp4=(Path(cfg.save), rate) if cfg.save else None,
-                                 window=window, jsonl=opened.jsonl, csv=opened.csv, outputs=opened.pending)
-        self.worker = StreamWorker(self.ctx, self.engine, self.detector, draws=self.writer.draws)
-        self.reader = SourceReader(src, self.ctx.frames, st, realtime=live)
-        st.info.update({"source": str(self.source_arg), "video_id": src.name, "fps": src.fps, "live": live,
-                        "mode": cfg.mode, "stride": cfg.stride, "engine": self.engine.describe(),
-                        "ring_capacity": self.worker.ring.capacity, "frame_count": None if live else src.frame_count})
+        lane.writer = SinkWriter(lane.ctx.out, st, cfg.threshold, mp4=(Path(cfg.save), rate) if cfg.save else None,
+                                 window=window, jsonl=opened.jsonl, csv=opened.csv, outputs=opened.pending,
+                                 source=lane.name)
+        lane.worker = StreamWorker(lane.ctx, self.engine, lane.detector, draws=lane.writer.draws, batcher=self.batcher,
+                                   detect_lock=self.detect_lock)
+        lane.reader = SourceReader(src, lane.ctx.frames, st, realtime=live)
+        info = {"source": str(lane.arg), "video_id": src.name, "fps": src.fps, "live": live,
+                "ring_capacity": lane.worker.ring.capacity, "frame_count": None if live else src.frame_count}
+        if self.multi:
+            st.info.update(info)
+        else:
+            st.info.update({**info, "mode": cfg.mode, "stride": cfg.stride, "engine": self.engine.describe()})
+
+    def _record_info(self) -> None:
+        if not self.multi:
+            return
+        counts = [lane.stats.info.get("frame_count") for lane in self.started]
+        self.st.info.update({"sources": {}, "mode": self.cfg.mode, "stride": self.cfg.stride,
+                             "engine": self.engine.describe(),
+                             "frame_count": sum(counts) if counts and all(c for c in counts) else None})  # type: ignore[misc]
 
     # -- while and after the threads run -----------------------------------------------------
     def results(self) -> Iterator[ActionDetections]:
@@ -402,39 +642,75 @@ class _Run:
         try:
             while True:
                 try:
-                    yield self.ctx.results.get()
+                    yield self.hub.mailbox.get()
                 except Closed:
                     completed = True
                     break
         finally:
             final_error = self._finish(completed)
-        writer = self.writer
-        if writer.error is not None:
-            raise writer.error if isinstance(writer.error, VmaedetError) else StreamError(
-                f"an output failed: {type(writer.error).__name__}: {writer.error}") from writer.error
+        if not self.multi:
+            writer = self.lanes[0].writer
+            assert writer is not None
+            if writer.error is not None:
+                raise writer.error if isinstance(writer.error, VmaedetError) else StreamError(
+                    f"an output failed: {type(writer.error).__name__}: {writer.error}") from writer.error
+            if final_error is not None:
+                raise final_error
+            return
+        failed = [lane for lane in self.lanes if lane.error is not None]
+        if failed:
+            raise StreamError(f"{len(failed)} of {len(self.lanes)} sources failed: "
+                              + "; ".join(f"{lane.name}: {_in_words(lane.error)}" for lane in failed),  # type: ignore[arg-type]
+                              received=", ".join(str(lane.arg) for lane in failed),
+                              expected="every source readable to its end",
+                              fix="the other sources' outputs are complete; check the failed sources") from failed[0].error
         if final_error is not None:
             raise final_error
 
     def _finish(self, completed: bool) -> BaseException | None:
         """Join the threads, rename complete outputs into place, record what became of each; the first output error."""
-        st, src = self.st, self.src
+        st = self.st
         if not completed:  # consumer stopped early, Ctrl-C, or a worker error
-            self.ctx.stop.set()
-        _shutdown(self.reader, self.worker, self.writer, self.ctx.stop)
-        src.close()
+            self.stop_all.set()
+            for lane in self.started:
+                lane.ctx.stop.set()  # type: ignore[union-attr]
+        for lane in self.started:
+            _shutdown(lane.reader, lane.worker, lane.writer, lane.ctx.stop)  # type: ignore[arg-type, union-attr]
+            lane.src.close()  # type: ignore[union-attr]
+        self.batcher.close()
+        self.batcher.join(timeout=30)
         st.finish()
-        st.info["frames_written"] = self.writer.mp4.frames if self.writer.mp4 is not None else 0
-        if completed and self.reader.ended and (msg := _shortfall(src)):
-            st.info["source_truncated"] = {"frames_read": st.counters.get("frames_read", 0),
-                                           "frames_declared": src.frame_count}
-            self.warn(msg)
-        final_error = self.opened.finalise(self.writer, self.warn, self.names)
+        final_error: BaseException | None = None
+        written: list[str] = []
+        failures: dict[str, str] = {}
+        sources: dict[str, Any] = {}
+        for lane in self.lanes:
+            writer = lane.writer
+            if lane in self.started:
+                assert writer is not None and lane.reader is not None and lane.src is not None
+                if self.multi:
+                    lane.stats.finish()
+                    if writer.error is not None:
+                        lane.error = lane.error or writer.error
+                lane.stats.info["frames_written"] = writer.mp4.frames if writer.mp4 is not None else 0
+                if completed and lane.reader.ended and lane.error is None and (msg := _shortfall(lane.src)):
+                    lane.stats.info["source_truncated"] = {"frames_read": lane.stats.counters.get("frames_read", 0),
+                                                           "frames_declared": lane.src.frame_count}
+                    self.warn(msg)
+                error = lane.opened.finalise(writer, self.warn, {k: self._label(k, lane) for k in self.names})
+                final_error = final_error or error
+            written += [str(p) for p in lane.opened.written]
+            failures.update({label: _in_words(exc) for label, exc in lane.opened.errors.items()})
+            sources[lane.name] = {**lane.stats.source_summary(), "video_id": lane.stats.info.get("video_id"),
+                                  "frames_written": lane.stats.info.get("frames_written", 0),
+                                  "error": None if lane.error is None else _in_words(lane.error)}
+        if self.multi:
+            st.info["frames_written"] = sum(src["frames_written"] for src in sources.values())
+        st.info["sources"], st.info["batcher"] = sources, self.batcher.summary()
         # What became of each output, also for a run stopped early (Ctrl-C, ``close()``), where the errors
         # are not raised: ``info["outputs_written"]`` lists the targets renamed into place,
         # ``info["output_errors"]`` maps each failed output to its error in words. The stats JSON is added
         # after its own write (so its JSON lists the other outputs).
-        written = [str(p) for p in self.opened.written]
-        failures = {label: _in_words(exc) for label, exc in self.opened.errors.items()}
         st.info["outputs_written"], st.info["output_errors"] = written, failures
         if self.cfg.stats:
             try:

@@ -313,6 +313,10 @@ class AvaCsvSink:
 class SinkWriter(threading.Thread):
     """Writer thread: draws frames with the latest result and feeds every sink.
 
+    The JSONL gets one ``"type": "keyframe"`` line per result (actions ≥ ``threshold``) and one
+    ``"type": "event"`` line per closed action event, each tagged with ``source``
+    (``docs/stream-jsonl.schema.json``).
+
     ``outputs`` maps each file sink (``"save"``, ``"jsonl"``, ``"csv"``) to its
     :class:`PendingOutput`; a sink whose write or close fails marks its output failed and the error
     (an :class:`OutputError` naming the file and the cause) ends the run.
@@ -321,8 +325,9 @@ class SinkWriter(threading.Thread):
     def __init__(self, mailbox: Mailbox[tuple[str, Any]], stats: StreamStats, threshold: float, *,
                  mp4: tuple[Path, Fraction] | None = None, window: WindowSink | None = None,
                  jsonl: JsonlSink | None = None, csv: AvaCsvSink | None = None,
-                 outputs: dict[str, PendingOutput] | None = None) -> None:
-        super().__init__(name="vmaedet-writer", daemon=True)
+                 outputs: dict[str, PendingOutput] | None = None, source: str | None = None) -> None:
+        super().__init__(name="vmaedet-writer" if source is None else f"vmaedet-writer-{source}", daemon=True)
+        self.source = source
         self.mailbox = mailbox
         self.stats = stats
         self.threshold = threshold
@@ -383,11 +388,13 @@ class SinkWriter(threading.Thread):
             self._frame(payload)
         elif kind == "result":
             self._latest = payload
+            if self.jsonl is not None:
+                self._io("jsonl", self.jsonl.write, payload.to_json(self.threshold))
             if self.csv is not None:
                 self._io("csv", self.csv.add, payload)
         elif kind == "events" and self.jsonl is not None:
             for event in payload:
-                self._io("jsonl", self.jsonl.write, event.to_json())
+                self._io("jsonl", self.jsonl.write, event.to_json(self.source))
 
     def run(self) -> None:
         try:

@@ -31,8 +31,9 @@ class ActionEvent:
     start_frame: int
     end_frame: int
 
-    def to_json(self) -> str:
-        return json.dumps({"type": "event", **asdict(self)})
+    def to_json(self, source: str | None = None) -> str:
+        """One JSON line (``"type": "event"``) of the stream JSONL, tagged with its ``source``."""
+        return json.dumps({"type": "event", "source": source, **asdict(self)})
 
 
 @dataclass

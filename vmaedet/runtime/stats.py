@@ -88,6 +88,14 @@ class StreamStats:
             "warnings": list(self.warnings),
         }
 
+    def source_summary(self) -> dict[str, Any]:
+        """The short per-source view: wall time, frames/s, read/processed/dropped frames, keyframes."""
+        s = self.summary()
+        c = s["counters"]
+        return {"wall_s": s["wall_s"], "fps": s["fps"], "frames_read": c.get("frames_read", 0),
+                "frames_processed": c.get("frames_processed", 0), "frames_dropped": c.get("frames_dropped", 0),
+                "keyframes": c.get("keyframes", 0)}
+
     def write_json(self, path: str | Path, what: str = "the stats JSON") -> Path:
         """Write :meth:`summary` as JSON (through a temporary file renamed over ``path``: never half a file)."""
         from vmaedet.safeio import atomic_write
@@ -110,4 +118,31 @@ class StreamStats:
                       f"{st['p95_ms']:.1f}", f"{st['max_ms']:.1f}")
         for name, value in sorted(s["counters"].items()):
             t.add_row(name, str(value), "", "", "", "")
+        sources = s.get("sources") or {}
+        for name, src in sources.items() if len(sources) > 1 else ():
+            t.add_row(f"source {name}", f"{src['frames_processed']} frames", f"{src['fps']:.1f} fps",
+                      f"{src['frames_dropped']} dropped", f"{src['keyframes']} keyframes", src.get("error") or "")
+        batcher = s.get("batcher")
+        if batcher and (batcher["max_batch"] > 1 or len(sources) > 1):
+            sizes = " ".join(f"{k}:{v}" for k, v in batcher["batch_sizes"].items())
+            wait = batcher["wait_ms"]
+            t.add_row("batch wait (calls)", str(batcher["calls"]), f"{wait.get('mean', 0.0):.1f}", f"{wait.get('p50', 0.0):.1f}",
+                      f"{wait.get('p95', 0.0):.1f}", f"{wait.get('max', 0.0):.1f}")
+            t.add_row("batch sizes", sizes, "", "", "", "")
         return t
+
+
+class SourceStats(StreamStats):
+    """The stats of one source of a run over several: every sample and counter also goes to ``parent``."""
+
+    def __init__(self, parent: StreamStats) -> None:
+        super().__init__()
+        self.parent = parent
+
+    def add(self, stage: str, seconds: float) -> None:
+        super().add(stage, seconds)
+        self.parent.add(stage, seconds)
+
+    def incr(self, counter: str, n: int = 1) -> None:
+        super().incr(counter, n)
+        self.parent.incr(counter, n)
