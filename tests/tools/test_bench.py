@@ -12,6 +12,7 @@ import torch
 
 from vmaedet.tools.bench import BenchConfig, count_flops, make_inputs, measure_matmul_peak, plot_latency, run_benchmark
 from vmaedet.models import create_detector
+from vmaedet.envinfo import module_version
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "bench_schema.json").read_text())
 
@@ -65,6 +66,25 @@ def test_run_benchmark_schema_and_skips(tmp_path: Path) -> None:
     del bad["results"][0]["status"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, SCHEMA)
+
+
+@pytest.mark.skipif(module_version("openvino") is None, reason="openvino is not installed (extra: openvino)")
+def test_run_benchmark_openvino(tmp_path: Path) -> None:
+    """OpenVINO runs the fp32 export; bf16 runs only where the CPU has native bf16, else it is skipped with the reason."""
+    from vmaedet.engines.openvino_engine import native_bf16
+
+    cfg = BenchConfig(engines=("openvino",), precisions=("fp32", "bf16", "fp16"), variant="vit_micro", persons=(2,),
+                      input_hw=(64, 96), warmup=1, iters=2, workdir=str(tmp_path / "work"))
+    result = run_benchmark(cfg)
+    jsonschema.validate(result, SCHEMA)
+    rows = {r["precision"]: r for r in result["results"]}
+    assert rows["fp32"]["status"] == "ok" and rows["fp32"]["max_abs_score_diff"] < 1e-4
+    assert rows["fp32"]["latency_ms"]["p50"] > 0
+    assert rows["fp16"]["status"] == "skipped" and "not benchmarked in fp16" in rows["fp16"]["reason"]
+    if native_bf16()[0]:
+        assert rows["bf16"]["status"] == "ok" and rows["bf16"]["max_abs_score_diff"] < 5e-2
+    else:
+        assert rows["bf16"]["status"] == "skipped" and "no native bf16" in rows["bf16"]["reason"]
 
 
 def test_bench_cli_bad_input() -> None:

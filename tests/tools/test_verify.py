@@ -13,6 +13,7 @@ from vmaedet.cli.main import main
 from vmaedet.export.onnx import export_onnx
 from vmaedet.models import create_detector
 from vmaedet.models.checkpoints import save_detector
+from vmaedet.envinfo import module_version
 from vmaedet.export.parity import error_stats, within
 
 
@@ -98,4 +99,33 @@ def test_cli_verify_bad_input(exported, tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["verify", str(moved)]) == 2
     assert "changed since export" in capsys.readouterr().err
     assert main(["verify", "--checkpoint", str(ckpt), "--engines", "tensorflow"]) == 2
+    assert "unknown engine rung" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(module_version("openvino") is None, reason="openvino is not installed (extra: openvino)")
+def test_cli_verify_openvino_rung(exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--engines openvino``: the artifact also runs on OpenVINO, held to its recorded fp32 tolerance."""
+    from vmaedet.engines.openvino_engine import native_bf16
+
+    _, art = exported
+    out_json = tmp_path / "v.json"
+    rc = main(["verify", str(art), "--engines", "openvino", "--json", str(out_json)])
+    assert rc == 0, capsys.readouterr()
+    rows = json.loads(out_json.read_text())["rungs"]
+    assert [(r["engine"], r["precision"]) for r in rows] == [("torch", "fp32"), ("onnxruntime #1", "fp32"),
+                                                             ("openvino #1", "fp32")]
+    assert rows[2]["ok"] and 0 < rows[2]["max_abs_logit"] <= 1e-4
+    rc = main(["verify", str(art), "--engines", "openvino-bf16"])
+    captured = capsys.readouterr()
+    if native_bf16()[0]:
+        assert rc == 0 and "openvino #1" in captured.out
+    else:  # no native bf16 here: refused in words, not emulated
+        assert rc == 2 and "no native bf16" in captured.err
+
+
+def test_cli_verify_openvino_rung_needs_an_artifact(exported, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt, _ = exported
+    assert main(["verify", "--checkpoint", str(ckpt), "--input-size", "64x96", "--engines", "openvino"]) == 2
+    assert "runs an exported artifact" in capsys.readouterr().err
+    assert main(["verify", "--checkpoint", str(ckpt), "--engines", "openvino-fp16"]) == 2
     assert "unknown engine rung" in capsys.readouterr().err

@@ -25,7 +25,7 @@ def _hw(value: str) -> tuple[int, int]:
 
 
 def bench(
-    engines: Annotated[str, typer.Option(help="Comma-separated engines: torch, onnxruntime, tensorrt.")] = "torch,onnxruntime",
+    engines: Annotated[str, typer.Option(help="Comma-separated engines: torch, onnxruntime, tensorrt, openvino (CPU; needs vmaedet[openvino]).")] = "torch,onnxruntime",
     precision: Annotated[str, typer.Option(help="Comma-separated precisions: fp32, bf16, fp16.")] = "fp32,bf16",
     variant: Annotated[str, typer.Option(help="Model variant (random weights) when no --checkpoint is given.")] = "vit_small_patch16_224",
     checkpoint: Annotated[Optional[Path], typer.Option(help="Benchmark these weights instead of a random model.")] = None,

@@ -14,26 +14,39 @@ console = Console()
 _TOL_NAMES = {"logits_max_abs": "Δlogit", "scores_max_abs": "Δscore", "top5_min": "top5"}
 
 
-def _torch_precisions(engines: str) -> list[str]:
-    """``"torch-bf16,torch-fp16"`` → ["bf16", "fp16"] (``torch`` alone = fp32)."""
+#: Rungs --engines adds for the given artifacts (engine → its precisions), besides the torch ones.
+ARTIFACT_RUNGS = {"openvino": ("fp32", "bf16")}
+
+
+def _parse_rungs(engines: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """``"torch-bf16,openvino,openvino-bf16"`` → (["bf16"], [("openvino", "fp32"), ("openvino", "bf16")]).
+
+    ``torch`` / ``openvino`` alone = fp32.  Torch rungs run the checkpoint; the others run each
+    artifact given as an argument on that engine.
+    """
     from vmaedet.constants import PRECISIONS
     from vmaedet.errors import ConfigError
 
-    out = []
+    known = {"torch": PRECISIONS, **ARTIFACT_RUNGS}
+    torch_precs: list[str] = []
+    artifact_rungs: list[tuple[str, str]] = []
     for spec in filter(None, (s.strip() for s in engines.split(","))):
         name, _, prec = spec.partition("-")
-        if name != "torch" or prec not in ("", *PRECISIONS):
+        if name not in known or prec not in ("", *known[name]):
+            expected = [f"{n}{'-' + p if p != 'fp32' else ''}" for n, precs in known.items() for p in precs]
             raise ConfigError(f"unknown engine rung {spec!r}", received=engines,
-                              expected=", ".join(["torch", *(f"torch-{p}" for p in PRECISIONS)])
-                              + " (artifacts are given as arguments)")
-        out.append(prec or "fp32")
-    return out
+                              expected=", ".join(expected) + " (artifacts are given as arguments)")
+        if name == "torch":
+            torch_precs.append(prec or "fp32")
+        elif (name, prec or "fp32") not in artifact_rungs:
+            artifact_rungs.append((name, prec or "fp32"))
+    return torch_precs, artifact_rungs
 
 
 def verify(
     artifacts: Annotated[Optional[list[Path]], typer.Argument(help="Exported artifacts (each with its <artifact>.json manifest).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint to compare with; default: the one recorded in the manifests (sha256-checked).")] = None,
-    engines: Annotated[str, typer.Option(help="Extra torch rungs without an artifact, e.g. torch-bf16,torch-fp16.")] = "",
+    engines: Annotated[str, typer.Option(help="Extra rungs: torch-bf16, torch-fp16 (the checkpoint); openvino, openvino-bf16 (each .onnx artifact given, on OpenVINO; needs vmaedet[openvino]).")] = "",
     input_size: Annotated[Optional[str], typer.Option(help="Clip geometry HxW when no artifact fixes it (default 256x464).")] = None,
     persons: Annotated[str, typer.Option(help="Person counts, one random clip each (capped at the artifacts' max persons).")] = "1,7",
     seed: Annotated[int, typer.Option(help="Seed of the random clips and boxes.")] = 0,
@@ -74,12 +87,18 @@ def verify(
     if not ks or min(ks) < 0:
         raise ConfigError("--persons needs counts ≥ 0", received=persons, expected="comma-separated integers like 1,7",
                           fix="pass --persons 1,7")
+    torch_precs, artifact_rungs = _parse_rungs(engines)
+    if artifact_rungs and not artifacts:
+        raise ConfigError(f"the {artifact_rungs[0][0]} rung runs an exported artifact, and none was given",
+                          received=f"--engines {engines}", expected="an .onnx artifact as an argument",
+                          fix=f"vmaedet export CKPT --format onnx --out exports/, then "
+                              f"vmaedet verify exports/MODEL.onnx --engines {engines}")
     model = load_detector(checkpoint)
     from vmaedet.progress import progress
 
     with progress(None, "rungs", "verify", console=console, transient=True):
-        rungs = run_ladder(model, artifacts, ["fp32", *_torch_precisions(engines)], input_hw=input_hw, ks=ks,
-                           seed=seed, repeats=repeats)
+        rungs = run_ladder(model, artifacts, ["fp32", *torch_precs], input_hw=input_hw, ks=ks,
+                           seed=seed, repeats=repeats, artifact_engines=artifact_rungs)
     table = Table(title=f"parity vs float64 reference ({checkpoint.name})")
     for col in ("engine", "prec", "max Δlogit", "mean Δlogit", "max Δscore", "top-5", "ms", "tolerance", "ok"):
         table.add_column(col, justify="left" if col in ("engine", "tolerance") else "right", no_wrap=True)

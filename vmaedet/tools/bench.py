@@ -36,7 +36,10 @@ SUPPORTED = {
     "torch": set(PRECISIONS),
     "onnxruntime": set(EXPORT_PRECISIONS),
     "tensorrt": {"fp16"},
+    "openvino": {"fp32", "bf16"},  # bf16: an fp32 artifact run in bf16, only on a CPU with native bf16
 }
+#: Engines that run an fp32 export in every precision they support (their precision is the run's, not the artifact's).
+RUNTIME_PRECISION_ENGINES = {"openvino"}
 
 
 @dataclass
@@ -136,8 +139,9 @@ def _open_engine(name: str, precision: str, model: ActionDetector, cfg: BenchCon
                            input_hw=cfg.input_hw, max_persons=None)
     from vmaedet.export.onnx import export_onnx
 
+    export_precision = "fp32" if name in RUNTIME_PRECISION_ENGINES else precision
     art = export_onnx(model, workdir / f"{name}_{precision}.onnx", input_hw=cfg.input_hw, max_persons=max_k,
-                      precision=precision, checkpoint=checkpoint_path).path
+                      precision=export_precision, checkpoint=checkpoint_path).path
     if name == "tensorrt":
         from vmaedet.export.tensorrt import build_engine
 
@@ -153,6 +157,10 @@ def _unavailable(name: str) -> str | None:
 
         ok, why = tensorrt_status()
         return None if ok else why.split(";")[0]
+    if name == "openvino":
+        from vmaedet.envinfo import module_version
+
+        return None if module_version("openvino") else "openvino is not installed (pip install 'vmaedet[openvino]')"
     return None
 
 

@@ -45,6 +45,16 @@ def collect() -> list[dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001
         add("onnxruntime", False, f"not importable ({exc}); install vmaedet[cpu] (onnxruntime) or vmaedet[gpu] "
                                   "(onnxruntime-gpu)")
+    try:
+        from vmaedet.engines.openvino_engine import import_openvino, native_bf16
+
+        core = import_openvino().Core()
+        native, why = native_bf16(core)
+        add("OpenVINO", True, f"{str(module_version('openvino')).split('-')[0]}; devices: {', '.join(core.available_devices)}; "
+                              f"bf16: {'native' if native else 'not native (the openvino engine runs fp32 only)'} ({why})")
+    except Exception as exc:  # noqa: BLE001
+        add("OpenVINO", None, f"not usable ({str(exc).splitlines()[0]}); optional CPU engine: "
+                              "pip install 'vmaedet[openvino]'")
     onnx_v = module_version("onnx")
     add("onnx", onnx_v is not None, onnx_v or "not installed")
     from vmaedet.engines.trt_runtime import tensorrt_runtime_status

@@ -2,9 +2,10 @@
 
 Rungs: the PyTorch model in float64 (the reference) → torch fp32 → extra torch precisions
 (``torch-bf16``, ``torch-fp16``) → each exported artifact through its engine (onnxruntime for
-``.onnx``, TensorRT for ``.engine``/``.plan``).  Every rung is compared with the reference on
-logits and on sigmoid scores; a rung fails when it exceeds its tolerance (for an artifact: the
-tolerance recorded in its manifest at export).
+``.onnx``, TensorRT for ``.engine``/``.plan``) → each artifact again through the other engines
+asked for that run its format (``artifact_engines``: OpenVINO for ``.onnx``, in fp32 or bf16).
+Every rung is compared with the reference on logits and on sigmoid scores; a rung fails when it
+exceeds its tolerance (for an artifact: the tolerance recorded in its manifest at export).
 
 Inputs are drawn at a realistic scale: clips are random uint8 RGB frames normalised exactly as
 the seed does (so values span about −2.1…2.6), rois are random boxes inside the clip.
@@ -109,7 +110,7 @@ def checkpoint_from_manifests(artifacts: Sequence[Path]) -> Path:
 
 def run_ladder(model: torch.nn.Module, artifacts: Sequence[Path] = (), torch_precisions: Sequence[str] = ("fp32",),
                input_hw: tuple[int, int] | None = None, ks: Sequence[int] = (1, 7), seed: int = 0,
-               repeats: int = 1) -> list[Rung]:
+               repeats: int = 1, artifact_engines: Sequence[tuple[str, str]] = ()) -> list[Rung]:
     """Run the ladder and return one :class:`Rung` per engine (float64 reference excluded).
 
     Args:
@@ -118,11 +119,29 @@ def run_ladder(model: torch.nn.Module, artifacts: Sequence[Path] = (), torch_pre
         torch_precisions: torch engine precisions to include ("fp32" always first).
         input_hw: clip geometry when no artifact fixes it.
         ks: person counts, one random clip per entry (capped at the artifacts' max_persons).
+        artifact_engines: further (engine, precision) rungs for every artifact of a format the engine
+            runs (:data:`~vmaedet.artifacts.FORMAT_ENGINES`), e.g. ``[("openvino", "fp32")]``; an fp32
+            rung is held to the artifact's recorded tolerance, another precision to that precision's.
+
+    Raises:
+        VmaedetError: geometries disagree, no geometry, an unknown precision, or an artifact engine
+            without an artifact it can run.
+        BackendUnavailable: an artifact engine that is not installed or cannot run here (e.g. bf16
+            without native bf16).
     """
-    from vmaedet.artifacts import read_manifest
+    from vmaedet.artifacts import FORMAT_ENGINES, read_manifest
     from vmaedet.engines import open_engine
 
     manifests = [read_manifest(a) for a in artifacts]
+    for engine, prec in artifact_engines:
+        formats = [fmt for fmt, engines in FORMAT_ENGINES.items() if engine in engines]
+        if not any(m.artifact.format in formats for m in manifests):
+            raise VmaedetError(f"the {engine} rung runs an exported artifact and none of the artifacts is one it runs",
+                               received=[m.artifact.format for m in manifests] or "no artifact",
+                               expected=f"an artifact of format {' or '.join(formats) or '(none: unknown engine)'}",
+                               fix="pass the artifact, e.g. the one written by `vmaedet export CKPT --format onnx`")
+        if prec not in PRECISIONS:
+            raise VmaedetError(f"unknown {engine} precision {prec!r}", received=prec, expected=", ".join(PRECISIONS))
     geometries = {tuple(m.input.clip_hw) for m in manifests}
     if len(geometries) > 1:
         raise VmaedetError("the artifacts have different clip geometries", received=sorted(geometries),
@@ -148,4 +167,10 @@ def run_ladder(model: torch.nn.Module, artifacts: Sequence[Path] = (), torch_pre
     for i, (path, manifest) in enumerate(zip(artifacts, manifests), 1):
         with open_engine(Path(path)) as eng:  # the engine the artifact's manifest names
             rungs.append(run_rung(eng, f"{eng.name} #{i}", inputs, dict(manifest.tolerances), repeats))
+        for engine, prec in artifact_engines:
+            if engine not in FORMAT_ENGINES.get(manifest.artifact.format, ()):
+                continue
+            tolerances = dict(manifest.tolerances) if prec == manifest.precision else dict(TOLERANCES[prec])
+            with open_engine(Path(path), engine, precision=prec) as eng:
+                rungs.append(run_rung(eng, f"{engine} #{i}", inputs, tolerances, repeats))
     return rungs
