@@ -51,7 +51,7 @@ def stream_command(
     sources: Annotated[Optional[Path], typer.Option("--sources", help="Text file of sources, one per line: 'uri' or 'name<TAB>uri'; '#' comments.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", exists=True, dir_okay=False, help="Model checkpoint (torch backend).")] = None,
     engine: Annotated[Optional[Path], typer.Option("--engine", exists=True, dir_okay=False, help="Exported artifact (.onnx, TensorRT plan).")] = None,
-    backend: Annotated[str, typer.Option(help="torch | onnxruntime | tensorrt.")] = "torch",
+    backend: Annotated[str, typer.Option(help="torch | onnxruntime | openvino | tensorrt (an artifact runs on its manifest's engine unless another is named).")] = "torch",
     detector: Annotated[str, typer.Option(help="Person detector: ssdlite | motion | onnx:PATH[:fmt] | boxes:FILE.")] = "ssdlite",
     stride: Annotated[int, typer.Option(min=1, help="Frames between keyframes (one action inference each).")] = 8,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Action score shown and turned on.")] = 0.4,
@@ -96,7 +96,7 @@ def stream_command(
                                f"use --backend onnxruntime for {engine} if it is an .onnx file, "
                                "or --backend tensorrt for a TensorRT plan"))
     if checkpoint is not None and backend != "torch":
-        artifact, how = ("FILE.onnx", "--format onnx") if backend == "onnxruntime" else ("FILE.engine", "--trt")
+        artifact, how = ("FILE.onnx", "--format onnx") if backend in ("onnxruntime", "openvino") else ("FILE.engine", "--trt")
         raise ConfigError(f"the {backend} backend runs an exported artifact, not a checkpoint", received=str(checkpoint),
                           expected="--checkpoint with --backend torch, or --engine ARTIFACT",
                           fix=f"drop --backend {backend} to run the checkpoint with torch, or export it first "

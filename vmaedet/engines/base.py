@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import torch
 
+from vmaedet.constants import CLIP_LEN
 from vmaedet.artifacts import FORMAT_ENGINE, FORMAT_ENGINES, manifest_path, read_manifest
 from vmaedet.errors import BackendUnavailable, EngineError
 
@@ -93,7 +94,7 @@ class Engine(ABC):
             expected = "[1, 3, 16, H, W]"
         else:
             expected = "[B, 3, 16, H, W] with " + (f"1 ≤ B ≤ {self.max_batch}" if self.max_batch else "B ≥ 1")
-        if clip.ndim != 5 or clip.shape[0] < 1 or clip.shape[1] != 3 or clip.shape[2] != 16:
+        if clip.ndim != 5 or clip.shape[0] < 1 or clip.shape[1] != 3 or clip.shape[2] != CLIP_LEN:
             raise EngineError("clip has the wrong shape", received=tuple(clip.shape), expected=expected)
         b = int(clip.shape[0])
         if self.max_batch is not None and b > self.max_batch:

@@ -319,7 +319,7 @@ def _open_engine(engine: Engine | str | Path, backend: str, device: str) -> Engi
     path = Path(engine)
     if artifact_backend(path) is None and (backend == "torch" or path.suffix.lower() in CHECKPOINT_SUFFIXES):
         if backend != "torch":
-            export = (f"vmaedet export {path} --format onnx --out exports/" if backend == "onnxruntime" else
+            export = (f"vmaedet export {path} --format onnx --out exports/" if backend in ("onnxruntime", "openvino") else
                       f"vmaedet export {path} --trt --out exports/")
             raise ConfigError(f"the {backend} backend runs an exported artifact, not a checkpoint", received=str(path),
                               expected="a checkpoint with the torch backend, or an exported artifact",
