@@ -276,6 +276,7 @@ class ParityCase:
     max_abs_score: float
     top5_agreement: float
     batch: int | None = field(default=None, metadata=_OMIT)
+    mean_abs_score: float | None = field(default=None, metadata=_OMIT)  #: absent in manifests before the task gates
 
 
 @dataclass(frozen=True)
@@ -290,6 +291,7 @@ class Parity:
     reference: str | None = None
     runtime: str | None = None
     inputs: str | None = None
+    mean_abs_score: float | None = None  #: mean |Δ sigmoid score| (absent in manifests before the task gates)
 
     @classmethod
     def _read(cls, r: _Reader) -> "Parity":
@@ -297,12 +299,16 @@ class Parity:
         cases = []
         for i, c in enumerate(r.opt("cases", list, [])):
             cr = _Reader(c, f"{r.where}.cases[{i}]", r.source)
+            mean_score = cr.opt("mean_abs_score", num)
             cases.append(ParityCase(cr.req("k", int), float(cr.req("max_abs_logit", num)),
                                     float(cr.req("mean_abs_logit", num)), float(cr.req("max_abs_score", num)),
-                                    float(cr.req("top5_agreement", num)), cr.opt("batch", int)))
+                                    float(cr.req("top5_agreement", num)), cr.opt("batch", int),
+                                    None if mean_score is None else float(mean_score)))
+        mean_score = r.opt("mean_abs_score", num)
         return cls(float(r.req("max_abs_logit", num)), float(r.req("mean_abs_logit", num)),
                    float(r.req("max_abs_score", num)), float(r.req("top5_agreement", num)), tuple(cases),
-                   r.opt("reference", str), r.opt("runtime", str), r.opt("inputs", str))
+                   r.opt("reference", str), r.opt("runtime", str), r.opt("inputs", str),
+                   None if mean_score is None else float(mean_score))
 
     def stats(self) -> dict[str, float]:
         """The worst-case statistics (the keys of :func:`vmaedet.export.parity.error_stats`)."""
@@ -312,7 +318,47 @@ class Parity:
 
 def _parity_json(p: Parity) -> dict[str, Any]:
     head = {k: v for k, v in (("reference", p.reference), ("runtime", p.runtime), ("inputs", p.inputs)) if v is not None}
-    return {**head, "cases": [_json(c) for c in p.cases], **p.stats()}
+    tail = {"mean_abs_score": p.mean_abs_score} if p.mean_abs_score is not None else {}
+    return {**head, "cases": [_json(c) for c in p.cases], **p.stats(), **tail}
+
+
+@dataclass(frozen=True)
+class QuantizationInfo:
+    """The manifest's ``quantization`` (int8 artifacts): how the graph was quantized and what it passed.
+
+    ``scheme`` names the graph form (``"QDQ"``: QuantizeLinear → DequantizeLinear pairs on
+    activations, DequantizeLinear on int8 weights, what onnxruntime, OpenVINO and TensorRT's
+    explicit quantization read); ``weights`` / ``activations`` the granularity and symmetry;
+    ``quantized`` / ``excluded`` the node names (excluded: name → reason); ``calibration`` the
+    method, clip count, data root and split, memory and time; ``gates`` the task-gate figures on
+    the held-back clips and whether each passed.
+    """
+
+    scheme: str
+    library: str
+    weights: str
+    activations: str
+    quantized: tuple[str, ...] = ()
+    quantized_op_types: tuple[str, ...] = ()
+    excluded: Mapping[str, str] = field(default_factory=dict)
+    calibration: Mapping[str, Any] = field(default_factory=dict)
+    gates: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "manifest") -> "QuantizationInfo":
+        """Read a ``quantization`` section (scheme, library, weights, activations required)."""
+        r = _Reader(data, "quantization", source)
+        names = r.opt("quantized", list, [])
+        types = r.opt("quantized_op_types", list, [])
+        if not all(isinstance(n, str) for n in [*names, *types]):
+            r.fail("'quantized' / 'quantized_op_types' are not lists of names")
+        return cls(scheme=r.req("scheme", str), library=r.req("library", str), weights=r.req("weights", str),
+                   activations=r.req("activations", str), quantized=tuple(names), quantized_op_types=tuple(types),
+                   excluded=dict(r.opt("excluded", Mapping, {})), calibration=copy.deepcopy(dict(r.opt("calibration", Mapping, {}))),
+                   gates=copy.deepcopy(dict(r.opt("gates", Mapping, {}))),
+                   extra=r.rest(("scheme", "library", "weights", "activations", "quantized", "quantized_op_types",
+                                 "excluded", "calibration", "gates")))
 
 
 @dataclass(frozen=True)
@@ -392,7 +438,7 @@ class TensorRTInfo:
 
 
 _TOP = ("format", "created", "artifact", "model", "checkpoint", "input", "normalization", "labels", "opset",
-        "roi_align", "precision", "fp16", "tolerances", "verification", "versions", "tensorrt")
+        "roi_align", "precision", "fp16", "tolerances", "verification", "versions", "tensorrt", "quantization")
 
 
 @dataclass(frozen=True)
@@ -422,6 +468,7 @@ class ArtifactManifest:
     verification: Parity | None = None
     versions: Mapping[str, str | None] = field(default_factory=dict)
     tensorrt: TensorRTInfo | None = None
+    quantization: QuantizationInfo | None = None  #: int8 artifacts: the scheme, calibration and gates
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: keys present in the JSON read (None when built in code): absent optional sections stay absent
     present: frozenset[str] | None = field(default=None, compare=False, repr=False)
@@ -446,6 +493,7 @@ class ArtifactManifest:
         r = _Reader(data, "", source)
         model, ckpt, ver = r.child("model", False), r.child("checkpoint", False), r.child("verification", False)
         tol = r.opt("tensorrt", Mapping)
+        quant = r.opt("quantization", Mapping)
         return cls(
             artifact=ArtifactFile._read(r.child("artifact")),  # type: ignore[arg-type]
             input=Geometry._read(r.child("input")),  # type: ignore[arg-type]
@@ -457,6 +505,7 @@ class ArtifactManifest:
             tolerances={k: float(v) for k, v in r.opt("tolerances", Mapping, {}).items()},
             verification=Parity._read(ver) if ver else None, versions=dict(r.opt("versions", Mapping, {})),
             tensorrt=TensorRTInfo.from_dict(tol, source) if tol is not None else None,
+            quantization=QuantizationInfo.from_dict(quant, source) if quant is not None else None,
             extra=r.rest(_TOP), present=frozenset(data), _raw_input=dict(data["input"]),
         )
 
@@ -473,6 +522,8 @@ class ArtifactManifest:
         }
         if self.tensorrt is not None or (self.present is not None and "tensorrt" in self.present):
             out["tensorrt"] = _json(self.tensorrt)
+        if self.quantization is not None or (self.present is not None and "quantization" in self.present):
+            out["quantization"] = _json(self.quantization)
         if self.present is not None:  # read from a file: optional sections it did not have stay out
             out = {k: v for k, v in out.items() if k in self.present}
         out.update(copy.deepcopy(dict(self.extra)))

@@ -29,7 +29,7 @@ NUM_CLASSES: Final = 80
 #: Every precision name the project knows, in the order tables show them.
 PRECISIONS: Final = ("fp32", "bf16", "fp16")
 #: Precisions an ONNX artifact can be exported in.
-EXPORT_PRECISIONS: Final = ("fp32", "fp16")
+EXPORT_PRECISIONS: Final = ("fp32", "fp16", "int8")
 
 # --- the TensorRT RoIAlign + max plugin: ids shared by the graph surgery, the builder and the engine --
 #: ONNX op type = TensorRT plugin name of the fused RoIAlign + max.

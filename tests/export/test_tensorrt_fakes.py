@@ -575,3 +575,45 @@ def test_a_batched_plan_refuses_a_cuda_graph(trt: types.ModuleType, fp16_onnx_ba
     with pytest.raises(EngineError, match="holds one clip") as info:
         create_engine("tensorrt", plan, cuda_graph=True)
     assert "cuda_graph=False" in str(info.value)
+
+
+# -- int8 (QDQ): explicit quantization in a strongly typed network --------------------------------
+@pytest.fixture(scope="module")
+def int8_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real int8 QDQ export (vit_micro, 64×80, ≤ 8 persons) calibrated on a tiny synthetic dataset."""
+    from vmaedet.data.synthetic import generate
+    from vmaedet.export.onnx import export_onnx
+    from vmaedet.models import create_detector
+
+    root = tmp_path_factory.mktemp("fake_trt_int8")
+    generate(root / "data", videos=2, seconds=6, seed=3)
+    torch.manual_seed(0)
+    model = create_detector("vit_micro").eval()
+    with torch.no_grad():
+        model.head.weight.normal_(0, 0.5)
+    return export_onnx(model, root / "micro_int8.onnx", input_hw=(64, 80), max_persons=8, precision="int8",
+                       calib=root / "data").path
+
+
+def test_build_engine_takes_an_int8_qdq_graph_without_an_int8_flag(trt: types.ModuleType, int8_onnx: Path,
+                                                                    tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checked against the fake bindings only: not verified on a real TensorRT."""
+    flags: list[set[Any]] = []
+    real = trt_export._builder_config
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        config = real(*args, **kwargs)
+        flags.append(set(config.flags))
+        return config
+
+    monkeypatch.setattr(trt_export, "_builder_config", spy)
+    plan, manifest = _build(int8_onnx, tmp_path)
+    header = json.loads(plan.read_bytes().split(b"\n", 1)[1])
+    assert header["strongly_typed"]  # precisions come from the Q/DQ nodes
+    assert flags == [set()]  # no INT8 (nor FP16) builder flag, no calibrator
+    types_ = [layer["LayerType"] for layer in header["layers"]]
+    assert types_.count("QuantizeLinear") == 8 and types_.count("DequantizeLinear") == 16
+    assert manifest["precision"] == "int8" and manifest["quantization"]["scheme"] == "QDQ"
+    eq = manifest["tensorrt"]["explicit_quantization"]
+    assert eq["int8_builder_flag"] is False and eq["QuantizeLinear"] == 8 and eq["per_channel_weights"] == 8

@@ -1,4 +1,4 @@
-"""`vmaedet export`: a checkpoint → a verified ONNX graph (fp32 or FP16) or a TensorRT engine."""
+"""`vmaedet export`: a checkpoint → a verified ONNX graph (fp32, FP16 or int8 QDQ) or a TensorRT engine."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ class Format(str, Enum):
 
 #: The export precisions (:data:`vmaedet.constants.EXPORT_PRECISIONS`) as a choice of the CLI.
 Precision = Enum("Precision", {p: p for p in EXPORT_PRECISIONS}, type=str)  # type: ignore[misc]
+
+
+class CalibMethod(str, Enum):
+    absmax = "absmax"
+    percentile = "percentile"
 
 
 class RoiAlignMode(str, Enum):
@@ -82,7 +87,12 @@ def export(
     max_persons: Annotated[int, typer.Option(min=1, help="Largest number of persons per call the artifact is verified for (with --max-batch > 1: over all clips of the call).")] = 64,
     max_batch: Annotated[int, typer.Option(min=1, help="Largest number of clips per call (several cameras batched into one engine call). 1: one clip, the graph as before; > 1: a dynamic batch axis on the clip, verified at 1 and N clips; the TensorRT profile covers 1 … N clips.")] = 1,
     opset: Annotated[int, typer.Option(help="ONNX opset (17: single LayerNormalization node).")] = 17,
-    precision: Annotated[Optional[Precision], typer.Option(help="fp32, or fp16 (mixed-precision graph for strongly typed TensorRT). Default: fp32 for onnx, fp16 for engine.")] = None,
+    precision: Annotated[Optional[Precision], typer.Option(help="fp32, fp16 (mixed-precision graph for strongly typed TensorRT) or int8 (QDQ graph: int8 linear layers calibrated on --calib; gated on top-5 agreement, mean |Δ score| and frame-mAP vs fp32). Default: fp32 for onnx, fp16 for engine.")] = None,
+    calib: Annotated[Optional[Path], typer.Option("--calib", help="--precision int8: calibration data, an AVA-format dataset root (`vmaedet synth OUT` writes one): calibration on its train split, the accuracy gates on val keyframes calibration did not see.")] = None,
+    calib_clips: Annotated[int, typer.Option("--calib-clips", min=1, help="--precision int8: keyframe clips to calibrate on (one at a time).")] = 32,
+    gate_clips: Annotated[int, typer.Option("--gate-clips", min=1, help="--precision int8: held-back keyframe clips the accuracy gates run on.")] = 16,
+    calib_method: Annotated[CalibMethod, typer.Option("--calib-method", help="--precision int8: activation ranges from the abs-max, or the 99.99th percentile of |x|.")] = CalibMethod.absmax,
+    int8_attention: Annotated[bool, typer.Option("--int8-attention", help="--precision int8: also quantize the attention products (activation × activation MatMuls).")] = False,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("exports"),
     arch: Annotated[Optional[str], typer.Option(help="Variant name; inferred from the weight shapes by default.")] = None,
     trt: Annotated[bool, typer.Option("--trt", help="Shorthand for --format engine --precision fp16.")] = False,
@@ -110,6 +120,7 @@ def export(
     if trt:
         format, precision = Format.engine, Precision("fp16")
     prec = (precision or Precision("fp16" if format is Format.engine else "fp32")).value
+    _check_calib(prec, calib)
     source_wh = parse_size(source_size, "--source-size") if source_size else None
     input_hw = parse_size(input_size, "--input-size") if input_size else None
     resolve_geometry(source_wh, input_hw)  # fail on a bad size before loading anything
@@ -137,11 +148,26 @@ def export(
         clips = f", ≤ {max_batch} clips" if max_batch > 1 else ""
         bar.update(0, detail=f"{checkpoint.name} → {onnx_path} ({prec}, {h}x{w}, ≤ {max_persons} persons{clips}): "
                              "export and verify in onnxruntime")
+        int8_args: dict[str, Any] = {}
+        if prec == "int8":
+            from vmaedet.export.int8 import Int8Options
+
+            int8_args = {"calib": calib, "calib_clips": calib_clips, "gate_clips": gate_clips,
+                         "int8": Int8Options(include_attention=int8_attention, method=calib_method.value)}
         result = export_onnx(model, onnx_path, input_hw=None if source_wh else (h, w), source_wh=source_wh,
                              max_persons=max_persons, max_batch=max_batch,
-                             opset=opset, precision=prec, checkpoint=checkpoint)
+                             opset=opset, precision=prec, checkpoint=checkpoint, **int8_args)
         bar.update(1, detail="verified")
         ver = result.manifest.verification
+        quant = result.manifest.quantization
+        if quant is not None:
+            g, cal = quant.gates, quant.calibration
+            mp = f", frame-mAP fp32 {g['map_fp32']:.4f} → int8 {g['map_int8']:.4f}" if g.get("map_fp32") is not None else ""
+            bar.message(f"int8: {len(quant.quantized)} layers quantized ({', '.join(quant.quantized_op_types)}), "
+                        f"{len(quant.excluded)} left in float; calibrated on {cal.get('clips')} clips in "
+                        f"{cal.get('seconds')} s (peak RSS {cal.get('peak_rss_mib')} MiB); gates on {g.get('clips')} "
+                        f"held-back clips: top-5 agreement {g['top5_agreement']:.3f}, mean |Δ score| "
+                        f"{g['mean_abs_score']:.2e}, max |Δ score| {g['max_abs_score']:.2e}{mp}")
         bar.message(f"[green]wrote[/] {result.path} (+ {result.manifest_path.name}); verified in onnxruntime: "
                     f"max |Δ logit| {ver.max_abs_logit:.2e}, max |Δ score| {ver.max_abs_score:.2e}, "
                     f"top-5 agreement {ver.top5_agreement:.3f} (tolerance {dict(result.manifest.tolerances)})")
@@ -155,6 +181,23 @@ def export(
         bar.update(2)
         bar.message(f"[green]wrote[/] {engine_path}")
         bar.message(f"next: vmaedet verify {engine_path}")
+
+
+def _check_calib(precision: str, calib: Path | None) -> None:
+    """--calib goes with --precision int8 (and int8 needs it); the folder must exist."""
+    from vmaedet.errors import ConfigError
+
+    if precision == "int8" and calib is None:
+        raise ConfigError("--precision int8 needs calibration data", received="no --calib",
+                          expected="--calib DATA, an AVA-format dataset root",
+                          fix="add --calib DATA (e.g. a folder written by `vmaedet synth DATA`)")
+    if precision != "int8" and calib is not None:
+        raise ConfigError(f"--calib is only used with --precision int8, not {precision}", received=f"--calib {calib}",
+                          fix="add --precision int8, or leave --calib out")
+    if calib is not None and not calib.is_dir():
+        raise ConfigError("--calib is not a folder", received=str(calib),
+                          expected="an AVA-format dataset root (annotations/, videos/)",
+                          fix="check the path, or write a dataset with `vmaedet synth DATA`")
 
 
 def register(app: typer.Typer) -> None:

@@ -51,7 +51,7 @@ def stream_command(
     sources: Annotated[Optional[Path], typer.Option("--sources", help="Text file of sources, one per line: 'uri' or 'name<TAB>uri'; '#' comments.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", exists=True, dir_okay=False, help="Model checkpoint (torch backend).")] = None,
     engine: Annotated[Optional[Path], typer.Option("--engine", exists=True, dir_okay=False, help="Exported artifact (.onnx, TensorRT plan).")] = None,
-    backend: Annotated[str, typer.Option(help="torch | onnxruntime | openvino | tensorrt (an artifact runs on its manifest's engine unless another is named).")] = "torch",
+    backend: Annotated[str, typer.Option(help="torch | onnxruntime | openvino | tensorrt | auto (an artifact runs on its manifest's engine unless another is named; auto: the fastest engine here for it — CPU: openvino > onnxruntime > torch, GPU: tensorrt > onnxruntime CUDA > torch — printed with the reason).")] = "torch",
     detector: Annotated[str, typer.Option(help="Person detector: ssdlite | motion | onnx:PATH[:fmt] | boxes:FILE.")] = "ssdlite",
     stride: Annotated[int, typer.Option(min=1, help="Frames between keyframes (one action inference each).")] = 8,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Action score shown and turned on.")] = 0.4,
@@ -89,6 +89,11 @@ def stream_command(
                           expected="--checkpoint model.safetensors or --engine model.onnx")
     from vmaedet.engines import list_engines
 
+    if backend == "auto":
+        from vmaedet.engines.base import choose_backend
+
+        backend, why = choose_backend(checkpoint if checkpoint is not None else engine, device=device)
+        console.print(f"backend: {backend} ({why})", highlight=False, soft_wrap=True)
     known = list_engines()
     if backend not in known:
         raise ConfigError(f"unknown backend {backend!r}", received=backend, expected=" | ".join(known),

@@ -232,3 +232,73 @@ def open_engine(source: Any, backend: str | None = None, *, device: str | None =
     if precision is not None:
         kwargs["precision"] = precision
     return create_engine(name, source, **kwargs)
+
+
+# -- the fastest engine available here ----------------------------------------------------------------
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def engine_availability(device: str | None = None) -> dict[str, bool]:
+    """What can run here: ``cuda`` (the device asks for a GPU, or "auto"/None and one is visible),
+    ``openvino``, ``onnxruntime``, ``onnxruntime-cuda`` (its CUDA provider) and ``tensorrt`` (importable)."""
+    wants = str(device or "auto").strip().lower()
+    cuda = torch.cuda.is_available() and (wants == "auto" or wants.startswith("cuda"))
+    ort_cuda = False
+    if _importable("onnxruntime"):
+        try:
+            import onnxruntime
+
+            ort_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+        except Exception:  # noqa: BLE001 - a broken install: not available
+            ort_cuda = False
+    return {"cuda": cuda, "openvino": _importable("openvino"), "onnxruntime": _importable("onnxruntime"),
+            "onnxruntime-cuda": ort_cuda, "tensorrt": _importable("tensorrt")}
+
+
+def choose_backend(source: Any, *, device: str | None = None,
+                   availability: dict[str, bool] | None = None) -> tuple[str, str]:
+    """The fastest engine available here for ``source``, and why, in words: ``(name, reason)``.
+
+    Order — on the CPU: OpenVINO > onnxruntime > torch; on a GPU: TensorRT > onnxruntime (CUDA) >
+    torch (CUDA).  Each engine can only run what it runs: a TensorRT plan runs on ``tensorrt``; an
+    ONNX artifact on OpenVINO (fp32 or int8 exports, CPU) or onnxruntime; a checkpoint or a model on
+    torch (export it for the others).
+
+    Args:
+        source: an artifact path, a checkpoint path or a model.
+        device: "auto"/None (a GPU when one is visible), "cpu", "cuda[:N]".
+        availability: what is installed/usable (default :func:`engine_availability`; tests pass their own).
+
+    Raises:
+        EngineError: the artifact's manifest is unreadable or names an unknown format.
+    """
+    have = availability if availability is not None else engine_availability(device)
+    gpu = bool(have.get("cuda"))
+    where = "a GPU" if gpu else "the CPU"
+    artifact = artifact_backend(source)
+    if artifact == "tensorrt":
+        return "tensorrt", "a TensorRT plan runs on TensorRT only"
+    if artifact is None:
+        return "torch", (f"a checkpoint runs on torch ({where}); export it (`vmaedet export CKPT`) "
+                         "for onnxruntime/OpenVINO/TensorRT")
+    precision = None
+    if manifest_path(Path(source)).exists():
+        precision = read_manifest(Path(source)).precision
+    if gpu:
+        if have.get("onnxruntime-cuda"):
+            return "onnxruntime", ("an ONNX artifact on a GPU: onnxruntime's CUDA provider (TensorRT needs a plan: "
+                                   "`vmaedet export CKPT --trt`)")
+        if have.get("onnxruntime"):
+            return "onnxruntime", "an ONNX artifact: onnxruntime (no CUDA provider here, so on the CPU)"
+    if have.get("openvino") and precision in (None, "fp32", "int8"):
+        return "openvino", f"an {precision or 'ONNX'} ONNX artifact on the CPU: OpenVINO is the fastest CPU engine here"
+    if have.get("onnxruntime"):
+        why = "OpenVINO is not installed" if not have.get("openvino") else f"OpenVINO does not run {precision} exports"
+        return "onnxruntime", f"an ONNX artifact on the CPU: onnxruntime ({why})"
+    return "onnxruntime", "an ONNX artifact runs on onnxruntime or OpenVINO, and neither is installed (opening it will say how)"

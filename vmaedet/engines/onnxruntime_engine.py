@@ -177,9 +177,22 @@ class SessionLoadError(EngineError):
                          fix="export the model again, or upgrade onnxruntime")
 
 
+#: onnxruntime graph rewrites turned off for int8 (QDQ) artifacts: ``MatMulAddFusion`` rewrites
+#: DQ → MatMul → Add (bias) into Reshape → Gemm in float before the QDQ pass can fuse the int8 MatMul
+#: (onnxruntime 1.32), so every int8 layer would run in float with Q/DQ around it — slower than fp32.
+#: Without it the linear layers become ``MatMulIntegerToFloat``.
+INT8_DISABLED_OPTIMIZERS: tuple[str, ...] = ("MatMulAddFusion",)
+
+
+def session_kwargs(precision: str | None) -> dict[str, Any]:
+    """Extra :func:`create_session` arguments an artifact of ``precision`` needs (int8: the optimisers to disable)."""
+    return {"disabled_optimizers": INT8_DISABLED_OPTIMIZERS} if precision == "int8" else {}
+
+
 def create_session(model: str | Path | bytes, *, device: str | None = "cpu", providers: Sequence[str] | None = None,
                    provider_options: Sequence[dict[str, str]] | None = None, threads: int | None = None,
-                   cpu_fallback: bool = False, quiet: bool = True) -> Any:
+                   cpu_fallback: bool = False, quiet: bool = True,
+                   disabled_optimizers: Sequence[str] | None = None) -> Any:
     """The one way the package opens an onnxruntime ``InferenceSession``.
 
     Args:
@@ -193,6 +206,8 @@ def create_session(model: str | Path | bytes, *, device: str | None = "cpu", pro
             run on the CPU instead of raising (for optional helpers such as person detectors).
         quiet: onnxruntime logs errors only (its warnings about unused initialisers and provider
             fallbacks are not the user's business).
+        disabled_optimizers: onnxruntime graph optimisers to leave out by name (int8 artifacts:
+            :data:`INT8_DISABLED_OPTIMIZERS`, see :func:`session_kwargs`).
 
     Raises:
         BackendUnavailable: onnxruntime or a requested provider is missing, or a GPU provider did
@@ -219,7 +234,8 @@ def create_session(model: str | Path | bytes, *, device: str | None = "cpu", pro
         opts.intra_op_num_threads = int(threads)
     source = model if isinstance(model, bytes) else str(model)
     try:
-        session = ort.InferenceSession(source, opts, providers=chosen, provider_options=list(provider_options))
+        extra = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
+        session = ort.InferenceSession(source, opts, providers=chosen, provider_options=list(provider_options), **extra)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises InvalidProtobuf, Fail, … for unusable files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         reason = f"{type(exc).__name__}: {first}"[:300] if first else type(exc).__name__
@@ -241,8 +257,10 @@ def provider_options(providers: Sequence[str], *, device_id: int = 0, precision:
 
     CUDA: ``device_id``; the memory arena grows by what is asked, not by doubling; cuDNN picks
     the convolution algorithm heuristically (one fixed-shape Conv3d: no exhaustive search at
-    start-up); TF32 off for fp32 artifacts (TF32 GEMMs would miss the fp32 parity of 1e-4).
-    TensorRT: ``device_id``; FP16 for fp16 artifacts; engine and timing caches in ``cache_dir``;
+    start-up); TF32 off for fp32 artifacts and for the float parts of int8 ones (TF32 GEMMs would
+    miss the fp32 parity of 1e-4).
+    TensorRT: ``device_id``; FP16 for fp16 artifacts; INT8 for int8 (QDQ) artifacts (the provider
+    reads the graph's Q/DQ scales: explicit quantization, no calibration table); engine and timing caches in ``cache_dir``;
     one profile: ``rois`` from 1×5 over ``TRT_OPT_PERSONS``×5 to ``max_persons``×5, and the clip at
     its fixed shape (``max_batch`` 1) or, for an artifact with a batch axis, from 1 over
     ``min(TRT_OPT_BATCH, max_batch)`` to ``max_batch`` clips (``clip_shape`` is one clip's shape).
@@ -252,7 +270,7 @@ def provider_options(providers: Sequence[str], *, device_id: int = 0, precision:
         if p == CUDA:
             out.append({"device_id": str(device_id), "arena_extend_strategy": "kSameAsRequested",
                         "cudnn_conv_algo_search": "HEURISTIC", "do_copy_in_default_stream": "1",
-                        "use_tf32": "0" if precision == "fp32" else "1"})
+                        "use_tf32": "0" if precision in ("fp32", "int8") else "1"})
         elif p == TRT:
             if cache_dir is None:
                 raise EngineError("the TensorRT provider needs a cache folder", fix="pass cache_dir")
@@ -267,6 +285,7 @@ def provider_options(providers: Sequence[str], *, device_id: int = 0, precision:
             out.append({
                 "device_id": str(device_id),
                 "trt_fp16_enable": "True" if precision == "fp16" else "False",
+                **({"trt_int8_enable": "True"} if precision == "int8" else {}),
                 "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache_dir),
                 "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(cache_dir),
                 "trt_profile_min_shapes": ",".join([*clips[0], _shape(rois_name, (1, 5))]),
@@ -343,7 +362,7 @@ class OnnxRuntimeEngine(Engine):
             max_persons=manifest.input.max_persons, max_batch=manifest.input.max_batch)
         try:
             self.session = create_session(path, device=device, providers=chosen, provider_options=self.provider_options,
-                                          threads=threads)
+                                          threads=threads, **session_kwargs(manifest.precision))
         except SessionLoadError as exc:
             raise EngineError(
                 f"onnxruntime {exc.ort_version} cannot load {path}",

@@ -1,4 +1,4 @@
-"""Export: ONNX (fp32 and the mixed-precision FP16 graph) with its parity gate, and TensorRT (builder).
+"""Export: ONNX (fp32, the mixed-precision FP16 graph, the int8 QDQ graph) with its gates, and TensorRT (builder).
 
 Public names are imported lazily so that ``import vmaedet.export.tensorrt`` does not pay for
 the ONNX exporter:
@@ -8,6 +8,8 @@ the ONNX exporter:
 * :func:`convert_to_fp16`, :func:`check_fp16_structure` — the FP16 graph pass (``vmaedet.export.fp16``)
 * :data:`TOLERANCES`, :func:`error_stats`, :func:`merge_stats`, :func:`within`, :func:`random_clip`,
   :func:`random_rois` — the parity maths shared with ``vmaedet.tools.verify`` (``vmaedet.export.parity``)
+* :class:`~vmaedet.export.int8.Int8Options` and the QDQ pass (``vmaedet.export.int8``; used by
+  ``export_onnx(..., precision="int8", calib=DATA)``)
 * :func:`build_engine` — the TensorRT builder (``vmaedet.export.tensorrt``; the runtime side is
   ``vmaedet.engines.trt_runtime``)
 
@@ -23,7 +25,7 @@ from typing import Any
 _LAZY = {
     "export_onnx": "onnx", "ExportResult": "onnx", "resolve_geometry": "onnx",
     "convert_to_fp16": "fp16", "check_fp16_structure": "fp16",
-    "TOLERANCES": "parity", "error_stats": "parity", "merge_stats": "parity", "within": "parity",
+    "TOLERANCES": "parity", "EXPORT_GATES": "parity", "pooled_stats": "parity", "error_stats": "parity", "merge_stats": "parity", "within": "parity",
     "random_clip": "parity", "random_rois": "parity",
     "build_engine": "tensorrt",
 }

@@ -10,6 +10,11 @@ With ``max_batch`` > 1 the clip input has a dynamic batch axis (``clip [batch, 3
 1 ≤ batch ≤ max_batch): several cameras' keyframes in one call, each roi naming its clip in
 column 0.  The default ``max_batch=1`` exports exactly the graph it always did (byte for byte).
 
+``precision="int8"`` writes the QDQ graph of :mod:`vmaedet.export.int8` (int8 linear layers,
+calibrated on an AVA-format dataset one clip at a time) and gates it on the task instead of the
+logits: top-5 agreement per person, mean |Δ score| and, with labels, the frame-mAP@0.5 difference
+vs PyTorch fp32 on keyframes calibration did not see (:data:`~vmaedet.export.parity.EXPORT_GATES`).
+
 Every export is checked before it is reported done: the onnx checker, the graph structure, then
 onnxruntime vs PyTorch on random clips for K ∈ {0, 1, 7, max_persons} (one clip), and with
 ``max_batch`` > 1 one call of ``max_batch`` clips with rois spread over them against PyTorch run
@@ -27,7 +32,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -37,13 +42,16 @@ from vmaedet.artifacts import (MANIFEST_FORMAT, ArtifactManifest, library_versio
                                write_manifest)
 from vmaedet.constants import CLIP_LEN, EXPORT_PRECISIONS, FRAME_STRIDE, PATCH_SIZE, SHORT_SIDE
 from vmaedet.data.transforms import MEAN_RGB, STD_RGB, input_geometry
-from vmaedet.engines.onnxruntime_engine import SessionLoadError, create_session
+from vmaedet.engines.onnxruntime_engine import SessionLoadError, create_session, session_kwargs
 from vmaedet.errors import ConfigError, ExportError, VmaedetError
 from vmaedet.export.fp16 import check_fp16_structure, convert_to_fp16
-from vmaedet.export.parity import TOLERANCES, error_stats, merge_stats, random_clip, random_rois, within
+from vmaedet.export.parity import EXPORT_GATES, error_stats, merge_stats, random_clip, random_rois, within
 from vmaedet.labels import AVA_ACTIONS
 from vmaedet.models.detector import ActionDetector
 from vmaedet.ops.roi_align import POOLED_SIZE, SPATIAL_SCALE
+
+if TYPE_CHECKING:
+    from vmaedet.export.int8 import DatasetClips, Int8Options
 
 #: Opsets the exporter accepts: ≥ 17 for a single LayerNormalization node (and RoiAlign-16 modes).
 SUPPORTED_OPSETS = (17, 18, 19, 20)
@@ -108,6 +116,20 @@ def resolve_geometry(source_wh: tuple[int, int] | None = None, input_hw: tuple[i
         raise ConfigError("the source size must be positive", received=source_wh)
     _, (pw, ph) = input_geometry(tuple(source_wh), short_side=short_side)  # type: ignore[arg-type]
     return check_input_hw((ph, pw)), tuple(source_wh)  # type: ignore[return-value]
+
+
+def _check_int8_args(precision: str, calib: str | Path | None, max_batch: int) -> None:
+    if precision == "int8" and calib is None:
+        raise ConfigError("an int8 export needs calibration data", received="no calibration data (calib=None)",
+                          expected="an AVA-format dataset root (e.g. `vmaedet synth OUT` writes one)",
+                          fix="pass calib=DATA, e.g. `vmaedet export CKPT --precision int8 --calib DATA`")
+    if precision != "int8" and calib is not None:
+        raise ConfigError(f"calibration data is only used by the int8 precision, not {precision}",
+                          received=str(calib), expected="precision='int8', or no calibration data",
+                          fix="export with precision='int8', or leave the calibration data out")
+    if precision == "int8" and max_batch != 1:
+        raise ConfigError("an int8 export takes one clip per call", received=f"max_batch {max_batch}", expected="1",
+                          fix="export int8 with max_batch=1")
 
 
 def _check_args(model: Any, opset: int, precision: str, max_persons: int, max_batch: int = 1) -> None:
@@ -219,10 +241,11 @@ def _save(model: onnx.ModelProto, path: Path) -> str | None:
     return data_name
 
 
-def _ort_session(path: Path) -> Any:
-    """A CPU onnxruntime session of the staged graph (BackendUnavailable naming the extra when missing)."""
+def _ort_session(path: Path, precision: str = "fp32") -> Any:
+    """A CPU onnxruntime session of the staged graph, set up as the engine sets up one of ``precision``
+    (BackendUnavailable naming the extra when missing)."""
     try:
-        return create_session(path, device="cpu")
+        return create_session(path, device="cpu", **session_kwargs(precision))
     except SessionLoadError as exc:
         raise ExportError(
             "onnxruntime cannot load the exported graph, so it cannot be verified",
@@ -285,7 +308,7 @@ def parity_check(model: ActionDetector, onnx_path: Path, input_hw: tuple[int, in
 def _manifest(model: ActionDetector, *, artifact: Path, data_file: str | None, input_hw: tuple[int, int],
               source_wh: tuple[int, int] | None, max_persons: int, max_batch: int, opset: int, precision: str,
               roi_align: dict[str, Any], verification: dict[str, Any], fp16: dict[str, Any] | None,
-              checkpoint: Path | None) -> ArtifactManifest:
+              checkpoint: Path | None, quantization: dict[str, Any] | None = None) -> ArtifactManifest:
     h, w = input_hw
     short_side = model.preprocess.short_side
     resized = list(input_geometry(source_wh, short_side=short_side)[0]) if source_wh else None
@@ -315,9 +338,10 @@ def _manifest(model: ActionDetector, *, artifact: Path, data_file: str | None, i
         "roi_align": roi_align,
         "precision": precision,
         "fp16": fp16,
-        "tolerances": TOLERANCES[precision],
+        "tolerances": EXPORT_GATES[precision],
         "verification": verification,
         "versions": library_versions(),
+        **({"quantization": quantization} if quantization is not None else {}),
     }, source=f"for {artifact.name}")
 
 
@@ -330,7 +354,7 @@ def _verify_staged(model: ActionDetector, staged: Path, input_hw: tuple[int, int
         raise ExportError("the exported graph fails the onnx checker", received=str(exc)[:500]) from exc
     with torch.no_grad():
         parity = parity_check(model, staged, input_hw, max_persons, seed=seed, max_batch=max_batch)
-    failures = within(parity, TOLERANCES[precision])
+    failures = within(parity, EXPORT_GATES[precision])
     if failures:
         worst = max(parity["cases"], key=lambda c: c["max_abs_logit"])
         where = f"K={worst['k']}" + (f", {worst['batch']} clips" if "batch" in worst else "")
@@ -338,17 +362,60 @@ def _verify_staged(model: ActionDetector, staged: Path, input_hw: tuple[int, int
             f"the {precision} ONNX graph does not match PyTorch (onnxruntime, CPU)",
             received="; ".join(failures) + f" (worst {where}: max |Δ logit| {worst['max_abs_logit']:.3g}, "
             f"mean {worst['mean_abs_logit']:.3g}, max |Δ score| {worst['max_abs_score']:.3g})",
-            expected=f"within {TOLERANCES[precision]}",
+            expected=f"within {EXPORT_GATES[precision]}",
             fix="nothing was written; check the weights for extreme values, or report the statistics above as a bug",
         )
     return {"reference": "PyTorch fp32, CPU", "runtime": "onnxruntime CPUExecutionProvider",
             "inputs": "random uint8 frames normalised as the seed; random boxes ≥ 16 px", **parity}
 
 
+def _gate_failure(figures: dict[str, Any], failures: list[str], tolerances: dict[str, float], what: str) -> ExportError:
+    mp = (f", frame-mAP@0.5 fp32 {figures['map_fp32']:.4f} vs {figures['map_int8']:.4f}"
+          if figures.get("map_fp32") is not None else "")
+    return ExportError(
+        f"the {what} fails its accuracy gates against PyTorch fp32 on {figures.get('clips', '?')} held-back clips "
+        f"({figures.get('persons', '?')} persons)",
+        received="; ".join(failures) + f" (top-5 agreement {figures['top5_agreement']:.3f}, mean |Δ score| "
+        f"{figures['mean_abs_score']:.3g}, max |Δ score| {figures['max_abs_score']:.3g}, max |Δ logit| "
+        f"{figures['max_abs_logit']:.3g}{mp})",
+        expected=f"within {tolerances}",
+        fix="nothing was written; calibrate on more or more representative clips (calib_clips, the calibration data), "
+            "try the percentile calibration, or leave the failing layers in float (Int8Options.exclude)",
+    )
+
+
+def _verify_int8(model: ActionDetector, staged: Path, max_persons: int, held: "DatasetClips", input_hw: tuple[int, int],
+                 seed: int) -> dict[str, Any]:
+    """onnx checker, the graph runs for K = 0 and max_persons, then the task gates on the held-back clips."""
+    from vmaedet.export.int8 import task_gate
+
+    try:
+        onnx.checker.check_model(str(staged), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError("the int8 graph fails the onnx checker", received=str(exc)[:500]) from exc
+    session = _ort_session(staged, "int8")  # as the engine runs it: int8 MatMuls (MatMulIntegerToFloat)
+    gen = torch.Generator().manual_seed(seed)
+    for k in sorted({0, max_persons}):
+        out = session.run([OUTPUT_NAME], {"clip": random_clip(input_hw, gen).numpy(),
+                                          "rois": random_rois(k, input_hw, gen).numpy()})[0]
+        if out.shape != (k, model.num_classes):
+            raise ExportError(f"onnxruntime returned the wrong shape for K={k}", received=out.shape,
+                              expected=(k, model.num_classes))
+    figures = task_gate(model, lambda c, r: session.run([OUTPUT_NAME], {"clip": c, "rois": r})[0], held,
+                        num_classes=model.num_classes)
+    failures = within(figures, EXPORT_GATES["int8"])
+    if failures:
+        raise _gate_failure(figures, failures, EXPORT_GATES["int8"], "int8 ONNX graph")
+    return {"reference": "PyTorch fp32, CPU", "runtime": "onnxruntime CPUExecutionProvider",
+            "inputs": f"{figures['clips']} keyframes of {held.root} ({held.split}) held back from calibration; "
+                      "statistics pooled over their persons", **figures}
+
+
 def export_onnx(model: ActionDetector, out_path: str | Path, *, input_hw: tuple[int, int] | None = None,
                 source_wh: tuple[int, int] | None = None, max_persons: int = 64, opset: int = 17,
                 precision: str = "fp32", checkpoint: str | Path | None = None, seed: int = 0,
-                max_batch: int = 1) -> ExportResult:
+                max_batch: int = 1, calib: str | Path | None = None, calib_clips: int = 32, gate_clips: int = 16,
+                int8: "Int8Options | None" = None) -> ExportResult:
     """Export ``model`` to ONNX, verify it, and write the artifact and its manifest.
 
     Args:
@@ -359,11 +426,16 @@ def export_onnx(model: ActionDetector, out_path: str | Path, *, input_hw: tuple[
         max_persons: the largest K of one call the artifact is verified for (and engines accept); with
             batches, the total over the call's clips.
         opset: ONNX opset (17 by default).
-        precision: "fp32", or "fp16" for the mixed-precision graph of strongly typed TensorRT.
+        precision: "fp32", "fp16" for the mixed-precision graph of strongly typed TensorRT, or "int8"
+            for the QDQ graph (int8 linear layers; needs ``calib``).
         checkpoint: the checkpoint file the weights came from (path + sha256 go to the manifest).
         max_batch: the largest number of clips B of one call.  1 (default): a clip of one, the graph
             as before; > 1: a dynamic batch axis on ``clip`` (rois' column 0 picks the clip),
             verified at B = 1 and B = max_batch; recorded in the manifest for engines.
+        calib: int8 only: an AVA-format dataset root (``vmaedet synth`` writes one); calibration
+            uses ``calib_clips`` keyframes of its train split (or of its only split), the gates
+            ``gate_clips`` keyframes calibration did not see (its val split, or the rest).
+        int8: an :class:`~vmaedet.export.int8.Int8Options` (what to quantize, calibration method).
 
     Raises:
         ConfigError: bad geometry, opset, precision, person count or batch size.
@@ -373,7 +445,17 @@ def export_onnx(model: ActionDetector, out_path: str | Path, *, input_hw: tuple[
     from vmaedet.safeio import check_outputs, check_writable_dir, find_os_error, output_error
 
     _check_args(model, opset, precision, max_persons, max_batch)
+    _check_int8_args(precision, calib, max_batch)
     input_hw, source_wh = resolve_geometry(source_wh, input_hw, short_side=model.preprocess.short_side)
+    int8_plan = None
+    if precision == "int8":  # the data is checked before anything is exported
+        from vmaedet.export.int8 import Int8Options, plan_clips
+
+        options = int8 if int8 is not None else Int8Options()
+        options.check()
+        int8_plan = (options, *plan_clips(calib, calib_clips=calib_clips, gate_clips=gate_clips,  # type: ignore[arg-type]
+                                          input_hw=input_hw, short_side=model.preprocess.short_side,
+                                          max_persons=max_persons))
     out_path = Path(out_path)
     json_path = manifest_path(out_path)
     check_outputs({"the ONNX file": out_path, "its manifest": json_path, "its external data": external_data_path(out_path)},
@@ -405,15 +487,38 @@ def export_onnx(model: ActionDetector, out_path: str | Path, *, input_hw: tuple[
                              "fp32_islands": ["LayerNormalization", "Softmax outside attention blocks", "ReduceMean",
                                               "ReduceMax", "RoiAlign", "graph I/O"],
                              "attention": "FP16 MatMul→(scale)→Softmax→MatMul, no Cast inside (TensorRT fused attention)"}
+            quant_info: dict[str, Any] | None = None
+            if int8_plan is not None:
+                from vmaedet.export.int8 import calibrate, check_qdq_structure, describe, quantize_qdq, select_targets
+
+                options, calib_set, held = int8_plan
+                selection = select_targets(graph, options)
+                calibration = calibrate(graph, selection.activation_tensors(), calib_set, method=options.method,
+                                        percentile=options.percentile, bins=options.bins)
+                graph = quantize_qdq(graph, selection, calibration.ranges, options)
+                structure = check_qdq_structure(graph)
+                quant_info = describe(selection, calibration, root=calib, calib_split=calib_set.split,  # type: ignore[arg-type]
+                                      held_split=held.split, options=options)
+                quant_info["structure"] = structure
             data_file = _save(graph, staged)
-            verification = _verify_staged(frozen, staged, input_hw, max_persons, precision, seed, max_batch)
+            if int8_plan is not None:
+                verification = _verify_int8(frozen, staged, max_persons, int8_plan[2], input_hw, seed)
+                gates = {k: verification[k] for k in ("clips", "persons", "top5_agreement", "mean_abs_score",
+                                                      "max_abs_score", "max_abs_logit") if k in verification}
+                gates.update({k: verification[k] for k in ("map_fp32", "map_int8", "map_delta") if k in verification})
+                quant_info["gates"] = {"reference": "PyTorch fp32", **gates,  # type: ignore[index]
+                                       "tolerances": EXPORT_GATES[precision], "passed": True}
+                verification = {k: v for k, v in verification.items()
+                                if k not in ("clips", "persons", "map_fp32", "map_int8", "map_delta")}
+            else:
+                verification = _verify_staged(frozen, staged, input_hw, max_persons, precision, seed, max_batch)
             if fp16_info is not None:
                 fp16_info["error_vs_torch_fp32"] = {k: verification[k] for k in ("max_abs_score", "top5_agreement", "max_abs_logit")}
             manifest = _manifest(frozen, artifact=staged, data_file=data_file, input_hw=input_hw, source_wh=source_wh,
                                  max_persons=max_persons, max_batch=max_batch, opset=opset, precision=precision,
                                  roi_align=roi_align,
                                  verification=verification, fp16=fp16_info,
-                                 checkpoint=Path(checkpoint) if checkpoint else None)
+                                 checkpoint=Path(checkpoint) if checkpoint else None, quantization=quant_info)
             staged_json = write_manifest(staged, manifest, Path(tmp) / json_path.name)
             if data_file:
                 os.replace(Path(tmp) / data_file, out_path.parent / data_file)

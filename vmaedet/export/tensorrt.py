@@ -8,6 +8,13 @@ over the number of clips B of one call), and writes ``<engine>`` plus its sideca
 manifest (TensorRT version, GPU and compute capability, precision, ONNX sha256, plugin version,
 AOT or JIT plugin, layer count, whether the engine's layers show fused attention).
 
+An int8 export (``precision`` "int8": the QDQ graph of :mod:`vmaedet.export.int8`) goes through the
+same path: in a strongly typed network the Q/DQ nodes *are* the precisions (explicit quantization),
+so no INT8 builder flag and no calibrator is set; the builder only checks that every Q/DQ is
+symmetric int8 with a constant scale (what explicit quantization requires) and records it under
+``tensorrt.explicit_quantization``.  This path is checked against the fake bindings of the tests;
+it has not been run on a real TensorRT.
+
 Supported TensorRT: **10.9 ≤ version < 12** (10.9 is the first release with ``tensorrt.plugin``'s
 ``aot_impl``; 11.x removed the weak-typing APIs such as ``Builder.platform_has_fast_fp16`` and
 ``ICudaEngine.device_memory_size``).  This module and the engine use only APIs present in both 10.x
@@ -331,6 +338,7 @@ def build_engine(
     warn = log.warning  # shown on stderr (logging's last resort) unless the application configures logging
 
     graph_bytes = _prepared_graph(onnx_path, roi_align, aot, say)
+    quantization = _explicit_quantization(source, graph_bytes, say)
     gpu = gpu_identity()
     logger = trt.Logger(trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")
@@ -361,7 +369,8 @@ def build_engine(
                                profile=(1, opt_persons, max_persons), batch_profile=batch_profile,
                                workspace_gb=workspace_gb, build_s=build_s,
                                version_compatible=version_compatible, inspection=inspection,
-                               timing_cache=cache_state if cache_path is not None else None)
+                               timing_cache=cache_state if cache_path is not None else None,
+                               quantization=quantization)
     write_manifest(out_path, manifest)
     say(f"wrote {out_path} ({out_path.stat().st_size / 2**20:.1f} MiB) + {out_path.name}.json")
     return out_path
@@ -378,6 +387,25 @@ def _prepared_graph(onnx_path: Path, roi_align: str, aot: bool, say: Callable[[s
         from vmaedet.ops import roi_align_trt  # noqa: F401 - registers the tensorrt.plugin definitions
     say(f"graph surgery ({roi_align} RoIAlign): {time.perf_counter() - t0:.1f} s")
     return graph_bytes
+
+
+def _explicit_quantization(source: ArtifactManifest, graph_bytes: bytes,
+                           say: Callable[[str], None]) -> dict[str, Any] | None:
+    """For an int8 (QDQ) ONNX: check its Q/DQ nodes suit explicit quantization; None for other precisions.
+
+    A strongly typed network takes its int8 layers from the Q/DQ nodes: no INT8 builder flag, no
+    calibration cache.  Raises ExportError when a Q/DQ is not symmetric int8 with a constant scale.
+    """
+    if source.precision != "int8":
+        return None
+    import onnx
+
+    from vmaedet.export.int8 import check_qdq_structure
+
+    structure = check_qdq_structure(onnx.load_from_string(graph_bytes))
+    say(f"int8 QDQ graph: {structure['QuantizeLinear']} QuantizeLinear, {structure['DequantizeLinear']} "
+        "DequantizeLinear; explicit quantization in a strongly typed network (no INT8 builder flag)")
+    return {"mode": "explicit (QDQ), strongly typed", "int8_builder_flag": False, **structure}
 
 
 def _builder_config(trt: Any, builder: Any, source: Any, opt_persons: int, max_persons: int, workspace_gb: float,
@@ -440,7 +468,8 @@ def engine_manifest(source: ArtifactManifest, engine_path: Path, *, trt_version:
                     profile: tuple[int, int, int], workspace_gb: float, build_s: float,
                     version_compatible: bool = False, inspection: Mapping[str, Any] | None = None,
                     timing_cache: Mapping[str, Any] | None = None,
-                    batch_profile: tuple[int, int, int] | None = None) -> ArtifactManifest:
+                    batch_profile: tuple[int, int, int] | None = None,
+                    quantization: Mapping[str, Any] | None = None) -> ArtifactManifest:
     """The engine's manifest: the ONNX artifact's contract plus what binds the plan to this machine.
 
     ``tensorrt.profile_persons`` is the K profile (min, opt, max rois of one call) and
@@ -465,6 +494,7 @@ def engine_manifest(source: ArtifactManifest, engine_path: Path, *, trt_version:
         profile_batch=tuple(batch_profile) if batch_profile is not None else None,  # type: ignore[arg-type]
         build_seconds=round(build_s, 1), num_layers=inspection.get("num_layers"), attention=attention,
         timing_cache=dict(timing_cache) if timing_cache is not None else None,
+        extra={"explicit_quantization": dict(quantization)} if quantization is not None else {},
     )
     artifact = ArtifactFile(file=engine_path.name, format="tensorrt", sha256=sha256_file(engine_path),
                             bytes=engine_path.stat().st_size, onnx_file=source.artifact.file, onnx_sha256=onnx_sha256)

@@ -5,7 +5,12 @@ Rungs: the PyTorch model in float64 (the reference) → torch fp32 → extra tor
 ``.onnx``, TensorRT for ``.engine``/``.plan``) → each artifact again through the other engines
 asked for that run its format (``artifact_engines``: OpenVINO for ``.onnx``, in fp32 or bf16).
 Every rung is compared with the reference on logits and on sigmoid scores; a rung fails when it
-exceeds its tolerance (for an artifact: the tolerance recorded in its manifest at export).
+exceeds its tolerance (for an artifact: the tolerance recorded in its manifest at export).  The
+tolerances are those of :data:`vmaedet.export.parity.TOLERANCES`: fp32 rungs a logit bound,
+lower-precision rungs (bf16, fp16, int8) the task gates — top-5 agreement per person and mean
+|Δ score| (the frame-mAP gate needs labelled data: it is checked at export, not here).  An int8
+artifact runs on every engine of its format in int8 (OpenVINO: int8 layers, the rest in f32),
+whatever precision the extra rung names.
 
 Inputs are drawn at a realistic scale: clips are random uint8 RGB frames normalised exactly as
 the seed does (so values span about −2.1…2.6), rois are random boxes inside the clip.
@@ -167,9 +172,15 @@ def run_ladder(model: torch.nn.Module, artifacts: Sequence[Path] = (), torch_pre
     for i, (path, manifest) in enumerate(zip(artifacts, manifests), 1):
         with open_engine(Path(path)) as eng:  # the engine the artifact's manifest names
             rungs.append(run_rung(eng, f"{eng.name} #{i}", inputs, dict(manifest.tolerances), repeats))
+        done: set[tuple[str, str]] = set()
         for engine, prec in artifact_engines:
             if engine not in FORMAT_ENGINES.get(manifest.artifact.format, ()):
                 continue
+            if manifest.precision == "int8":  # an int8 export runs in int8 on every engine of its format
+                prec = "int8"
+            if (engine, prec) in done:
+                continue
+            done.add((engine, prec))
             tolerances = dict(manifest.tolerances) if prec == manifest.precision else dict(TOLERANCES[prec])
             with open_engine(Path(path), engine, precision=prec) as eng:
                 rungs.append(run_rung(eng, f"{engine} #{i}", inputs, tolerances, repeats))
