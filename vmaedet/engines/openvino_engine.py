@@ -2,14 +2,16 @@
 
 What it guarantees:
 
-* **Manifest-checked like every engine**: it opens only an fp32 ONNX artifact whose bytes are the
-  ones its manifest records (:func:`vmaedet.artifacts.open_artifact`); geometry, person capacity and
+* **Manifest-checked like every engine**: it opens only an fp32 (or int8 QDQ) ONNX artifact whose
+  bytes are the ones its manifest records (:func:`vmaedet.artifacts.open_artifact`); geometry, person capacity and
   the graph's input/output names come from the manifest.
 * **The precision asked for is the precision run**: ``fp32`` sets OpenVINO's inference precision
   hint to ``f32`` explicitly (on a CPU with bf16 OpenVINO picks bf16 by default); ``bf16`` is run only
   where the CPU has native bf16 (``avx512_bf16`` or AMX in ``/proc/cpuinfo``, or ``BF16`` in
   OpenVINO's ``OPTIMIZATION_CAPABILITIES``) and refused elsewhere — emulated bf16 would be slower
-  than fp32 and is never what a user wants.
+  than fp32 and is never what a user wants.  ``int8`` runs an int8 QDQ artifact (``vmaedet export
+  CKPT --precision int8 --calib DATA``): OpenVINO executes the quantized layers in int8 and, with
+  the ``f32`` hint, everything else in fp32 (what the artifact's gates were measured against).
 * **Latency hint, thread count, compiled-model cache**: ``PERFORMANCE_HINT=LATENCY`` (one clip at a
   time, all cores on it), ``INFERENCE_NUM_THREADS`` from ``threads``, and ``CACHE_DIR`` — a folder
   beside the artifact (``<artifact>.ov-cache/<sha256 prefix>/``) or under ``cache_dir`` — so a second
@@ -37,11 +39,13 @@ from vmaedet.errors import BackendUnavailable, EngineError
 
 INSTALL_FIX = "pip install 'vmaedet[openvino]' (the openvino wheel, CPU inference)"
 #: Engine precision → OpenVINO's ``INFERENCE_PRECISION_HINT``.
-PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
+PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 #: /proc/cpuinfo flags that mean native bf16 arithmetic (AVX-512 BF16, AMX tiles with bf16).
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 #: The precision the ONNX artifact must have been exported in (OpenVINO lowers it itself for bf16).
 ARTIFACT_PRECISION = "fp32"
+#: Engine precision → the artifact precision it runs (int8: the QDQ export; its float parts in f32).
+ARTIFACT_PRECISIONS = {"fp32": ARTIFACT_PRECISION, "bf16": ARTIFACT_PRECISION, "int8": "int8"}
 
 
 def import_openvino() -> Any:
@@ -79,7 +83,7 @@ def native_bf16(core: Any | None = None) -> tuple[bool, str]:
     caps: list[str] = []
     if core is None:
         try:
-            core = import_openvino().Core()
+            core = shared_core()
         except BackendUnavailable:
             core = None
     if core is not None:
@@ -91,6 +95,20 @@ def native_bf16(core: Any | None = None) -> tuple[bool, str]:
         return True, "OpenVINO's CPU plugin reports BF16"
     return False, f"no {' / '.join(BF16_CPU_FLAGS)} flag in /proc/cpuinfo" + (
         f"; OpenVINO CPU capabilities: {', '.join(caps)}" if caps else "")
+
+
+_CORE: Any = None
+
+
+def shared_core() -> Any:
+    """The process's one ``openvino.Core``: compiled models never outlive the Core (and its plugins)
+    that made them, whatever order the garbage collector finds them in.  A Core created per engine
+    and dropped after ``compile_model`` crashed the process (SIGSEGV) later, at an unrelated
+    garbage collection, in the test suite."""
+    global _CORE
+    if _CORE is None:
+        _CORE = import_openvino().Core()
+    return _CORE
 
 
 def default_cache_dir(artifact: Path) -> Path:
@@ -120,7 +138,7 @@ def _check_precision(precision: str, core: Any) -> None:
     if precision not in PRECISION_HINTS:
         raise EngineError("the OpenVINO engine has no such precision", received=precision,
                           expected=" or ".join(PRECISION_HINTS),
-                          fix="use precision fp32 (or bf16 on a CPU with avx512_bf16/AMX)")
+                          fix="use precision fp32 (or bf16 on a CPU with avx512_bf16/AMX; int8 for an int8 export)")
     if precision == "bf16":
         native, why = native_bf16(core)
         if not native:
@@ -130,14 +148,26 @@ def _check_precision(precision: str, core: Any) -> None:
                                      fix="use precision fp32, or run on a CPU with avx512_bf16/AMX")
 
 
+def _artifact_precision(path: Path) -> str | None:
+    """The precision an artifact's manifest records (None when it cannot be read: opening it says why)."""
+    from vmaedet.artifacts import read_manifest
+
+    try:
+        return read_manifest(path).precision
+    except EngineError:
+        return None
+
+
 class OpenVINOEngine(Engine):
-    """Run an exported fp32 ONNX artifact with OpenVINO on the CPU.
+    """Run an exported fp32 (or int8 QDQ) ONNX artifact with OpenVINO on the CPU.
 
     Args:
         path: the ``.onnx`` file (with its manifest ``<path>.json``; an fp32 export).
         threads: inference threads (``INFERENCE_NUM_THREADS``; default: OpenVINO's choice, all cores).
         device: "cpu" (or None); any other device is refused.
-        precision: "fp32" (default; inference precision hint f32) or "bf16" (only on a CPU with native bf16).
+        precision: "fp32" (inference precision hint f32), "bf16" (only on a CPU with native bf16) or
+            "int8" (an int8 export: its quantized layers in int8, the rest with the f32 hint).
+            Default: "int8" for an int8 export, else "fp32".
         cache_dir: the compiled-model cache folder (default ``<path>.ov-cache/`` beside the artifact); the
             cache goes into its sub-folder named by the artifact's sha256, so a re-exported artifact
             never loads the compiled model of the one it replaced.
@@ -159,16 +189,16 @@ class OpenVINOEngine(Engine):
                  input_hw: tuple[int, int] | None = None, max_persons: int | None = None,
                  max_batch: int | None = None) -> None:
         path = Path(path)
-        precision = precision or "fp32"
+        precision = precision or ("int8" if _artifact_precision(path) == "int8" else "fp32")
         _check_device(device)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise EngineError("the OpenVINO thread count (threads) must be a whole number ≥ 1", received=threads,
                               expected="e.g. 2, or None for OpenVINO's choice", fix="pass threads=2")
-        # the artifact must be an fp32 export whatever the engine's precision: OpenVINO lowers it to bf16 itself
-        manifest = open_artifact(path, "onnx", input_hw=input_hw, precision=ARTIFACT_PRECISION, max_persons=max_persons,
-                                 max_batch=max_batch)
+        # fp32 and bf16 run an fp32 export (OpenVINO lowers it to bf16 itself); int8 runs an int8 export
+        manifest = open_artifact(path, "onnx", input_hw=input_hw, precision=ARTIFACT_PRECISIONS.get(precision),
+                                 max_persons=max_persons, max_batch=max_batch)
         ov = import_openvino()
-        core = ov.Core()
+        core = shared_core()
         _check_precision(precision, core)
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision]}
         if threads is not None:
@@ -248,8 +278,16 @@ class OpenVINOEngine(Engine):
         return torch.from_numpy(np.array(logits, dtype=np.float32, copy=True))
 
     def close(self) -> None:
+        # release in dependency order (request → ports → compiled model); the Core lives for the process
         self.request = None  # type: ignore[assignment]
+        self._clip_port = self._rois_port = self._out_port = None  # type: ignore[assignment]
         self.compiled = None  # type: ignore[assignment]
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "artifact": str(self.path), "openvino": self.version, "threads": self.threads,

@@ -46,9 +46,9 @@ def collect() -> list[dict[str, Any]]:
         add("onnxruntime", False, f"not importable ({exc}); install vmaedet[cpu] (onnxruntime) or vmaedet[gpu] "
                                   "(onnxruntime-gpu)")
     try:
-        from vmaedet.engines.openvino_engine import import_openvino, native_bf16
+        from vmaedet.engines.openvino_engine import native_bf16, shared_core
 
-        core = import_openvino().Core()
+        core = shared_core()
         native, why = native_bf16(core)
         add("OpenVINO", True, f"{str(module_version('openvino')).split('-')[0]}; devices: {', '.join(core.available_devices)}; "
                               f"bf16: {'native' if native else 'not native (the openvino engine runs fp32 only)'} ({why})")
