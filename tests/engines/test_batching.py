@@ -18,7 +18,7 @@ from vmaedet.engines.onnxruntime_engine import CPU, TRT, OnnxRuntimeEngine, prov
 from vmaedet.engines.torch_engine import TorchEngine
 from vmaedet.errors import EngineError
 from vmaedet.export.onnx import export_onnx
-from vmaedet.models import create_detector
+from helpers.models import micro_detector
 
 HW = (64, 96)
 MAX_BATCH = 4
@@ -28,11 +28,7 @@ INDEX = [2, 0, 1, 0, 1, 1, 0]
 
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    m = create_detector("vit_micro").eval()
-    with torch.no_grad():
-        m.head.weight.normal_(0, 0.5)  # logits of order 1
-    return m
+    return micro_detector()  # vit_micro, seed 0, logits of order 1
 
 
 @pytest.fixture(scope="module")

@@ -14,19 +14,15 @@ from vmaedet.engines.onnxruntime_engine import OnnxRuntimeEngine
 from vmaedet.engines.torch_engine import TorchEngine
 from vmaedet.errors import BackendUnavailable, ConfigError, EngineError
 from vmaedet.export.onnx import export_onnx
-from vmaedet.models import create_detector
 from vmaedet.models.checkpoints import save_detector
+from helpers.models import micro_detector
 
 HW = (64, 96)
 
 
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    m = create_detector("vit_micro").eval()
-    with torch.no_grad():
-        m.head.weight.normal_(0, 0.5)  # logits of order 1
-    return m
+    return micro_detector()  # vit_micro, seed 0, logits of order 1
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from vmaedet.models import create_detector
 
 from vmaedet.engines import open_engine
 from vmaedet.engines.openvino_engine import OpenVINOEngine, native_bf16
+from helpers.models import micro_detector
 
 HW = (64, 96)
 needs_openvino = pytest.mark.skipif(module_version("openvino") is None, reason="openvino is not installed (extra: openvino)")
@@ -27,11 +28,7 @@ needs_openvino = pytest.mark.skipif(module_version("openvino") is None, reason="
 
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    m = create_detector("vit_micro").eval()
-    with torch.no_grad():
-        m.head.weight.normal_(0, 0.5)  # logits of order 1
-    return m
+    return micro_detector()  # vit_micro, seed 0, logits of order 1
 
 
 @pytest.fixture(scope="module")
