@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -40,23 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.gpu_check import realistic_head  # noqa: E402 - the one realistic-logit head (same draws)
 from vmaedet.envinfo import environment, write_json  # noqa: E402
-
-
-def realistic_head(model: torch.nn.Module, clip: torch.Tensor, rois: torch.Tensor, target_std: float = 3.0,
-                   seed: int = 0) -> None:
-    """Head weights N(0, 1/d) rescaled so the logits on (clip, rois) have std ``target_std``; bias N(0, 1)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.inference_mode():
-        fmap = model.forward_features(clip)  # [1, D, h, w]
-    with torch.no_grad():
-        d = model.head.in_features
-        model.head.weight.copy_(torch.randn(model.head.weight.shape, generator=g) / math.sqrt(d))
-        model.head.bias.zero_()
-        with torch.inference_mode():
-            std = float(model.forward_head(fmap, rois).std())
-        model.head.weight.mul_(target_std / max(std, 1e-12))
-        model.head.bias.copy_(torch.randn(model.head.bias.shape, generator=g))
 
 
 def vm_status(key: str) -> float:
