@@ -8,8 +8,9 @@ fp32, and the environment (benchmarks.common.environment()).
 A thin front of the library: engines come from ``vmaedet.engines.open_engine``, the timing loop is
 ``vmaedet.tools.bench.time_engine`` (``vmaedet.tools.timing``: the percentile definition of
 ``vmaedet bench``), the error statistics from ``vmaedet.export.parity``.  ``vmaedet bench`` is the
-full matrix (engines × precisions × persons, FLOPs, % of peak); this script is its fixed
-three-engine comparison with speed ratios.
+full matrix (engines × precisions × persons, FLOPs, % of peak, accuracy and gates vs torch fp32;
+OpenVINO f32/bf16/int8, onnxruntime int8 with ``--calib DATA``, and ``auto``); this script is its
+fixed three-engine comparison with speed ratios.
 
     .venv/bin/python benchmarks/bench_engines.py [--runs 5] [--warmup 1] [--threads 2]
 """

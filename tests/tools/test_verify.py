@@ -57,7 +57,8 @@ def test_cli_verify_table(exported, tmp_path: Path, capsys: pytest.CaptureFixtur
     rc = main(["verify", str(art), "--engines", "torch-bf16", "--json", str(out_json)])
     text = capsys.readouterr().out
     assert rc == 0, text
-    for needle in ("torch (ref)", "fp32", "bf16", "onnxruntime #1", "max Δlogit", "top-5"):
+    for needle in ("torch (ref)", "fp32", "bf16", "onnxruntime #1", "max |Δ logit|", "top-5", "mean |Δ score|",
+                   "top-5 ≥ 0.95, mean |Δ score| ≤ 0.005", "max |Δ logit| ≤ 0.0001"):
         assert needle in text
     rows = json.loads(out_json.read_text())["rungs"]
     assert [(r["engine"], r["precision"]) for r in rows] == [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime #1", "fp32")]

@@ -12,6 +12,12 @@ top-5 actions agree (``top5_min``, the mean over persons of |top-5 ∩ top-5| / 
 action scores move on average (``scores_mean_abs``, mean |Δ sigmoid score|), and — when the data
 has labels — how far does frame-mAP@0.5 move (``map_abs``, absolute, official protocol).  The worst
 |Δ score| is always reported; fp16 keeps its historical bound on it too.
+
+The verification ladder and ``vmaedet bench`` hold each rung / row to :func:`rung_gates`
+(:data:`RUNG_GATES`): fp32 the logit bound, every lower precision the task gates (figures from
+:func:`task_stats`: the max figures the worst clip, top-5 agreement and mean |Δ score| pooled over
+every person as at export), plus an artifact's recorded tolerances; :func:`describe_gates` says
+them in words for tables.
 """
 
 from __future__ import annotations
@@ -49,6 +55,62 @@ TOLERANCES: dict[str, dict[str, float]] = {
 EXPORT_GATES: dict[str, dict[str, float]] = {
     p: dict(TOLERANCES[p]) if p == "fp32" else {**TOLERANCES[p], **TASK_GATES} for p in ("fp32", "fp16", "int8")
 }
+#: The gates of one ladder rung or bench row run in a precision, against the fp32 / float64
+#: reference: fp32 its logit bound (the same arithmetic); every lower precision (an engine run in
+#: bf16 or fp16, an int8 artifact) the task gates only — top-5 agreement per person and mean
+#: |Δ score| — with the max |Δ score| reported, not gated.  An exported artifact's recorded
+#: tolerances (:data:`EXPORT_GATES`, e.g. fp16's historical max |Δ score| bound) are added on top
+#: by :func:`rung_gates`.
+RUNG_GATES: dict[str, dict[str, float]] = {
+    "fp32": dict(TOLERANCES["fp32"]), "bf16": dict(TASK_GATES), "fp16": dict(TASK_GATES), "int8": dict(TASK_GATES),
+}
+#: How the task figures are named and compared in tables: gate key → (figure, comparison).
+GATE_LABELS: dict[str, tuple[str, str]] = {
+    "logits_max_abs": ("max |Δ logit|", "≤"), "scores_max_abs": ("max |Δ score|", "≤"),
+    "top5_min": ("top-5", "≥"), "scores_mean_abs": ("mean |Δ score|", "≤"), "map_abs": ("|Δ mAP|", "≤"),
+}
+
+
+def rung_gates(precision: str, recorded: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The gates a rung / bench row run in ``precision`` is held to.
+
+    fp32: ``recorded`` (an artifact's manifest tolerances) when given, else the 1e-4 logit bound.
+    A lower precision: :data:`RUNG_GATES` (the task gates), updated with ``recorded`` (a recorded
+    bound wins; an artifact exported before the task gates still gets them).
+
+    Raises:
+        EngineError: an unknown precision.
+    """
+    if precision not in RUNG_GATES:
+        raise EngineError("no gates for this precision", received=precision, expected=", ".join(RUNG_GATES))
+    if precision == "fp32":
+        return dict(recorded) if recorded else dict(RUNG_GATES["fp32"])
+    return {**RUNG_GATES[precision], **dict(recorded or {})}
+
+
+def describe_gates(tolerances: Mapping[str, float]) -> str:
+    """``"top-5 ≥ 0.95, mean |Δ score| ≤ 0.005"``: the gates in words, in a table's order."""
+    order = [k for k in GATE_LABELS if k in tolerances] + [k for k in tolerances if k not in GATE_LABELS]
+    parts = []
+    for key in order:
+        name, op = GATE_LABELS.get(key, (key, "≤"))
+        parts.append(f"{name} {op} {tolerances[key]:g}")
+    return ", ".join(parts)
+
+
+def task_stats(reference: Sequence[torch.Tensor], other: Sequence[torch.Tensor]) -> dict[str, float]:
+    """The figures of a run against its reference over several clips (logits ``[K_i, C]`` each).
+
+    The worst case per clip for the max figures (:func:`merge_stats`) and, as at export, the task
+    figures pooled over every person (:func:`pooled_stats`: ``top5_agreement``, ``mean_abs_score``).
+    """
+    per_clip = [error_stats(r, o) for r, o in zip(reference, other)]
+    out = merge_stats(per_clip)
+    pooled = pooled_stats(reference, other)
+    out["top5_agreement"] = pooled["top5_agreement"]
+    out["mean_abs_score"] = pooled["mean_abs_score"]
+    out["persons"] = float(sum(int(r.shape[0]) for r in reference))
+    return out
 
 
 # -- inputs -----------------------------------------------------------------------------------
