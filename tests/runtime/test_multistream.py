@@ -125,6 +125,7 @@ def test_batched_logits_equal_one_by_one_and_batches_form(videos: dict[str, Path
     assert len({shape[1:] for shape in engine.shapes}) == 2  # the two geometries (H, W) went to separate calls
     hist = st.summary()["batcher"]["batch_sizes"]
     assert sum(int(k) * v for k, v in hist.items()) == len(batched) and any(int(k) > 1 for k in hist)
+    assert "detect_batcher" not in st.summary()  # proposals (boxes:FILE) are not batchable: one call per keyframe
     engine.calls.clear()
     single = list(stream(src, engine, StreamConfig(max_batch=1), person_detector=f"boxes:{proposals}"))
     assert set(engine.calls) == {1}

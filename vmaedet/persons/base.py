@@ -3,7 +3,10 @@
 One interface: :func:`create_person_detector` ``(spec, score_threshold, max_persons, backend, device)``
 returns a :class:`PersonDetector` whose ``detect(frame_rgb, frame_index, timestamp, video_id)`` gives
 :class:`~vmaedet.structures.PersonDetections` (``boxes [N, 4]`` float32 x1, y1, x2, y2 in frame
-pixels, ``scores [N]`` float32, sorted by score, at most ``max_persons``, all ``≥ score_threshold``).
+pixels, ``scores [N]`` float32, sorted by score, at most ``max_persons``, all ``≥ score_threshold``);
+``detect_batch(frames, …)`` gives one per frame — one forward for all of them where the detector
+is :attr:`~PersonDetector.batchable` (``ssdlite`` on torch, ``onnx:`` graphs with a dynamic batch axis),
+else :meth:`~PersonDetector.detect` per frame.
 
 A spec is ``NAME`` or ``NAME:ARGUMENT``; ``NAME`` is looked up in the registry, which the detector
 families fill with :func:`register_detector` (each class parses its own argument in
@@ -26,7 +29,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -48,6 +51,10 @@ class PersonDetector(ABC):
     """
 
     name = "base"
+    #: True: :meth:`detect_batch` runs one real forward for all its frames, and a call keeps no state
+    #: between frames (one detector can serve several sources).  False (the default): the detector may
+    #: keep state per video (motion, a tracker) or has no batched forward; it serves one source at a time.
+    batchable: bool = False
 
     def __init__(self, score_threshold: float = 0.5, max_persons: int = 32) -> None:
         if not 0.0 <= score_threshold <= 1.0:
@@ -84,12 +91,44 @@ class PersonDetector(ABC):
     def detect(self, frame_rgb: np.ndarray, frame_index: int | None = None, timestamp: float | None = None,
                video_id: str | None = None) -> PersonDetections:
         """Persons in one RGB frame ``[H, W, 3]`` uint8; boxes in that frame's pixels."""
+        return self._detect(self._checked(frame_rgb), frame_index, timestamp, video_id)
+
+    @staticmethod
+    def _checked(frame_rgb: np.ndarray) -> np.ndarray:
+        """The frame as an array, refused unless it is one RGB uint8 frame ``[H, W, 3]``."""
         frame = np.asarray(frame_rgb)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or min(frame.shape[:2]) < 1:
             raise DataError("A person detector needs one RGB uint8 frame.",
                             received=f"shape {frame.shape}, dtype {frame.dtype}", expected="[H, W, 3] uint8",
                             fix="decode frames as RGB uint8 (PyAV: frame.to_ndarray(format='rgb24'))")
-        return self._detect(frame, frame_index, timestamp, video_id)
+        return frame
+
+    def detect_batch(self, frames: Sequence[np.ndarray], frame_indices: Sequence[int | None] | None = None,
+                     timestamps: Sequence[float | None] | None = None,
+                     video_ids: Sequence[str | None] | None = None) -> list[PersonDetections]:
+        """Persons in several RGB frames ``[H_i, W_i, 3]`` uint8 (of any sizes); one result per frame, in order.
+
+        Each result equals :meth:`detect` of that frame (with its index, time and video id).  A
+        :attr:`batchable` detector runs one forward for all of them; the others call :meth:`detect`
+        frame after frame (the default).
+        """
+        n = len(frames)
+        indices = list(frame_indices) if frame_indices is not None else [None] * n
+        times = list(timestamps) if timestamps is not None else [None] * n
+        videos = list(video_ids) if video_ids is not None else [None] * n
+        if not len(indices) == len(times) == len(videos) == n:
+            raise DataError("detect_batch needs one frame index, timestamp and video id per frame",
+                            received=f"{n} frames, {len(indices)} indices, {len(times)} timestamps, {len(videos)} ids",
+                            expected=f"{n} of each (or None)", fix="pass lists as long as the frames, or None")
+        checked = [self._checked(f) for f in frames]
+        if not checked:
+            return []
+        return self._detect_batch(checked, indices, times, videos)
+
+    def _detect_batch(self, frames: list[np.ndarray], frame_indices: list[int | None], timestamps: list[float | None],
+                      video_ids: list[str | None]) -> list[PersonDetections]:
+        """Backend-specific detection on validated frames; the default: :meth:`_detect` frame after frame."""
+        return [self._detect(f, i, t, v) for f, i, t, v in zip(frames, frame_indices, timestamps, video_ids)]
 
     @abstractmethod
     def _detect(self, frame: np.ndarray, frame_index: int | None, timestamp: float | None,

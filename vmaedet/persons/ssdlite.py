@@ -479,6 +479,9 @@ def cached_ssdlite_onnx(cache_dir: str | Path | None = None) -> Path:
 class SSDLiteDetector(PersonDetector):
     """The embedded SSDLite-MobileNetV2 person detector (see :mod:`vmaedet.persons.ssdlite`).
 
+    Stateless: on torch it is :attr:`~vmaedet.persons.base.PersonDetector.batchable` (``detect_batch``
+    runs the B frames' network in one forward); on onnxruntime one call per frame.
+
     Args:
         backend: "torch" (the PyTorch rebuild) or "onnxruntime" (its cached ONNX export).
         device: torch device or, for onnxruntime, "cpu"/"cuda" (CUDA provider when installed).
@@ -493,6 +496,7 @@ class SSDLiteDetector(PersonDetector):
         self.device = device
         self.nms_iou = nms_iou
         self.anchors = ssd_anchors()  # [1917, 4] (yc, xc, h, w)
+        self.batchable = backend == "torch"  # the ONNX export takes one image per call
         if backend == "torch":
             self.net = build_ssdlite().to(device)
         elif backend == "onnxruntime":
@@ -510,18 +514,38 @@ class SSDLiteDetector(PersonDetector):
 
     def raw_outputs(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Box encodings ``[1917, 4]`` and class logits ``[1917, 2]`` for one RGB frame."""
-        image = tf_resize_bilinear(frame).transpose(2, 0, 1)[None]  # [1, 3, 300, 300] RGB 0..255
-        image = np.ascontiguousarray(image, dtype=np.float32)
+        enc, logits = self.raw_outputs_batch([frame])
+        return enc[0], logits[0]
+
+    def raw_outputs_batch(self, frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Box encodings ``[B, 1917, 4]`` and class logits ``[B, 1917, 2]`` for B RGB frames (any sizes).
+
+        torch: one forward of the B frames (each resized to 300×300 first); onnxruntime: the export
+        takes one image per call, so one call per frame.
+        """
+        images = np.stack([tf_resize_bilinear(f).transpose(2, 0, 1) for f in frames])  # [B, 3, 300, 300] RGB 0..255
+        images = np.ascontiguousarray(images, dtype=np.float32)
         if self.backend == "torch":
             with torch.inference_mode():
-                enc, logits = self.net(torch.from_numpy(image).to(self.device))
-            return enc[0].float().cpu().numpy(), logits[0].float().cpu().numpy()
-        enc, logits = self.session.run(None, {"image": image})
-        return enc[0], logits[0]
+                enc, logits = self.net(torch.from_numpy(images).to(self.device))  # [B, 1917, 4], [B, 1917, 2]
+            return enc.float().cpu().numpy(), logits.float().cpu().numpy()
+        outs = [self.session.run(None, {"image": image[None]}) for image in images]  # [1, 1917, 4], [1, 1917, 2] each
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
     def _detect(self, frame: np.ndarray, frame_index: int | None, timestamp: float | None,
                 video_id: str | None) -> PersonDetections:
         enc, logits = self.raw_outputs(frame)
+        return self._select(enc, logits, frame.shape[:2])
+
+    def _detect_batch(self, frames: list[np.ndarray], frame_indices: list[int | None], timestamps: list[float | None],
+                      video_ids: list[str | None]) -> list[PersonDetections]:
+        if not self.batchable:
+            return super()._detect_batch(frames, frame_indices, timestamps, video_ids)
+        enc, logits = self.raw_outputs_batch(frames)  # [B, 1917, 4], [B, 1917, 2]
+        return [self._select(enc[b], logits[b], f.shape[:2]) for b, f in enumerate(frames)]
+
+    def _select(self, enc: np.ndarray, logits: np.ndarray, frame_hw: tuple[int, ...]) -> PersonDetections:
+        """One frame's boxes from its encodings ``[1917, 4]`` and logits ``[1917, 2]``: threshold, decode, NMS, pixels."""
         scores = 1.0 / (1.0 + np.exp(-logits[:, 1]))  # [1917] sigmoid of the person column
         keep = scores >= self.score_threshold
         boxes = np.clip(decode_boxes(enc[keep], self.anchors[keep]), 0.0, 1.0)  # [n, 4] y/x normalised
@@ -529,6 +553,6 @@ class SSDLiteDetector(PersonDetector):
         nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         boxes, scores = boxes[nonempty], scores[nonempty]
         boxes, scores = select_boxes(boxes, scores, self.score_threshold, self.max_persons, self.nms_iou)
-        h, w = frame.shape[:2]
+        h, w = frame_hw[:2]
         xyxy = boxes[:, [1, 0, 3, 2]] * np.array([w, h, w, h], np.float32)  # [n, 4] pixels
         return PersonDetections(xyxy, scores)

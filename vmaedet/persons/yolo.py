@@ -104,8 +104,12 @@ def decode_yolox(output: np.ndarray, input_hw: tuple[int, int], person_class: in
 class OnnxYoloDetector(PersonDetector):
     """A user-supplied ONNX detector with a YOLOv8 or YOLOX output layout (see module doc).
 
+    Stateless; :attr:`~vmaedet.persons.base.PersonDetector.batchable` when the graph's batch axis is
+    dynamic (``[N, 3, H, W]``, e.g. exported with a dynamic batch): ``detect_batch`` then runs all
+    frames in one session run; a graph of ``[1, 3, H, W]`` runs one frame per call.
+
     Args:
-        path: the ``.onnx`` file (fixed input ``[1, 3, H, W]``).
+        path: the ``.onnx`` file (input ``[1, 3, H, W]`` or ``[N, 3, H, W]``, fixed H and W).
         fmt: "yolov8", "yolox" or None to infer it from the output shape.
         person_class: index of the person class among the C classes (0 for COCO).
         nms_iou: IoU threshold of NMS.
@@ -125,6 +129,8 @@ class OnnxYoloDetector(PersonDetector):
         self.session = onnx_session(path, device, expected="an ONNX detector graph (.onnx) with a YOLOv8 or YOLOX output layout")
         self.input_name = self.session.get_inputs()[0].name
         self.input_hw = self._input_hw(self.session.get_inputs()[0].shape, path)
+        #: a graph exported with a dynamic batch axis runs several frames in one run (``detect_batch``)
+        self.batchable = not isinstance(self.session.get_inputs()[0].shape[0], int)
         out_shape = list(self.session.get_outputs()[0].shape)
         self.fmt = fmt or self._infer_format(out_shape, path)
         self.num_classes = self._num_classes(out_shape)
@@ -181,19 +187,35 @@ class OnnxYoloDetector(PersonDetector):
                               fix="check the export or the :yolov8 / :yolox suffix")
         return channels - (4 if self.fmt == "yolov8" else 5)
 
-    def _detect(self, frame: np.ndarray, frame_index: int | None, timestamp: float | None,
-                video_id: str | None) -> PersonDetections:
+    def _prepare(self, frame: np.ndarray) -> tuple[Letterbox, np.ndarray]:
+        """The frame's letterbox and its network input ``[3, ih, iw]`` float32 (the layout's colours and scale)."""
         yolov8 = self.fmt == "yolov8"
         box = Letterbox.fit(frame.shape[:2], self.input_hw, centred=yolov8)
         image = box.apply(frame, self.input_hw)  # [ih, iw, 3] uint8 RGB
         if yolov8:
-            tensor = image.transpose(2, 0, 1)[None].astype(np.float32) / 255.0  # [1, 3, ih, iw] RGB 0..1
-        else:
-            tensor = image[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)  # [1, 3, ih, iw] BGR 0..255
-        output = self.session.run(None, {self.input_name: np.ascontiguousarray(tensor)})[0]
-        if yolov8:
+            return box, image.transpose(2, 0, 1).astype(np.float32) / 255.0  # [3, ih, iw] RGB 0..1
+        return box, image[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)  # [3, ih, iw] BGR 0..255
+
+    def _select(self, output: np.ndarray, box: Letterbox, frame_hw: tuple[int, int]) -> PersonDetections:
+        """One frame's persons from its output (``[1, 4+C, N]`` or ``[1, N, 5+C]``), in the frame's pixels."""
+        if self.fmt == "yolov8":
             boxes, scores = decode_yolov8(output, self.person_class)
         else:
             boxes, scores = decode_yolox(output, self.input_hw, self.person_class)
         boxes, scores = select_boxes(boxes, scores, self.score_threshold, self.max_persons, self.nms_iou)
-        return PersonDetections(box.to_frame(boxes, frame.shape[:2]), scores)
+        return PersonDetections(box.to_frame(boxes, frame_hw), scores)
+
+    def _detect(self, frame: np.ndarray, frame_index: int | None, timestamp: float | None,
+                video_id: str | None) -> PersonDetections:
+        box, tensor = self._prepare(frame)  # [3, ih, iw]
+        output = self.session.run(None, {self.input_name: np.ascontiguousarray(tensor[None])})[0]  # [1, …]
+        return self._select(output, box, frame.shape[:2])
+
+    def _detect_batch(self, frames: list[np.ndarray], frame_indices: list[int | None], timestamps: list[float | None],
+                      video_ids: list[str | None]) -> list[PersonDetections]:
+        if not self.batchable:  # a graph of one image per call
+            return super()._detect_batch(frames, frame_indices, timestamps, video_ids)
+        prepared = [self._prepare(f) for f in frames]
+        batch = np.ascontiguousarray(np.stack([t for _, t in prepared]))  # [B, 3, ih, iw]
+        output = self.session.run(None, {self.input_name: batch})[0]  # [B, …]: one run for the B frames
+        return [self._select(output[b:b + 1], box, f.shape[:2]) for b, ((box, _), f) in enumerate(zip(prepared, frames))]

@@ -9,7 +9,10 @@ Per source (one or several in a run):
   keyframe's clip is complete it goes to the action stage with all K persons, and the worker goes on.
 * **action** (:class:`~vmaedet.runtime.batcher.Batcher`, one for the run): batches ready keyframes
   of every source into engine calls (``max_batch``), splits the logits back; each source then
-  smooths its scores per track and closes events.
+  smooths its scores per track and closes events.  Clips of another geometry than a fixed-geometry
+  engine's (an artifact exported for one source size) are resized to it in the worker.
+* **detect** (:class:`~vmaedet.runtime.batcher.DetectBatcher`, several sources with a batchable
+  person detector and ``max_batch`` > 1): the keyframes of every source share detector calls.
 * **writer** (:class:`~vmaedet.runtime.sinks.SinkWriter`): overlay, window, mp4, JSONL, CSV.
 
 For lossless sources every frame is written, drawn with the result of the latest keyframe at or
@@ -40,7 +43,7 @@ from vmaedet.engines.base import Engine, artifact_backend, list_engines, open_en
 from vmaedet.errors import ConfigError, OutputError, StreamError, VmaedetError
 from vmaedet.ops.boxes import make_rois
 from vmaedet.persons.base import PersonDetector, create_person_detector, spec_input_file
-from vmaedet.runtime.batcher import ActionJob, Batcher
+from vmaedet.runtime.batcher import ActionJob, Batcher, DetectBatcher, engine_fixed_hw, resize_clip
 from vmaedet.runtime.buffer import ClipRing, DisplayRing
 from vmaedet.runtime.config import DEFAULT_NAMES, StreamConfig
 from vmaedet.runtime.multi import is_multi, name_sources, source_output
@@ -52,7 +55,7 @@ from vmaedet.runtime.sources import Closed, Frame, Mailbox, Source, SourceReader
 from vmaedet.runtime.stats import SourceStats, StreamStats
 from vmaedet.runtime.tracking import PersonTracker
 from vmaedet.safeio import check_outputs, os_error_reason
-from vmaedet.structures import ActionDetections
+from vmaedet.structures import ActionDetections, PersonDetections
 
 __all__ = ["StreamConfig", "StreamWarning", "StreamWorker", "stream"]
 
@@ -95,6 +98,10 @@ class StreamWorker(threading.Thread):
     events and releases the frames drawn with it.  At most ``inflight`` keyframes of a source are with
     the batcher at once (1 for live sources: latest-frame-wins keeps the lag at about one inference).
 
+    An engine of one fixed clip geometry (``input_hw``: an artifact exported for one source size) gets
+    this source's clips resized to it (:func:`~vmaedet.runtime.batcher.resize_clip`, the rois scaled
+    alike; results keep the source's pixels), said once through ``warn``.
+
     Args:
         ctx: the source, options, stats and mailboxes.
         engine: the action engine (its device and short side shape the ring).
@@ -102,10 +109,14 @@ class StreamWorker(threading.Thread):
         draws: frames go to the writer (something draws them: a video output or a window).
         batcher: the action stage; None: a private one-job batcher is made (and run) for this worker.
         detect_lock: held around the person detector (a detector shared by several sources).
+        detect_batcher: the run's person-detection stage (a batchable detector shared by the sources):
+            keyframes go there instead of to ``detector``; this worker is one of its producers.
+        warn: how the worker reports a warning (the run's); None: :func:`warnings.warn`.
     """
 
     def __init__(self, ctx: RunContext, engine: Engine, detector: PersonDetector, draws: bool,
-                 batcher: Batcher | None = None, detect_lock: threading.Lock | None = None) -> None:
+                 batcher: Batcher | None = None, detect_lock: threading.Lock | None = None,
+                 detect_batcher: DetectBatcher | None = None, warn: Callable[[str], None] | None = None) -> None:
         super().__init__(name="vmaedet-worker" if ctx.name is None else f"vmaedet-worker-{ctx.name}", daemon=True)
         source, cfg = ctx.source, ctx.config
         self.ctx = ctx
@@ -115,6 +126,11 @@ class StreamWorker(threading.Thread):
         self.own_batcher = batcher is None
         self.batcher = batcher if batcher is not None else Batcher(engine, ctx.stats)
         self.detect_lock = detect_lock
+        self.detect_batcher = detect_batcher
+        self.left_detection = False
+        self.warn = warn or (lambda message: warnings.warn(message, StreamWarning, stacklevel=2))
+        self.fixed_hw = engine_fixed_hw(engine)  #: the engine's one clip geometry (H, W), or None for any
+        self.resized: tuple[int, int] | None = None  #: this source's clip geometry when it is resized (said once)
         self.inflight_cap = 1 if ctx.live else self.batcher.max_batch + 1
         self.sched = Scheduler(cfg.mode, cfg.stride, source.fps, lossless=self.lossless)
         span = self.sched.offsets[-1] - self.sched.offsets[0]
@@ -161,19 +177,25 @@ class StreamWorker(threading.Thread):
             bounds.append(self.inflight[0])
         self._show(self.display.release(min(bounds) if bounds else None))
 
-    def _keyjob(self, frame: Frame) -> KeyJob:
+    def _detect(self, frame: Frame) -> PersonDetections:
+        """The persons of a keyframe: through the run's detection stage (timed there), else the detector (timed here)."""
+        if self.detect_batcher is not None:  # the stage records this keyframe's share of its batched call
+            return self.detect_batcher.detect(frame.image, frame_index=frame.index, timestamp=frame.time,
+                                              video_id=self.source.name, cancelled=self.ctx.stop)
         with self.stats.time("detect"):
             if self.detect_lock is not None:
                 with self.detect_lock:
-                    det = self.detector.detect(frame.image, frame_index=frame.index, timestamp=frame.time,
-                                               video_id=self.source.name)
-            else:
-                det = self.detector.detect(frame.image, frame_index=frame.index, timestamp=frame.time,
-                                           video_id=self.source.name)
-            boxes = np.asarray(det.boxes, np.float32).reshape(-1, 4)
-            scores = np.asarray(det.scores, np.float32).reshape(-1)
-            keep = np.argsort(-scores, kind="stable")[: self.cfg.max_persons]
-            boxes, scores = boxes[keep], scores[keep]
+                    return self.detector.detect(frame.image, frame_index=frame.index, timestamp=frame.time,
+                                                video_id=self.source.name)
+            return self.detector.detect(frame.image, frame_index=frame.index, timestamp=frame.time,
+                                        video_id=self.source.name)
+
+    def _keyjob(self, frame: Frame) -> KeyJob:
+        det = self._detect(frame)
+        boxes = np.asarray(det.boxes, np.float32).reshape(-1, 4)
+        scores = np.asarray(det.scores, np.float32).reshape(-1)
+        keep = np.argsort(-scores, kind="stable")[: self.cfg.max_persons]
+        boxes, scores = boxes[keep], scores[keep]
         with self.stats.time("track"):
             ids = self.tracker.update(boxes, scores)
         self.stats.incr("keyframes")
@@ -189,7 +211,10 @@ class StreamWorker(threading.Thread):
         with self.stats.time("preprocess"):
             idx = job.index + self.sched.index_offsets if self.sched.lossless else None
             clip, picks = self.ring.clip(job.targets, idx)  # [1, 3, 16, Hp, Wp]
-        rois = self._rois(job)  # [N, 5]
+            rois = self._rois(job)  # [N, 5]
+            if self.fixed_hw is not None and rois.shape[0] and tuple(clip.shape[-2:]) != self.fixed_hw:
+                self._say_resized(tuple(clip.shape[-2:]))  # type: ignore[arg-type]
+                clip, rois = resize_clip(clip, rois, self.fixed_hw)  # [1, 3, 16, H, W], [N, 5] in its pixels
         with self.lock:
             while len(self.inflight) >= self.inflight_cap and not self._stopping():
                 self.lock.wait(0.05)
@@ -199,6 +224,26 @@ class StreamWorker(threading.Thread):
             self.inflight.append(job.index)
         self.batcher.submit(ActionJob(clip, rois, lambda logits, error: self._complete(job, picks, logits, error),
                                       cancelled=self.ctx.stop))
+
+    def _leave_detection(self) -> None:
+        """Tell the run's detection stage (once) that this source has no more keyframes for it."""
+        if self.detect_batcher is not None and not self.left_detection:
+            self.left_detection = True
+            self.detect_batcher.add_producer(-1)
+
+    def _say_resized(self, hw: tuple[int, int]) -> None:
+        """Warn once that this source's clips (``hw``) are resized to the engine's one geometry."""
+        if self.resized is not None:
+            return
+        self.resized = hw
+        assert self.fixed_hw is not None
+        (h, w), (eh, ew) = hw, self.fixed_hw
+        name = self.ctx.name or self.source.name
+        sw, sh = self.ring.source_wh or (0, 0)
+        self.warn(f"the source {name} ({sw}×{sh}) gives clips of {h}×{w}, but the engine takes {eh}×{ew} only; "
+                  f"its clips are resized to {eh}×{ew} (boxes scaled alike, results stay in the source's pixels), "
+                  f"which costs some accuracy. For this source's own geometry, export for it "
+                  f"(vmaedet export CKPT --source-size {sw}x{sh}) or run the checkpoint")
 
     def _stopping(self) -> bool:
         return self.failure is not None or self.ctx.stop.is_set()
@@ -271,6 +316,7 @@ class StreamWorker(threading.Thread):
                     break
                 self._raise_failure()
                 self._on_frame(frame)
+            self._leave_detection()  # no more keyframes to detect: detection batches stop waiting for this source
             self._raise_failure()
             if not self.frames.stop.is_set():
                 self._finish()
@@ -284,6 +330,7 @@ class StreamWorker(threading.Thread):
             with self.lock:
                 self.closed = True
                 self.lock.notify_all()
+            self._leave_detection()
             if self.own_batcher:
                 self.batcher.close()
                 self.batcher.join(timeout=60)
@@ -373,7 +420,11 @@ def stream(source: str | int | Path | Source | Sequence[Any] | Mapping[str, Any]
             source, ``<name>.mp4`` …) or a path holding ``{name}``; ``stats`` is one file for the run.
         person_detector: a :class:`~vmaedet.persons.base.PersonDetector` or its spec ("ssdlite",
             "motion", "onnx:PATH", "boxes:FILE"), created with ``config.max_persons`` and the run's device
-            (a spec: one detector per source; a detector object is shared, one call at a time).
+            (a spec: one detector per source; a detector object is shared, one call at a time).  A
+            :attr:`~vmaedet.persons.base.PersonDetector.batchable` detector (``ssdlite`` on torch, ``onnx:PATH``
+            with a dynamic batch axis) with several
+            sources and ``config.max_batch`` > 1 is one detector for all of them: keyframes of several
+            sources within ``config.max_wait_ms`` share one detector call (at most ``max_batch`` frames).
         stats: a StreamStats to fill (e.g. to watch the counters while the run goes); the JSON summary
             goes to ``config.stats``.
         on_warning: called with each warning of the run (a source cut short, proposals without this video);
@@ -513,9 +564,14 @@ class _Run:
             lane.src = open_source(lane.arg, fps=cfg.fps)
         self.engine = _open_engine(self.engine_arg, cfg.backend, cfg.device)
         device = str(self.engine.device) if cfg.device == "auto" else cfg.device  # ring and detector follow the engine
-        shared = isinstance(self.detector_arg, PersonDetector) or not self.multi
         first = _resolve_detector(self.detector_arg, cfg.max_persons, device)
-        self.detect_lock = threading.Lock() if shared and self.multi else None
+        # several sources share one detection stage where the detector batches (one forward, no state) and
+        # the run batches (max_batch > 1); else a detector object is shared one call at a time, a spec makes one per source
+        batched = self.multi and first.batchable and cfg.max_batch > 1
+        shared = batched or isinstance(self.detector_arg, PersonDetector) or not self.multi
+        self.detect_lock = threading.Lock() if shared and self.multi and not batched else None
+        self.detect_batcher = DetectBatcher(first, self.st, min(cfg.max_batch, len(self.lanes)),
+                                            cfg.max_wait_ms / 1e3) if batched else None
         for i, lane in enumerate(self.lanes):
             lane.detector = first if shared or i == 0 else _resolve_detector(self.detector_arg, cfg.max_persons, device)
         window = WindowSink() if cfg.show else None
@@ -545,6 +601,9 @@ class _Run:
         self.hub.left = len(self.started)
         self._record_info()
         self.batcher.start()
+        if self.detect_batcher is not None:
+            self.detect_batcher.add_producer(len(self.started))
+            self.detect_batcher.start()
         for lane in self.started:
             for t in (lane.writer, lane.worker, lane.reader):
                 t.start()  # type: ignore[union-attr]
@@ -618,7 +677,7 @@ class _Run:
                                  window=window, jsonl=opened.jsonl, csv=opened.csv, outputs=opened.pending,
                                  source=lane.name)
         lane.worker = StreamWorker(lane.ctx, self.engine, lane.detector, draws=lane.writer.draws, batcher=self.batcher,
-                                   detect_lock=self.detect_lock)
+                                   detect_lock=self.detect_lock, detect_batcher=self.detect_batcher, warn=self.warn)
         lane.reader = SourceReader(src, lane.ctx.frames, st, realtime=live)
         info = {"source": str(lane.arg), "video_id": src.name, "fps": src.fps, "live": live,
                 "ring_capacity": lane.worker.ring.capacity, "frame_count": None if live else src.frame_count}
@@ -679,6 +738,9 @@ class _Run:
             lane.src.close()  # type: ignore[union-attr]
         self.batcher.close()
         self.batcher.join(timeout=30)
+        if self.detect_batcher is not None:
+            self.detect_batcher.close()
+            self.detect_batcher.join(timeout=30)
         st.finish()
         final_error: BaseException | None = None
         written: list[str] = []
@@ -707,6 +769,8 @@ class _Run:
         if self.multi:
             st.info["frames_written"] = sum(src["frames_written"] for src in sources.values())
         st.info["sources"], st.info["batcher"] = sources, self.batcher.summary()
+        if self.detect_batcher is not None:
+            st.info["detect_batcher"] = self.detect_batcher.summary()
         # What became of each output, also for a run stopped early (Ctrl-C, ``close()``), where the errors
         # are not raised: ``info["outputs_written"]`` lists the targets renamed into place,
         # ``info["output_errors"]`` maps each failed output to its error in words. The stats JSON is added

@@ -1,9 +1,16 @@
 """Per-stage latency and frame counters of a streaming run (thread-safe, bounded memory).
 
 Stages: ``decode`` (source read), ``preprocess`` (resize + normalise into the ring), ``detect``
-(person detector on keyframes), ``track``, ``action`` (one engine call per keyframe), ``post``
-(sigmoid, smoothing, events), ``draw`` (overlay + sinks).  ``glass_to_result`` is the time from a
-keyframe's capture (``time.monotonic()`` stamp) to its result being ready.
+(person detector, one sample per keyframe), ``track``, ``action`` (action engine, one sample per
+keyframe with persons), ``post`` (sigmoid, smoothing, events), ``draw`` (overlay + sinks).
+``glass_to_result`` is the time from a keyframe's capture (``time.monotonic()`` stamp) to its result
+being ready.
+
+Batched calls (several keyframes in one engine or detector call, :mod:`vmaedet.runtime.batcher`):
+``action_batch`` / ``detect_batch`` hold one sample per call (its time), and each keyframe's
+``action`` / ``detect`` sample is its share of its call (the call's time ÷ its keyframes), so the
+per-keyframe row's mean × count is the time spent in the engine / detector and its p50 and mean
+describe the same samples.
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-STAGES = ("decode", "preprocess", "detect", "track", "action", "post", "draw", "glass_to_result")
+STAGES = ("decode", "preprocess", "detect", "detect_batch", "track", "action", "action_batch", "post", "draw",
+          "glass_to_result")
+#: The per-call rows of the batched stages, by their per-keyframe row.
+BATCH_ROWS = {"detect": "detect_batch", "action": "action_batch"}
 #: Samples kept per stage for percentiles (older ones only feed count/mean).
 WINDOW = 2048
 
@@ -106,14 +116,18 @@ class StreamStats:
         return path
 
     def table(self) -> Any:
-        """A rich Table of the summary."""
+        """A rich Table of the summary (a ``*_batch`` row only where calls held several keyframes)."""
         from rich.table import Table
 
         s = self.summary()
         t = Table(title=f"stream: {s['wall_s']:.2f} s wall, {s['fps']:.1f} frames/s")
         for col in ("stage", "count", "mean ms", "p50 ms", "p95 ms", "max ms"):
-            t.add_column(col, justify="left" if col == "stage" else "right")
-        for name, st in s["stages"].items():
+            t.add_column(col, justify="left" if col == "stage" else "right", no_wrap=col == "stage")
+        stages = s["stages"]
+        for name, st in stages.items():
+            per_keyframe = next((k for k, v in BATCH_ROWS.items() if v == name), None)
+            if per_keyframe is not None and stages.get(per_keyframe, {}).get("count") == st["count"]:
+                continue  # one keyframe per call: the same figures as the per-keyframe row
             t.add_row(name, str(st["count"]), f"{st['mean_ms']:.1f}", f"{st['p50_ms']:.1f}",
                       f"{st['p95_ms']:.1f}", f"{st['max_ms']:.1f}")
         for name, value in sorted(s["counters"].items()):
@@ -122,13 +136,16 @@ class StreamStats:
         for name, src in sources.items() if len(sources) > 1 else ():
             t.add_row(f"source {name}", f"{src['frames_processed']} frames", f"{src['fps']:.1f} fps",
                       f"{src['frames_dropped']} dropped", f"{src['keyframes']} keyframes", src.get("error") or "")
-        batcher = s.get("batcher")
-        if batcher and (batcher["max_batch"] > 1 or len(sources) > 1):
-            sizes = " ".join(f"{k}:{v}" for k, v in batcher["batch_sizes"].items())
+        for key, label in (("batcher", "action"), ("detect_batcher", "detect")):
+            batcher = s.get(key)
+            if not batcher or not (batcher["max_batch"] > 1 or len(sources) > 1):
+                continue
             wait = batcher["wait_ms"]
-            t.add_row("batch wait (calls)", str(batcher["calls"]), f"{wait.get('mean', 0.0):.1f}", f"{wait.get('p50', 0.0):.1f}",
-                      f"{wait.get('p95', 0.0):.1f}", f"{wait.get('max', 0.0):.1f}")
-            t.add_row("batch sizes", sizes, "", "", "", "")
+            if wait:
+                t.add_row(f"{label} wait", str(batcher["jobs"]),
+                          f"{wait['mean']:.1f}", f"{wait['p50']:.1f}", f"{wait['p95']:.1f}", f"{wait['max']:.1f}")
+            for size, calls in batcher["batch_sizes"].items():  # one row per batch size: never a long cell
+                t.add_row(f"{label} calls ×{size}", str(calls), "", "", "", "")
         return t
 
 
