@@ -43,6 +43,15 @@ _REGISTRY: dict[str, str] = {
 }
 
 
+def import_backend(module: str, what: str, fix: str) -> Any:
+    """``import module``, or :class:`BackendUnavailable` saying that ``what`` is not installed and how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailable(f"{what} is not installed", received=str(exc), expected=f"the {module} package",
+                                 fix=fix) from exc
+
+
 def register_engine(name: str, target: str) -> None:
     """Register an engine class given as ``"module:Class"``."""
     _REGISTRY[name] = target

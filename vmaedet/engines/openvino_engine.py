@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from vmaedet.artifacts import ArtifactManifest, open_artifact
-from vmaedet.engines.base import Engine
+from vmaedet.engines.base import Engine, import_backend
 from vmaedet.errors import BackendUnavailable, EngineError
 
 INSTALL_FIX = "pip install 'vmaedet[openvino]' (the openvino wheel, CPU inference)"
@@ -50,12 +50,7 @@ ARTIFACT_PRECISIONS = {"fp32": ARTIFACT_PRECISION, "bf16": ARTIFACT_PRECISION, "
 
 def import_openvino() -> Any:
     """``import openvino``, or :class:`BackendUnavailable` naming the extra to install."""
-    try:
-        import openvino as ov
-    except ImportError as exc:
-        raise BackendUnavailable("openvino is not installed", received=str(exc), expected="the openvino package",
-                                 fix=INSTALL_FIX) from exc
-    return ov
+    return import_backend("openvino", "openvino", INSTALL_FIX)
 
 
 def cpu_flags() -> set[str]:
