@@ -29,8 +29,8 @@ from vmaedet.runtime.batcher import engine_max_batch
 from vmaedet.runtime.config import StreamConfig
 from vmaedet.runtime.multi import name_sources, read_sources_file, source_output
 from vmaedet.runtime.pipeline import stream
-from vmaedet.runtime.sources import FileSource, Frame, Source
 from vmaedet.runtime.stats import StreamStats
+from tests.helpers.sources import DyingSource
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = jsonschema.Draft202012Validator(json.loads((ROOT / "docs" / "stream-jsonl.schema.json").read_text()))
@@ -197,26 +197,6 @@ def test_each_source_gets_the_outputs_of_its_own_single_run(videos: dict[str, Pa
         assert _no_latency(_jsonl(multi / f"{name}.jsonl")) == _no_latency(_jsonl(one / "o.jsonl"))
         assert (multi / f"{name}.csv").read_bytes() == (one / "o.csv").read_bytes()
         assert (one / "o.csv").read_text().count("\n") > 0
-
-
-class DyingSource(Source):
-    """Test double: a real file source that raises after ``n`` frames (a camera unplugged)."""
-
-    def __init__(self, path: Path, n: int, name: str) -> None:
-        self.inner, self.n, self.name = FileSource(path), n, name
-
-    def open(self) -> None:
-        self.inner.open()
-        self.fps, self.rate, self.frame_count = self.inner.fps, self.inner.rate, self.inner.frame_count
-
-    def read(self) -> Frame | None:
-        frame = self.inner.read()
-        if frame is not None and frame.index >= self.n:
-            raise ConnectionError("camera unplugged")
-        return frame
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @pytest.mark.timeout(120)

@@ -22,8 +22,9 @@ from vmaedet.models.predictor import Predictor
 from vmaedet.runtime.config import StreamConfig
 from vmaedet.runtime.pipeline import stream
 from vmaedet.runtime.scheduler import frame_offsets
-from vmaedet.runtime.sources import FileSource, Frame, Source
+from vmaedet.runtime.sources import FileSource
 from vmaedet.runtime.stats import StreamStats
+from tests.helpers.sources import DyingSource
 
 N_FRAMES = 60
 W, H = 160, 120
@@ -159,27 +160,6 @@ class SlowEngine(Engine):
         return torch.zeros((rois.shape[0], 80))
 
 
-class FailingSource(Source):
-    """Test double: a file source that raises after ``n`` frames."""
-
-    def __init__(self, path: Path, n: int) -> None:
-        self.inner, self.n = FileSource(path), n
-        self.name = "failing"
-
-    def open(self) -> None:
-        self.inner.open()
-        self.fps, self.rate = self.inner.fps, self.inner.rate
-
-    def read(self) -> Frame | None:
-        frame = self.inner.read()
-        if frame is not None and frame.index >= self.n:
-            raise ConnectionError("camera unplugged")
-        return frame
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 @pytest.mark.timeout(60)
 def test_live_mode_with_a_slow_engine_drops_frames_and_keeps_lag_bounded(video: Path, proposals: Path) -> None:
     st = StreamStats()
@@ -203,7 +183,7 @@ def test_a_source_failing_mid_stream_ends_with_a_clear_error_and_closed_outputs(
     out, ev = tmp_path / "f.mp4", tmp_path / "f.jsonl"
     got = []
     with pytest.raises(StreamError, match="camera unplugged"):
-        for r in stream(FailingSource(video, 30), checkpoint, StreamConfig(save=out, jsonl=ev),
+        for r in stream(DyingSource(video, 30, known_length=False), checkpoint, StreamConfig(save=out, jsonl=ev),
                         person_detector=f"boxes:{proposals}"):
             got.append(r)
     assert len(_decode(out)[0]) == 30  # every frame before the failure, in a playable file
