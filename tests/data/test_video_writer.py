@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vmaedet.data.video import H264Writer, decode_all, encode_h264
+from vmaedet.data.video import X264_PRESETS, H264Writer, decode_all, encode_h264
 from vmaedet.errors import DataError
 
 
@@ -17,8 +17,8 @@ def _frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def _stream_sink_reference(path: Path, frames: np.ndarray, rate: Fraction, fmt: str) -> None:
-    """The stream's annotated-video recipe written out with PyAV directly: libx264 defaults (no crf option),
-    a named muxer, odd sizes padded bottom/right with black, no pts set."""
+    """libx264 defaults written out with PyAV directly (no crf or preset option; the stream's video recipe
+    before it took a real-time preset), a named muxer, odd sizes padded bottom/right with black, no pts set."""
     import av
 
     h, w = frames.shape[1:3]
@@ -84,3 +84,33 @@ def test_context_manager_removes_the_file_on_error_and_close_is_idempotent(tmp_p
         ok.write(img)
     assert ok.close() == 4 and ok.close() == 4
     assert decode_all(tmp_path / "sub" / "ok.mp4")[0].shape == (4, 16, 16, 3)
+
+
+def _x264_options(path: Path) -> dict[str, str]:
+    """The settings libx264 wrote into its SEI message (``x264 - core … options: subme=2 ref=1 …``)."""
+    import re
+
+    found = re.search(rb"x264 - core \d+.*? options: ([^\x00]*)", path.read_bytes())
+    assert found is not None
+    return dict(kv.split("=", 1) for kv in found.group(1).decode("ascii", "replace").split() if "=" in kv)
+
+
+@pytest.mark.parametrize(("preset", "threads", "subme"), [("veryfast", 1, "2"), (None, 1, "7"), ("ultrafast", 2, "0")])
+def test_preset_and_threads_reach_libx264(tmp_path: Path, preset: str | None, threads: int, subme: str) -> None:
+    frames = _frames(5, 128, 96)  # 128 rows: a 64-row frame gets one thread whatever is asked
+    assert encode_h264(tmp_path / "p.mp4", frames, 25, crf=None, preset=preset, threads=threads) == 5
+    opts = _x264_options(tmp_path / "p.mp4")
+    assert opts["subme"] == subme and opts["threads"] == str(threads), opts  # None: libx264's medium (subme 7)
+    assert len(decode_all(tmp_path / "p.mp4")[0]) == 5
+
+
+@pytest.mark.parametrize(("kw", "words"), [({"preset": "Fast"}, "preset"), ({"preset": "fastest"}, "preset"),
+                                          ({"threads": -1}, "thread"), ({"threads": 1.5}, "thread")])
+def test_bad_encoder_options_are_refused_before_a_file_opens(tmp_path: Path, kw: dict, words: str) -> None:
+    with pytest.raises(DataError, match=words) as info:
+        encode_h264(tmp_path / "bad.mp4", _frames(2, 8, 8), 25, **kw)
+    msg = str(info.value)
+    assert "received" in msg and "expected" in msg and "fix" in msg
+    if "preset" in kw:
+        assert " | ".join(X264_PRESETS) in msg
+    assert not any(tmp_path.iterdir())

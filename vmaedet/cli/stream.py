@@ -17,7 +17,7 @@ console = Console(stderr=True)
 #: How the library's messages name the options of a run: by this command's flags.
 FLAG_NAMES = {"save": "--save", "jsonl": "--jsonl", "csv": "--csv", "stats": "--stats", "source": "--source",
               "person_detector": "--detector", "overwrite": "--overwrite", "max_batch": "--max-batch",
-              "max_wait_ms": "--max-wait-ms"}
+              "max_wait_ms": "--max-wait-ms", "save_preset": "--save-preset"}
 
 
 def _sources(source: list[str] | None, camera: list[int] | None, sources: Path | None) -> object:
@@ -62,6 +62,7 @@ def stream_command(
     realtime: Annotated[Optional[bool], typer.Option("--realtime/--no-realtime", help="Latest-frame-wins (drop frames) instead of lossless; default: live sources only.")] = None,
     show: Annotated[bool, typer.Option("--show", help="Display a window (needs a desktop).")] = False,
     save: Annotated[Optional[Path], typer.Option(help="Write an H.264 video with overlays (.mp4, .mkv, .mov, .avi, .ts); several sources: a folder or a path with {name}.")] = None,
+    save_preset: Annotated[str, typer.Option("--save-preset", help="libx264 preset of the --save video: ultrafast | superfast | veryfast | faster | fast | medium | slow | slower | veryslow | placebo (veryfast: real time beside the model; medium: libx264's default, smaller files, about twice the encoding time).")] = "veryfast",
     jsonl: Annotated[Optional[Path], typer.Option(help="Write one JSON line per keyframe and per action event (docs/stream-jsonl.schema.json); several sources: a folder or {name}.")] = None,
     csv: Annotated[Optional[Path], typer.Option(help="Write AVA CSV rows (1 Hz); several sources: a folder or {name}.")] = None,
     stats: Annotated[Optional[Path], typer.Option(help="Write per-stage latency statistics and warnings as JSON (also after Ctrl-C).")] = None,
@@ -78,11 +79,17 @@ def stream_command(
 
     Example: vmaedet stream --source video.mp4 --checkpoint model.safetensors --save out.mp4 --jsonl events.jsonl
     """
+    from vmaedet.data.video import X264_PRESETS
     from vmaedet.progress import progress, resolve_mode
     from vmaedet.runtime.config import StreamConfig
     from vmaedet.runtime.pipeline import stream
     from vmaedet.runtime.stats import StreamStats
 
+    if save_preset not in X264_PRESETS:  # before anything opens or is written
+        raise ConfigError(f"unknown --save-preset {save_preset!r}", received=save_preset,
+                          expected=" | ".join(X264_PRESETS),
+                          fix="--save-preset veryfast (real time, the default) or --save-preset medium "
+                              "(smaller files, about twice the encoding time)")
     if (checkpoint is None) == (engine is None):
         raise ConfigError("give exactly one of a checkpoint or an engine artifact",
                           received=f"checkpoint={checkpoint}, engine={engine}",
@@ -114,7 +121,8 @@ def stream_command(
     chosen = _sources(source, camera, sources)
     config = StreamConfig(stride=stride, threshold=threshold, mode=mode, max_persons=max_persons, realtime=realtime,
                           backend=backend, device=device, fps=fps, save=save, jsonl=jsonl, csv=csv, stats=stats,
-                          show=show, overwrite=overwrite, max_batch=max_batch, max_wait_ms=max_wait_ms)
+                          show=show, overwrite=overwrite, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                          save_preset=save_preset)
     names = {**FLAG_NAMES, "engine": "--checkpoint" if checkpoint is not None else "--engine"}
     st = StreamStats()  # filled while the run goes; stream() writes it to --stats at the end, also after Ctrl-C
     n = 0

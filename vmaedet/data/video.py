@@ -104,8 +104,6 @@ def decode_all(path: str | Path) -> tuple[np.ndarray, float]:
     return np.stack(frames), fps
 
 
-YUV_CONVERSIONS = ("swscale", "cv2")
-
 # --------------------------------------------------------------------------- H.264 writer
 
 #: RGB → YUV 4:2:0 conversions :class:`H264Writer` knows: FFmpeg's swscale (inside PyAV) or OpenCV's
@@ -113,6 +111,9 @@ YUV_CONVERSIONS = ("swscale", "cv2")
 YUV_CONVERSIONS = ("swscale", "cv2")
 #: What :class:`H264Writer` does with an odd width or height: refuse it (the default) or pad to even.
 ODD_SIZE_POLICIES = ("error", "pad")
+#: libx264's presets, fastest first: each trades encoding time for compression at the same quality (crf).
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
 
 
 class H264Writer:
@@ -138,8 +139,10 @@ class H264Writer:
             ``Fraction(30000, 1001)`` stays).
         crf: libx264 constant rate factor (lower = better quality, bigger file); None leaves
             libx264's default (23) and passes no option.
-        preset: libx264 preset ("ultrafast" … "veryslow"); None keeps libx264's default ("medium").
-        threads: encoder threads; 0 lets libx264 choose. 1 makes the bytes independent of the machine.
+        preset: libx264 preset (one of :data:`X264_PRESETS`, "ultrafast" … "placebo"); None keeps libx264's
+            default ("medium") and passes no option. An unknown name is refused before the file is opened.
+        threads: encoder threads; 0 lets libx264 choose. 1 makes the bytes independent of the machine and
+            encodes in the calling thread (no encoder threads of its own).
         yuv: RGB → YUV 4:2:0 conversion: "swscale" (FFmpeg's, inside PyAV) or "cv2"
             (``cv2.COLOR_RGB2YUV_I420``; the synthetic generator's choice).
         size: expected ``(width, height)`` of every frame; None takes the first frame's.
@@ -162,6 +165,12 @@ class H264Writer:
         if odd not in ODD_SIZE_POLICIES:
             raise DataError("unknown odd-size policy", received=odd, expected=" | ".join(ODD_SIZE_POLICIES),
                             fix="pass odd='error' (refuse odd sizes) or odd='pad' (pad to even with black)")
+        if preset is not None and preset not in X264_PRESETS:
+            raise DataError("unknown libx264 preset", received=repr(preset), expected=" | ".join(X264_PRESETS),
+                            fix="pass preset='veryfast' (real time) or None (libx264's default, medium)")
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+            raise DataError("the encoder thread count must be an integer ≥ 0", received=repr(threads),
+                            expected="0 (libx264 chooses) or a count ≥ 1", fix="pass threads=0 or threads=1")
         self.path = Path(path)
         self.rate = as_rate(fps)
         self.options = {**({"crf": str(crf)} if crf is not None else {}), **({"preset": preset} if preset else {})}

@@ -4,6 +4,12 @@ Each frame is preprocessed once when it enters the :class:`ClipRing` (the Predic
 ``seed_resize_size`` → cv2 INTER_LINEAR resize → normalise → zero-pad to multiples of 16) and
 kept as ``[3, Hp, Wp]`` on the engine's device; a clip is a stack of 16 of them.  Frames no
 keyframe can still sample are evicted, and a hard capacity bounds memory whatever the run length.
+
+On the CPU the ring does this without torch operators: the normalisation of a uint8 value is one of
+256 numbers per channel, so it is a table lookup (``cv2.LUT``) into a table computed once by
+:func:`~vmaedet.data.transforms.normalize_clip` itself — the same float32 values, bit for bit — and a
+clip is stacked with numpy.  The worker thread then never starts a team of torch (OpenMP) threads of
+its own that would fight the action engine's threads for the cores.
 """
 
 from __future__ import annotations
@@ -11,10 +17,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
-from vmaedet.data.transforms import normalize_clip, pad_to_multiple, resize_frames, seed_resize_size
+from vmaedet.data.transforms import normalize_clip, pad_to_multiple, padded_size, resize_frames, seed_resize_size
 from vmaedet.errors import StreamError
 from vmaedet.runtime.sources import Frame
 
@@ -45,6 +52,8 @@ class ClipRing:
         self._nbytes = 0  #: running total of the entries' tensor bytes
         self.source_wh: tuple[int, int] | None = None
         self.resized_wh: tuple[int, int] | None = None
+        #: per channel, the normalised float32 value of each uint8 level (CPU rings only; built at the first frame)
+        self._lut: np.ndarray | None = None  # [3, 256]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -63,8 +72,26 @@ class ClipRing:
                               expected=f"{self.source_wh[0]}×{self.source_wh[1]}", fix="restart the stream")
         assert self.resized_wh is not None
         resized = resize_frames(image[None], self.resized_wh)  # [1, h', w', 3]
+        if self.device.type == "cpu":
+            return torch.from_numpy(self._normalize_pad(resized[0]))  # [3, Hp, Wp]
         x = torch.from_numpy(resized).to(self.device)  # [1, h', w', 3] uint8
         return pad_to_multiple(normalize_clip(x))[:, 0]  # [3, Hp, Wp]
+
+    def _normalize_pad(self, resized: np.ndarray) -> np.ndarray:
+        """``[h', w', 3]`` uint8 → ``[3, Hp, Wp]`` float32: ``normalize_clip`` then ``pad_to_multiple``, by lookup.
+
+        Equal bit for bit to the torch path: the table is ``normalize_clip`` of the 256 levels, and the
+        padding is zeros.
+        """
+        if self._lut is None:
+            levels = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 256, 1).expand(1, 1, 256, 3)  # [1, 1, 256, 3]
+            self._lut = np.ascontiguousarray(normalize_clip(levels)[:, 0, 0].numpy())  # [3, 256]
+        h, w = resized.shape[:2]
+        pw, ph = padded_size(w, h)
+        out = np.zeros((3, ph, pw), np.float32)  # [3, Hp, Wp]
+        for c, plane in enumerate(cv2.split(resized)):  # 3 × [h', w'] uint8
+            out[c, :h, :w] = cv2.LUT(plane, self._lut[c])  # [h', w'] float32
+        return out
 
     def push(self, frame: Frame) -> None:
         """Preprocess and append a frame (evicting the oldest beyond capacity)."""
@@ -103,8 +130,12 @@ class ClipRing:
         else:
             times = np.array([e.time for e in self._entries])  # [R]
             picks = [int(np.argmin(np.abs(times - t))) for t in targets]  # argmin returns the first (earlier) tie
-        frames = [self._entries[i].tensor for i in picks]
-        return torch.stack(frames, dim=1)[None], [self._entries[i].index for i in picks]  # [1, 3, T, Hp, Wp]
+        frames = [self._entries[i].tensor for i in picks]  # T × [3, Hp, Wp]
+        if self.device.type == "cpu":  # numpy: no torch thread team in the worker (module docstring)
+            clip = torch.from_numpy(np.stack([f.numpy() for f in frames], axis=1))  # [3, T, Hp, Wp]
+        else:
+            clip = torch.stack(frames, dim=1)  # [3, T, Hp, Wp]
+        return clip[None], [self._entries[i].index for i in picks]  # [1, 3, T, Hp, Wp]
 
     def nbytes(self) -> int:
         """Bytes held by the buffered tensors (a running total: O(1), called once per frame)."""

@@ -675,7 +675,7 @@ class _Run:
             opened.csv.keyframe_spacing = cfg.stride / src.fps
         lane.writer = SinkWriter(lane.ctx.out, st, cfg.threshold, mp4=(Path(cfg.save), rate) if cfg.save else None,
                                  window=window, jsonl=opened.jsonl, csv=opened.csv, outputs=opened.pending,
-                                 source=lane.name)
+                                 source=lane.name, save_preset=cfg.save_preset)
         lane.worker = StreamWorker(lane.ctx, self.engine, lane.detector, draws=lane.writer.draws, batcher=self.batcher,
                                    detect_lock=self.detect_lock, detect_batcher=self.detect_batcher, warn=self.warn)
         lane.reader = SourceReader(src, lane.ctx.frames, st, realtime=live)

@@ -24,6 +24,7 @@ import numpy as np
 
 from vmaedet.errors import OutputError, StreamError
 from vmaedet.safeio import atomic_path, check_writable_dir, ensure_parent, output_error
+from vmaedet.runtime.config import DEFAULT_SAVE_PRESET
 from vmaedet.runtime.sources import Closed, Frame, Mailbox
 from vmaedet.runtime.stats import StreamStats
 from vmaedet.structures import ActionDetections, top_actions
@@ -32,20 +33,42 @@ _PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200)
                      (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128)], np.uint8)
 
 
-def draw_overlay(image: np.ndarray, result: ActionDetections | None, threshold: float, hud: str = "") -> np.ndarray:
-    """A copy of ``image`` (RGB) with boxes, track ids, top actions and a HUD line drawn with OpenCV."""
+#: One person's overlay: box corners ``(x1, y1, x2, y2)`` in pixels, RGB colour, text lines with their origins.
+OverlayItem = tuple[tuple[int, int, int, int], tuple[int, int, int], list[tuple[str, tuple[int, int]]]]
+
+
+def overlay_items(result: ActionDetections | None, threshold: float) -> list[OverlayItem]:
+    """What :func:`draw_overlay` draws for ``result``: per person its box, colour and text lines.
+
+    A result is drawn on every frame until the next one arrives (``stride`` frames): the writer lays it
+    out once here and draws the same items on each of those frames.
+    """
+    if result is None:
+        return []
+    items: list[OverlayItem] = []
+    for box, tid, scores in zip(result.boxes, result.track_ids, result.action_scores):  # type: ignore[arg-type]
+        color = tuple(int(c) for c in _PALETTE[int(tid) % len(_PALETTE)]) if tid >= 0 else (200, 200, 200)
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        lines = [f"#{tid}" if tid >= 0 else "#?"] + [f"{n[:18]} {s:.2f}" for n, s in top_actions(scores, threshold)]
+        texts = [(text, (x1, max(12, y1 - 4 - 14 * (len(lines) - 1 - i)))) for i, text in enumerate(lines)]
+        items.append(((x1, y1, x2, y2), color, texts))  # type: ignore[arg-type]
+    return items
+
+
+def draw_overlay(image: np.ndarray, result: ActionDetections | None, threshold: float, hud: str = "", *,
+                 items: list[OverlayItem] | None = None) -> np.ndarray:
+    """A copy of ``image`` (RGB) with boxes, track ids, top actions and a HUD line drawn with OpenCV.
+
+    ``items``: ``overlay_items(result, threshold)`` when the caller already has them (the writer lays a
+    result out once for all the frames it is drawn on); None lays ``result`` out here.
+    """
     import cv2
 
     out = np.ascontiguousarray(image.copy())
-    if result is not None:
-        for box, tid, scores in zip(result.boxes, result.track_ids, result.action_scores):  # type: ignore[arg-type]
-            color = tuple(int(c) for c in _PALETTE[int(tid) % len(_PALETTE)]) if tid >= 0 else (200, 200, 200)
-            x1, y1, x2, y2 = (int(round(v)) for v in box)
-            cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
-            lines = [f"#{tid}" if tid >= 0 else "#?"] + [f"{n[:18]} {s:.2f}" for n, s in top_actions(scores, threshold)]
-            for i, text in enumerate(lines):
-                y = max(12, y1 - 4 - 14 * (len(lines) - 1 - i))
-                cv2.putText(out, text, (x1, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
+    for (x1, y1, x2, y2), color, texts in overlay_items(result, threshold) if items is None else items:
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, 2)
+        for text, origin in texts:
+            cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
     if hud:
         cv2.putText(out, hud, (6, out.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return out
@@ -184,20 +207,49 @@ class PendingOutput:
         self._stack.__exit__(_Discard, _Discard(), None)
 
 
+#: libx264 threads of the stream's video output: 1 encodes in the writer thread itself. The action engine's
+#: threads use every core; encoder threads of libx264's own only add switching and lookahead copies
+#: (measured at 640×272 on 2 cores: about 10 % less encoder CPU than libx264's automatic choice, same frames).
+ENCODER_THREADS = 1
+#: Above this many pixels per frame (1920×1088) one thread may not keep up with the source's frame rate:
+#: libx264 chooses its thread count there (``threads=0``).
+ENCODER_ONE_THREAD_MAX_PIXELS = 1920 * 1088
+
+
 class Mp4Sink:
     """H.264 (libx264, yuv420p) at the source's exact frame rate, through the one writer
     (:class:`vmaedet.data.video.H264Writer`) with ``odd="pad"``: a stream keeps every frame of an
-    odd-sized source, padded with black to even on the bottom/right edge."""
+    odd-sized source, padded with black to even on the bottom/right edge.
+
+    Encoded for real time: the libx264 ``preset`` (default ``"veryfast"``), :data:`ENCODER_THREADS`
+    encoder thread up to 1080p (libx264's own choice above :data:`ENCODER_ONE_THREAD_MAX_PIXELS`),
+    libx264's default quality (crf 23), and the RGB → YUV 4:2:0 conversion done by OpenCV (``yuv="cv2"``: the same BT.601 limited-range planes as FFmpeg's swscale within ±2 levels, at a
+    tenth of its cost).
+
+    Args:
+        path, rate, width, height: the file, the exact frame rate and the frames' size.
+        fmt: FFmpeg muxer (default: from the suffix); what: the output's name in messages.
+        preset: libx264 preset (:data:`vmaedet.data.video.X264_PRESETS`).
+        threads: encoder threads (0: libx264 chooses); None: the rule above (:attr:`threads` says which).
+
+    Raises:
+        DataError: ``preset`` is not one of :data:`vmaedet.data.video.X264_PRESETS` (nothing is opened).
+    """
 
     def __init__(self, path: str | Path, rate: Fraction, width: int, height: int, fmt: str | None = None,
-                 what: str = "the video output") -> None:
+                 what: str = "the video output", preset: str = DEFAULT_SAVE_PRESET,
+                 threads: int | None = None) -> None:
         from vmaedet.data.video import H264Writer
 
         self.path = ensure_parent(path, what=what)
         self.what = what
         fmt = fmt or check_video_container(self.path, what)
-        # crf=None: libx264's own default, as the stream always wrote
-        self._writer = H264Writer(self.path, rate, crf=None, odd="pad", format=fmt, size=(width, height))
+        if threads is None:
+            threads = ENCODER_THREADS if width * height <= ENCODER_ONE_THREAD_MAX_PIXELS else 0
+        self.threads = threads  #: encoder threads asked of libx264 (0: its own choice)
+        # crf=None: libx264's own default quality, as the stream always wrote
+        self._writer = H264Writer(self.path, rate, crf=None, preset=preset, threads=threads, yuv="cv2", odd="pad",
+                                  format=fmt, size=(width, height))
 
     @property
     def frames(self) -> int:
@@ -320,18 +372,29 @@ class SinkWriter(threading.Thread):
     ``outputs`` maps each file sink (``"save"``, ``"jsonl"``, ``"csv"``) to its
     :class:`PendingOutput`; a sink whose write or close fails marks its output failed and the error
     (an :class:`OutputError` naming the file and the cause) ends the run.
+
+    ``save_preset`` is the libx264 preset of the ``mp4`` output (:class:`Mp4Sink`;
+    :attr:`vmaedet.runtime.config.StreamConfig.save_preset`), checked here before the thread starts.
     """
 
     def __init__(self, mailbox: Mailbox[tuple[str, Any]], stats: StreamStats, threshold: float, *,
                  mp4: tuple[Path, Fraction] | None = None, window: WindowSink | None = None,
                  jsonl: JsonlSink | None = None, csv: AvaCsvSink | None = None,
-                 outputs: dict[str, PendingOutput] | None = None, source: str | None = None) -> None:
+                 outputs: dict[str, PendingOutput] | None = None, source: str | None = None,
+                 save_preset: str = DEFAULT_SAVE_PRESET) -> None:
+        from vmaedet.data.video import X264_PRESETS
+
         super().__init__(name="vmaedet-writer" if source is None else f"vmaedet-writer-{source}", daemon=True)
+        if save_preset not in X264_PRESETS:  # the video opens at the first frame: refuse it now, not then
+            raise StreamError("unknown libx264 preset for the video output", received=repr(save_preset),
+                              expected=" | ".join(X264_PRESETS),
+                              fix=f"use {DEFAULT_SAVE_PRESET!r} (real time) or 'medium' (libx264's default)")
         self.source = source
         self.mailbox = mailbox
         self.stats = stats
         self.threshold = threshold
         self._mp4_spec = mp4
+        self.save_preset = save_preset
         self.mp4: Mp4Sink | None = None
         self.window = window
         self.jsonl = jsonl
@@ -340,6 +403,7 @@ class SinkWriter(threading.Thread):
         self.error: BaseException | None = None
         self.quit_requested = False
         self._latest: ActionDetections | None = None
+        self._items: list[OverlayItem] = []  #: ``overlay_items`` of ``_latest``
         self._fps_t: list[float] = []
 
     @property
@@ -368,13 +432,14 @@ class SinkWriter(threading.Thread):
         pending = self.outputs.get("save")
         what = pending.what if pending is not None else "the video output"
         fmt = check_video_container(pending.target if pending is not None else path, what)
-        return Mp4Sink(pending.tmp if pending is not None else path, rate, width, height, fmt=fmt, what=what)
+        return Mp4Sink(pending.tmp if pending is not None else path, rate, width, height, fmt=fmt, what=what,
+                       preset=self.save_preset)
 
     def _frame(self, frame: Frame) -> None:
         if not self.draws:
             return
         with self.stats.time("draw"):
-            image = draw_overlay(frame.image, self._latest, self.threshold, self._hud())
+            image = draw_overlay(frame.image, self._latest, self.threshold, self._hud(), items=self._items)
             if self._mp4_spec is not None:
                 if self.mp4 is None:
                     self.mp4 = self._io("save", self._open_mp4, image.shape[1], image.shape[0])
@@ -388,6 +453,8 @@ class SinkWriter(threading.Thread):
             self._frame(payload)
         elif kind == "result":
             self._latest = payload
+            if self.draws:
+                self._items = overlay_items(payload, self.threshold)
             if self.jsonl is not None:
                 self._io("jsonl", self.jsonl.write, payload.to_json(self.threshold))
             if self.csv is not None:
