@@ -60,7 +60,7 @@ def stream_command(
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Keyframes (of any source) per action-engine call; capped by the engine.")] = 1,
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0.0, help="How long a ready keyframe waits for others to fill a batch.")] = 5.0,
     realtime: Annotated[Optional[bool], typer.Option("--realtime/--no-realtime", help="Latest-frame-wins (drop frames) instead of lossless; default: live sources only.")] = None,
-    show: Annotated[bool, typer.Option("--show", help="Display a window (needs a desktop).")] = False,
+    show: Annotated[bool, typer.Option("--show", help="Display a window (needs a desktop); several sources share it as a grid, q stops them all.")] = False,
     save: Annotated[Optional[Path], typer.Option(help="Write an H.264 video with overlays (.mp4, .mkv, .mov, .avi, .ts); several sources: a folder or a path with {name}.")] = None,
     save_preset: Annotated[str, typer.Option("--save-preset", help="libx264 preset of the --save video: ultrafast | superfast | veryfast | faster | fast | medium | slow | slower | veryslow | placebo (veryfast: real time beside the model; medium: libx264's default, smaller files, about twice the encoding time).")] = "veryfast",
     jsonl: Annotated[Optional[Path], typer.Option(help="Write one JSON line per keyframe and per action event (docs/stream-jsonl.schema.json); several sources: a folder or {name}.")] = None,

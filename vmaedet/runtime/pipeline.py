@@ -551,10 +551,6 @@ class _Run:
         cfg = self.cfg
         Scheduler(cfg.mode, cfg.stride)  # validate options before opening anything
         self._check_batching()
-        if self.multi and cfg.show:
-            raise ConfigError("showing a window works with one source", received=f"{len(self.lanes)} sources",
-                              expected="one source with a window, or several sources without one",
-                              fix="write each source's video to a folder (save) instead of showing a window")
         for lane in self.lanes:
             lane.cfg = replace(cfg, stats=None, **{key: source_output(getattr(cfg, key), key, lane.name, self.multi,
                                                                         self.what(key))

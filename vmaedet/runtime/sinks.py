@@ -12,6 +12,7 @@ Messages name an output by its ``what`` (``"the video output"``); the caller dec
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -271,32 +272,106 @@ class Mp4Sink:
         self._writer.close()
 
 
+def mosaic_layout(n: int) -> tuple[int, int]:
+    """Rows × columns of the window's grid for ``n`` sources: the squarest grid, wider than tall."""
+    cols = max(1, math.ceil(math.sqrt(n)))
+    return max(1, math.ceil(n / cols)), cols
+
+
+def fit_tile(image: np.ndarray, tile_wh: tuple[int, int], label: str = "") -> np.ndarray:
+    """``image`` (RGB ``[H, W, 3]``) scaled to fit ``tile_wh`` keeping its aspect, centred on black, ``label`` top-left."""
+    import cv2
+
+    tw, th = tile_wh
+    h, w = image.shape[:2]
+    scale = min(tw / w, th / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    out = np.zeros((th, tw, 3), dtype=np.uint8)  # [th, tw, 3]
+    x0, y0 = (tw - nw) // 2, (th - nh) // 2
+    out[y0:y0 + nh, x0:x0 + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    if label:
+        cv2.putText(out, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
 class WindowSink:
-    """``cv2.imshow`` window; refuses to open without a display.  ``q``/Esc stops the stream."""
+    """``cv2.imshow`` window; refuses to open without a display.  ``q``/Esc stops the stream.
+
+    One window serves every source of a run: each source's writer :meth:`attach` es itself, and with
+    several sources the window shows a grid of their latest frames (each scaled into a ``tile`` cell,
+    named), redrawn at most :attr:`max_fps` times a second.  ``q`` stops every attached source.
+    """
 
     TITLE = "vmaedet stream"
 
-    def __init__(self) -> None:
+    def __init__(self, tile: tuple[int, int] = (640, 360), max_fps: float = 30.0) -> None:
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise StreamError("showing a window needs a display", received="no DISPLAY/WAYLAND_DISPLAY (headless)",
                               expected="a desktop session",
                               fix="do not show a window; write the video to a file (e.g. out.mp4) instead")
+        self.tile = tile
+        self.max_fps = max_fps
+        self._lock = threading.Lock()
+        self._names: list[str] = []  #: attached sources, in grid order
+        self._stops: list[threading.Event] = []
+        self._tiles: dict[str, np.ndarray] = {}  #: each source's latest frame, fitted to its cell
+        self._users = 0
+        self._shown = 0.0  #: monotonic time of the last redraw
+        self.quit = False
 
-    def show(self, image_rgb: np.ndarray) -> bool:
-        """Show a frame; False when the user asked to quit."""
+    def attach(self, name: str, stop: threading.Event) -> None:
+        """A source's writer will show its frames here; ``stop`` is set when the user quits."""
+        with self._lock:
+            self._names.append(name)
+            self._stops.append(stop)
+            self._users += 1
+
+    def _mosaic(self) -> np.ndarray:
+        rows, cols = mosaic_layout(len(self._names))
+        tw, th = self.tile
+        canvas = np.zeros((rows * th, cols * tw, 3), dtype=np.uint8)  # [rows·th, cols·tw, 3]
+        for k, name in enumerate(self._names):
+            cell = self._tiles.get(name)
+            if cell is not None:
+                r, c = divmod(k, cols)
+                canvas[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = cell
+        return canvas
+
+    def show(self, image_rgb: np.ndarray, name: str | None = None) -> bool:
+        """Show a source's frame (the whole window for one source, its cell for several); False once the user quit."""
         import cv2
 
-        try:
-            cv2.imshow(self.TITLE, image_rgb[:, :, ::-1])
-            key = cv2.waitKey(1) & 0xFF
-        except cv2.error as exc:
-            raise StreamError("cannot open a window", received=str(exc).strip().splitlines()[-1],
-                              fix="opencv-python-headless has no GUI: install opencv-python, or do not show a window") from exc
-        return key not in (ord("q"), 27)
+        with self._lock:
+            if self.quit:
+                return False
+            grid = len(self._names) > 1
+            if grid:
+                self._tiles[name or ""] = fit_tile(image_rgb, self.tile, name or "")
+                now = time.monotonic()
+                if now - self._shown < 1.0 / self.max_fps:
+                    return True  # redrawn with the next frame of any source
+                self._shown = now
+            try:
+                cv2.imshow(self.TITLE, (self._mosaic() if grid else image_rgb)[:, :, ::-1])
+                key = cv2.waitKey(1) & 0xFF
+            except cv2.error as exc:
+                raise StreamError("cannot open a window", received=str(exc).strip().splitlines()[-1],
+                                  fix="opencv-python-headless has no GUI: install opencv-python, or do not show a window") from exc
+            if key in (ord("q"), 27):
+                self.quit = True
+                for stop in self._stops:
+                    stop.set()
+                return False
+            return True
 
     def close(self) -> None:
+        """Detach one source; the window closes when the last one is done."""
         import cv2
 
+        with self._lock:
+            self._users -= 1
+            if self._users > 0:
+                return
         try:
             cv2.destroyWindow(self.TITLE)
         except cv2.error:
@@ -397,6 +472,8 @@ class SinkWriter(threading.Thread):
         self.save_preset = save_preset
         self.mp4: Mp4Sink | None = None
         self.window = window
+        if window is not None:
+            window.attach(source or "", mailbox.stop)
         self.jsonl = jsonl
         self.csv = csv
         self.outputs = outputs or {}
@@ -444,7 +521,7 @@ class SinkWriter(threading.Thread):
                 if self.mp4 is None:
                     self.mp4 = self._io("save", self._open_mp4, image.shape[1], image.shape[0])
                 self._io("save", self.mp4.write, image)
-            if self.window is not None and not self.window.show(image):
+            if self.window is not None and not self.window.show(image, self.source):
                 self.quit_requested = True
                 self.mailbox.stop.set()
 
