@@ -2,7 +2,7 @@
 
 The script itself runs in smoke mode here (no GPU): every step is recorded, the GPU steps say why
 they were skipped, and a failing or overrunning step is recorded while the next steps still run.
-The step-4/5 helpers run on the CPU with a micro model, so their code paths are exercised before a
+The helpers of steps 4–6 run on the CPU with a micro model (step 5, the multi-camera run, with small frames), so their code paths are exercised before a
 GPU ever sees them; CUDA-only parts (graphs, the matmul peak) are refused or skipped here.
 """
 
@@ -42,7 +42,8 @@ def test_smoke_run_records_every_step(tmp_path: Path) -> None:
     doc = _load(out)
     md = out.with_suffix(".md").read_text()
     assert doc["schema"] == "vmaedet-gpu-check-1" and doc["mode"] == "smoke" and doc["finished"]
-    assert [s["id"] for s in doc["steps"]] == [1, 2, 3, 4, 5, 6, 7]
+    assert [s["id"] for s in doc["steps"]] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert doc["steps"][4]["name"] == "multistream" and doc["options"]["stream"]["sources"] == 8
     env = doc["environment"]
     assert env["torch"] == torch.__version__ and env["python"] and "git_commit" in env
     first = doc["steps"][0]
@@ -355,3 +356,50 @@ def test_pytest_step_runs_the_marked_tests_and_reports_the_summary(tmp_path: Pat
     assert rec["status"] == "failed" and rec["figures"]["returncode"] == 1
     assert "1 failed" in rec["figures"]["summary_line"] and "1 passed" in rec["figures"]["summary_line"]
     assert "1 deselected" in rec["figures"]["summary_line"]
+
+
+# -- step 5 (many cameras, one engine) on the CPU: its glue; the run itself in test_gpu_multistream.py ---
+def test_multistream_step_end_to_end_on_cpu(tmp_path: Path) -> None:
+    opts = Options(device="cpu", steps=frozenset({5}), stream_variant="vit_micro", stream_sources=2,
+                   stream_size=(160, 120), stream_seconds=2.0, stream_precision="fp32", stream_detector="scene")
+    doc = run_checks(opts, tmp_path / "g.json",
+                     [Step(5, "multistream", "many cameras", 90, gpu_check.step_multistream, needs_cuda=False)])
+    rec = doc["steps"][0]
+    assert rec["status"] == "ok", rec
+    fig = rec["figures"]
+    assert set(fig["sources"]) == {"cam0", "cam1"} and fig["config"]["frame_size"] == [160, 120]
+    assert all(s["frames_produced"] == 60 for s in fig["sources"].values())  # 2 s at 30 fps
+    assert fig["consistency_failures"] == [] and "definition" in fig["verdict"] and "cuda_graph" in fig["engine_options"]
+    assert fig["goal"]["verdict"].startswith("not applicable")
+    assert "2 × 160×120 @ 30 fps" in rec["summary"] and "goal: not applicable" in rec["summary"]
+    md = (tmp_path / "g.md").read_text()
+    assert "| 5 | many cameras | ok |" in md and "keyframes/s" in md
+
+
+def test_multistream_step_says_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mod = gpu_check._multistream_module()
+    monkeypatch.setattr(mod, "missing_modules", lambda: ["cv2 (opencv-python-headless)"])
+    doc = run_checks(Options(device="cpu", steps=frozenset({5})), tmp_path / "g.json",
+                     [Step(5, "multistream", "many cameras", 10, gpu_check.step_multistream, needs_cuda=False)])
+    rec = doc["steps"][0]
+    assert rec["status"] == "skipped" and rec["reason"].startswith("skipped: not installed (cv2")
+
+
+def test_multistream_figures_that_do_not_add_up_fail_the_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mod = gpu_check._multistream_module()
+    monkeypatch.setattr(mod, "run_multistream", lambda **kw: {"consistency_failures": ["cam0: processed 3 ≠ read 2 − dropped 0"]})
+    monkeypatch.setattr(mod, "summary_line", lambda res: "summary")
+    doc = run_checks(Options(device="cpu", steps=frozenset({5})), tmp_path / "g.json",
+                     [Step(5, "multistream", "many cameras", 60, gpu_check.step_multistream, needs_cuda=False)])
+    rec = doc["steps"][0]
+    assert rec["status"] == "failed" and "do not add up" in rec["reason"] and "processed 3" in rec["reason"]
+
+
+def test_multistream_goal() -> None:
+    goal_cfg = {"sources": 8, "frame_size": [1920, 1080], "fps": 30.0, "stride": 8, "arch": "vit_base_patch16_224"}
+    met = {"config": goal_cfg, "verdict": {"sustained": True}}
+    assert gpu_check.multistream_goal(met, "NVIDIA H200")["verdict"] == "met"
+    assert gpu_check.multistream_goal({**met, "verdict": {"sustained": False}}, "NVIDIA H100 80GB HBM3")["verdict"] == "not met"
+    assert gpu_check.multistream_goal(met, "NVIDIA A10")["verdict"].startswith("not applicable (the goal is for")
+    small = {**met, "config": {**goal_cfg, "sources": 4}}
+    assert gpu_check.multistream_goal(small, "NVIDIA H200")["verdict"].startswith("not applicable (the run was not")
