@@ -433,24 +433,30 @@ def _driver_version() -> str | None:
     return res.stdout.strip().splitlines()[0] if res.returncode == 0 and res.stdout.strip() else None
 
 
-# -- steps 2, 3: the RoIAlignMax kernel (benchmarks/gpu_check_roi.py) -------------------------------
-def _roi_module() -> Any:
-    """``benchmarks/gpu_check_roi.py`` loaded from its path (None when the file is absent; import errors propagate)."""
-    path = REPO_ROOT / "benchmarks" / "gpu_check_roi.py"
+def _sibling(name: str) -> Any:
+    """The module ``benchmarks/<name>.py`` loaded from its path, once (None when the file is absent; import errors
+    propagate, and a failed import is not cached)."""
+    path = REPO_ROOT / "benchmarks" / f"{name}.py"
     if not path.exists():
         return None
-    if "gpu_check_roi" in sys.modules:
-        return sys.modules["gpu_check_roi"]
-    spec = importlib.util.spec_from_file_location("gpu_check_roi", path)
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check_roi"] = module
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules["gpu_check_roi"]
+        del sys.modules[name]
         raise
     return module
+
+
+# -- steps 2, 3: the RoIAlignMax kernel (benchmarks/gpu_check_roi.py) -------------------------------
+def _roi_module() -> Any:
+    """``benchmarks/gpu_check_roi.py`` loaded from its path (None when the file is absent; import errors propagate)."""
+    return _sibling("gpu_check_roi")
 
 
 def _roi_step(fn_name: str) -> Callable[[Context, dict[str, Any]], None]:
@@ -785,21 +791,7 @@ ENGINE_OPTIONS_NOTE = (
 
 def _multistream_module() -> Any:
     """``benchmarks/gpu_multistream.py`` loaded from its path (None when absent; import errors propagate)."""
-    path = REPO_ROOT / "benchmarks" / "gpu_multistream.py"
-    if not path.exists():
-        return None
-    if "gpu_multistream" in sys.modules:
-        return sys.modules["gpu_multistream"]
-    spec = importlib.util.spec_from_file_location("gpu_multistream", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_multistream"] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules["gpu_multistream"]
-        raise
-    return module
+    return _sibling("gpu_multistream")
 
 
 def multistream_goal(res: dict[str, Any], gpu_name: str) -> dict[str, Any]:
