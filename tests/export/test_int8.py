@@ -21,8 +21,8 @@ from vmaedet.artifacts import manifest_path, read_manifest, write_manifest
 from vmaedet.cli.main import main
 from vmaedet.data.synthetic import generate
 from vmaedet.errors import ConfigError, DataError, EngineError, ExportError
-from vmaedet.export.int8 import (Int8Options, calibrate, check_qdq_structure, plan_clips, quantize_qdq,
-                                 select_targets)
+from vmaedet.export.int8 import (LAYER_GROUPS, Int8Options, calibrate, check_qdq_structure, layer_group, plan_clips,
+                                 quantize_qdq, select_targets)
 from vmaedet.export.onnx import export_onnx
 from vmaedet.export.parity import EXPORT_GATES, random_clip, random_rois, within
 from vmaedet.models import create_detector
@@ -31,7 +31,7 @@ from vmaedet.models.checkpoints import save_detector
 HW = (96, 128)
 MAX_PERSONS = 4
 HEAD = "/head/Gemm"
-FC2 = "/blocks.1/mlp/fc2/MatMul"
+FC1 = "/blocks.1/mlp/fc1/MatMul"
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,10 @@ def test_qdq_graph_structure_by_default(int8_export) -> None:
     prod = _producers(graph)
     nodes = {n.name: n for n in graph.graph.node}
     quant = read_manifest(int8_export.path).quantization
-    assert quant is not None and len(quant.quantized) == 8  # 2 blocks × (qkv, proj, fc1, fc2)
+    assert quant is not None and len(quant.quantized) == 6  # 2 blocks × (qkv, proj, fc1); fc2 in float by default
+    assert quant.extra["options"]["float_groups"] == ["fc2"]
+    assert quant.extra["layer_groups"] == {"qkv": {"int8": 2, "float": 0}, "proj": {"int8": 2, "float": 0},
+                                           "fc1": {"int8": 2, "float": 0}, "fc2": {"int8": 0, "float": 2}}
     for name in quant.quantized:
         node = nodes[name]
         assert node.op_type == "MatMul" and _quantized_inputs(graph, node) == [True, True]
@@ -101,11 +104,12 @@ def test_qdq_graph_structure_by_default(int8_export) -> None:
         assert w.dtype == np.int8 and axis == 1 and inits[w_dq.input[1]].shape == (w.shape[1],)  # per output channel
         assert np.all(inits[w_dq.input[2]] == 0) and np.abs(w).max() == 127
     # left in float: attention products, the head, the patch-embedding Conv
-    for name in ("/blocks.0/attn/MatMul_1", "/blocks.0/attn/MatMul_2", "/blocks.1/attn/MatMul_1", HEAD):
+    for name in ("/blocks.0/attn/MatMul_1", "/blocks.0/attn/MatMul_2", "/blocks.1/attn/MatMul_1", HEAD,
+                 "/blocks.0/mlp/fc2/MatMul", "/blocks.1/mlp/fc2/MatMul"):
         assert not any(_quantized_inputs(graph, nodes[name])) and name in quant.excluded
     conv = next(n for n in graph.graph.node if n.op_type == "Conv")
     assert not any(_quantized_inputs(graph, conv))
-    assert check_qdq_structure(graph) == {"QuantizeLinear": 8, "DequantizeLinear": 16, "per_channel_weights": 8}
+    assert check_qdq_structure(graph) == {"QuantizeLinear": 6, "DequantizeLinear": 12, "per_channel_weights": 6}
 
 
 def test_residual_consumers_keep_the_float_tensor(int8_export) -> None:
@@ -145,6 +149,47 @@ def test_attention_and_head_are_quantized_when_asked(fp32_graph, model, data: Pa
 def test_an_unknown_method_is_refused() -> None:
     with pytest.raises(ConfigError, match="calibration method"):
         Int8Options(method="minmax").check()
+
+
+def test_layer_groups_of_the_exported_names(fp32_graph) -> None:
+    assert layer_group("/blocks.11/mlp/fc2/MatMul") == "fc2" and layer_group("/blocks.0/attn/proj/MatMul") == "proj"
+    assert layer_group("/blocks.0/attn/MatMul") == "qkv"  # F.linear with the q/v biases: the attention's own scope
+    assert layer_group(HEAD) is None and layer_group("fc1") is None and layer_group("/head/MatMul") is None
+    linear = [t.node for t in select_targets(fp32_graph, Int8Options(float_groups=())).targets]
+    assert sorted(layer_group(n) for n in linear) == sorted(LAYER_GROUPS * 2)  # 2 blocks × the 4 groups
+
+
+@pytest.mark.parametrize("groups", [("fc2",), ("qkv", "fc1")])
+def test_a_float_group_carries_no_qdq(fp32_graph, data: Path, groups: tuple[str, ...]) -> None:
+    """A group kept in float: its MatMuls read float tensors (no DequantizeLinear on either input), the
+    reason is recorded, and every other block linear is still int8."""
+    options = Int8Options(float_groups=groups)
+    options.check()
+    selection = select_targets(fp32_graph, options)
+    calib, _ = plan_clips(data, calib_clips=2, gate_clips=1, input_hw=HW, short_side=256, max_persons=MAX_PERSONS)
+    cal = calibrate(fp32_graph, selection.activation_tensors(), calib)
+    graph = quantize_qdq(fp32_graph, selection, cal.ranges, options)
+    onnx.checker.check_model(graph, full_check=True)
+    inits = {i.name for i in fp32_graph.graph.initializer}
+    linears = [n for n in fp32_graph.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
+    assert len(linears) == 8 and all(layer_group(n.name) is not None for n in linears)
+    nodes = {n.name: n for n in graph.graph.node}
+    linears = [nodes[n.name] for n in linears]
+    for node in linears:
+        quantized = _quantized_inputs(graph, node)
+        if layer_group(node.name) in groups:
+            assert quantized == [False, False], node.name
+            assert selection.excluded[node.name] == f"linear-layer group {layer_group(node.name)} kept in float"
+        else:
+            assert quantized == [True, True], node.name
+    assert check_qdq_structure(graph)["per_channel_weights"] == 8 - 2 * len(groups)
+
+
+def test_an_unknown_float_group_is_refused() -> None:
+    with pytest.raises(ConfigError, match="linear-layer group"):
+        Int8Options(float_groups=("mlp",)).check()
+    with pytest.raises(ConfigError, match="linear-layer group"):
+        Int8Options(float_groups="fc2").check()  # type: ignore[arg-type] - a string, not a tuple of names
 
 
 # -- calibration -------------------------------------------------------------------------------------
@@ -210,9 +255,9 @@ def test_gates_pass_for_a_sane_model(int8_export) -> None:
 
 
 @pytest.mark.parametrize("options", [
-    Int8Options(range_scale={FC2: 1e-3}),  # one linear layer's input range 1000× too small (the default export passes)
+    Int8Options(range_scale={FC1: 1e-3}),  # one linear layer's input range 1000× too small (the default export passes)
     Int8Options(include_head=True, range_scale={HEAD: 1e-3}),  # the head quantized with a forced tiny range
-], ids=["fc2-tiny-range", "head-tiny-range"])
+], ids=["fc1-tiny-range", "head-tiny-range"])
 def test_a_broken_quantization_is_refused_with_the_figures(model, data: Path, tmp_path: Path,
                                                            options: Int8Options) -> None:
     out = tmp_path / "broken.onnx"
@@ -310,7 +355,7 @@ def test_cli_export_int8(ckpt: Path, data: Path, tmp_path: Path, capsys: pytest.
     art = tmp_path / "micro_96x128_int8.onnx"
     m = read_manifest(art)
     assert m.precision == "int8" and m.quantization.calibration["clips"] == 2
-    assert "8 layers quantized" in text and "top-5 agreement" in text
+    assert "6 layers quantized" in text and "top-5 agreement" in text
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -348,7 +393,7 @@ def test_qdq_structure_refuses_an_asymmetric_zero_point(int8_export) -> None:
 
 
 def test_onnxruntime_runs_the_linear_layers_in_int8(int8_export, tmp_path: Path) -> None:
-    """With the engine's session settings the 8 int8 layers become MatMulIntegerToFloat; onnxruntime's
+    """With the engine's session settings the 6 int8 layers become MatMulIntegerToFloat; onnxruntime's
     MatMulAddFusion left on turns them into float Gemms (why the engine disables it for int8)."""
     from collections import Counter
 
@@ -363,6 +408,30 @@ def test_onnxruntime_runs_the_linear_layers_in_int8(int8_export, tmp_path: Path)
         ort.InferenceSession(str(int8_export.path), opts, providers=["CPUExecutionProvider"], **kwargs)
         return Counter(n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
 
-    assert fused_ops(**session_kwargs("int8"))["MatMulIntegerToFloat"] == 8
+    assert fused_ops(**session_kwargs("int8"))["MatMulIntegerToFloat"] == 6
     assert fused_ops()["MatMulIntegerToFloat"] == 0
     assert session_kwargs("fp32") == {} and session_kwargs("fp16") == {}
+
+
+# -- the CLI's float groups and the gate's advice -------------------------------------------------------
+def test_float_groups_flag_maps_to_the_options_and_refuses_unknown_groups() -> None:
+    from vmaedet.cli.export import CalibMethod, int8_options
+    from vmaedet.errors import ConfigError
+
+    assert int8_options(CalibMethod.absmax, False, "fc2").float_groups == ("fc2",)
+    assert int8_options(CalibMethod.absmax, False, "qkv, FC1").float_groups == ("qkv", "fc1")
+    assert int8_options(CalibMethod.absmax, False, "none").float_groups == ()
+    for bad in ("fc3", "", "fc2,mlp"):
+        with pytest.raises(ConfigError, match="unknown linear-layer group") as err:
+            int8_options(CalibMethod.absmax, False, bad)
+        assert "none" in str(err.value)
+
+
+def test_a_map_only_gate_miss_advises_more_held_back_clips() -> None:
+    from vmaedet.export.onnx import _gate_fix
+
+    figures = {"clips": 16}
+    assert "--gate-clips" in _gate_fix(["|Δ frame-mAP@0.5| 0.0120 > 0.0100"], figures) and "16" in _gate_fix(
+        ["|Δ frame-mAP@0.5| 0.0120 > 0.0100"], figures)
+    mixed = _gate_fix(["mean |Δ score| 6e-3 > 5e-3", "|Δ frame-mAP@0.5| 0.02 > 0.01"], figures)
+    assert "--gate-clips" not in mixed and "float" in mixed

@@ -11,18 +11,16 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from vmaedet.cli.export import CalibMethod
+from vmaedet.cli.export import FLOAT_GROUPS_HELP, CalibMethod, int8_options
 
 console = Console()
 
 
-def _int8_options(calib: Optional[Path], method: CalibMethod, attention: bool) -> object:
-    """The int8 options --calib-method / --int8-attention ask for (None without --calib)."""
+def _int8_options(calib: Optional[Path], method: CalibMethod, attention: bool, float_groups: str) -> object:
+    """The int8 options --calib-method / --int8-attention / --int8-float-groups ask for (None without --calib)."""
     if calib is None:
         return None
-    from vmaedet.export.int8 import Int8Options
-
-    return Int8Options(include_attention=attention, method=method.value)
+    return int8_options(method, attention, float_groups)
 
 
 def _csv(value: str) -> list[str]:
@@ -50,6 +48,7 @@ def bench(
     gate_clips: Annotated[int, typer.Option("--gate-clips", min=1, help="--precision int8: held-back keyframe clips the export's accuracy gates run on.")] = 16,
     calib_method: Annotated[CalibMethod, typer.Option("--calib-method", help="--precision int8: activation ranges from the abs-max, or the 99.99th percentile of |x|.")] = CalibMethod.absmax,
     int8_attention: Annotated[bool, typer.Option("--int8-attention", help="--precision int8: also quantize the attention products (activation × activation MatMuls).")] = False,
+    int8_float_groups: Annotated[str, typer.Option("--int8-float-groups", help=FLOAT_GROUPS_HELP)] = "fc2",
     out: Annotated[Optional[Path], typer.Option(help="Write the JSON result here (schema: docs/bench_schema.json).")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="PNG plot of latency vs persons (default: next to --out).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out JSON and --plot PNG.")] = False,
@@ -95,7 +94,7 @@ def bench(
                       checkpoint=str(checkpoint) if checkpoint else None, persons=counts,
                       input_hw=_hw(input_size), warmup=warmup, iters=iters, device=device,
                       calib=str(calib) if calib else None, calib_clips=calib_clips, gate_clips=gate_clips,
-                      int8=_int8_options(calib, calib_method, int8_attention))
+                      int8=_int8_options(calib, calib_method, int8_attention, int8_float_groups))
     from vmaedet.progress import progress
 
     with progress(None, "cases", "bench", console=console, transient=True) as bar:

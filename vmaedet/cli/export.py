@@ -39,6 +39,26 @@ class CalibMethod(str, Enum):
     percentile = "percentile"
 
 
+#: ``--int8-float-groups``: the linear-layer groups an int8 export keeps in float ("none": quantize all four).
+FLOAT_GROUPS_HELP = ("--precision int8: linear-layer groups kept in float in every block, comma-separated from "
+                     "qkv, proj, fc1, fc2; 'none' quantizes all four (ViT-B then misses the mean |Δ score| gate).")
+
+
+def int8_options(method: CalibMethod, attention: bool, float_groups: str) -> object:
+    """The :class:`~vmaedet.export.int8.Int8Options` that --calib-method, --int8-attention and --int8-float-groups ask for."""
+    from vmaedet.errors import ConfigError
+    from vmaedet.export.int8 import LAYER_GROUPS, Int8Options
+
+    text = float_groups.strip().lower()
+    groups = () if text == "none" else tuple(g.strip() for g in text.split(",") if g.strip())
+    unknown = [g for g in groups if g not in LAYER_GROUPS]
+    if unknown or (not groups and text != "none"):
+        raise ConfigError("--int8-float-groups names an unknown linear-layer group", received=float_groups,
+                          expected=f"a comma-separated list of {', '.join(LAYER_GROUPS)}, or none",
+                          fix="e.g. --int8-float-groups fc2 (the default) or --int8-float-groups none")
+    return Int8Options(include_attention=attention, method=method.value, float_groups=groups)
+
+
 class RoiAlignMode(str, Enum):
     plugin = "plugin"
     builtin = "builtin"
@@ -93,6 +113,7 @@ def export(
     gate_clips: Annotated[int, typer.Option("--gate-clips", min=1, help="--precision int8: held-back keyframe clips the accuracy gates run on.")] = 16,
     calib_method: Annotated[CalibMethod, typer.Option("--calib-method", help="--precision int8: activation ranges from the abs-max, or the 99.99th percentile of |x|.")] = CalibMethod.absmax,
     int8_attention: Annotated[bool, typer.Option("--int8-attention", help="--precision int8: also quantize the attention products (activation × activation MatMuls).")] = False,
+    int8_float_groups: Annotated[str, typer.Option("--int8-float-groups", help=FLOAT_GROUPS_HELP)] = "fc2",
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("exports"),
     arch: Annotated[Optional[str], typer.Option(help="Variant name; inferred from the weight shapes by default.")] = None,
     trt: Annotated[bool, typer.Option("--trt", help="Shorthand for --format engine --precision fp16.")] = False,
@@ -121,6 +142,7 @@ def export(
         format, precision = Format.engine, Precision("fp16")
     prec = (precision or Precision("fp16" if format is Format.engine else "fp32")).value
     _check_calib(prec, calib)
+    int8 = int8_options(calib_method, int8_attention, int8_float_groups) if prec == "int8" else None  # refused early
     source_wh = parse_size(source_size, "--source-size") if source_size else None
     input_hw = parse_size(input_size, "--input-size") if input_size else None
     resolve_geometry(source_wh, input_hw)  # fail on a bad size before loading anything
@@ -150,10 +172,8 @@ def export(
                              "export and verify in onnxruntime")
         int8_args: dict[str, Any] = {}
         if prec == "int8":
-            from vmaedet.export.int8 import Int8Options
-
             int8_args = {"calib": calib, "calib_clips": calib_clips, "gate_clips": gate_clips,
-                         "int8": Int8Options(include_attention=int8_attention, method=calib_method.value)}
+                         "int8": int8}
         result = export_onnx(model, onnx_path, input_hw=None if source_wh else (h, w), source_wh=source_wh,
                              max_persons=max_persons, max_batch=max_batch,
                              opset=opset, precision=prec, checkpoint=checkpoint, **int8_args)
