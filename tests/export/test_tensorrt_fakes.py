@@ -28,6 +28,7 @@ from vmaedet.errors import BackendUnavailable, ConfigError, EngineError
 from vmaedet.engines import trt_runtime
 from vmaedet.export import tensorrt as trt_export
 from vmaedet.artifacts import MANIFEST_FORMAT, sha256_file, write_manifest
+from vmaedet.export.int8 import DEFAULT_FLOAT_GROUPS, LAYER_GROUPS
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_MODULE = "vmaedet.ops.roi_align_trt"
@@ -612,8 +613,10 @@ def test_build_engine_takes_an_int8_qdq_graph_without_an_int8_flag(trt: types.Mo
     header = json.loads(plan.read_bytes().split(b"\n", 1)[1])
     assert header["strongly_typed"]  # precisions come from the Q/DQ nodes
     assert flags == [set()]  # no INT8 (nor FP16) builder flag, no calibrator
+    # vit_micro: 2 blocks × the 3 linear groups quantized by default (qkv, proj, fc1; fc2 stays in float)
+    n = 2 * (len(LAYER_GROUPS) - len(DEFAULT_FLOAT_GROUPS))
     types_ = [layer["LayerType"] for layer in header["layers"]]
-    assert types_.count("QuantizeLinear") == 8 and types_.count("DequantizeLinear") == 16
+    assert types_.count("QuantizeLinear") == n and types_.count("DequantizeLinear") == 2 * n  # activation + weight
     assert manifest["precision"] == "int8" and manifest["quantization"]["scheme"] == "QDQ"
     eq = manifest["tensorrt"]["explicit_quantization"]
-    assert eq["int8_builder_flag"] is False and eq["QuantizeLinear"] == 8 and eq["per_channel_weights"] == 8
+    assert eq["int8_builder_flag"] is False and eq["QuantizeLinear"] == n and eq["per_channel_weights"] == n
