@@ -453,21 +453,24 @@ def _sibling(name: str) -> Any:
     return module
 
 
+def _step_module(rec: dict[str, Any], name: str) -> Any:
+    """A step's helper module ``benchmarks/<name>.py``, or None after recording why not (import error: failed;
+    absent from this checkout: skipped)."""
+    try:
+        mod = _sibling(name)
+    except Exception as exc:  # noqa: BLE001
+        _fail(rec, f"benchmarks/{name}.py cannot be imported ({type(exc).__name__}: {exc})"[:1000])
+        return None
+    if mod is None:
+        _skip(rec, f"benchmarks/{name}.py is not in this checkout")
+    return mod
+
+
 # -- steps 2, 3: the RoIAlignMax kernel (benchmarks/gpu_check_roi.py) -------------------------------
-def _roi_module() -> Any:
-    """``benchmarks/gpu_check_roi.py`` loaded from its path (None when the file is absent; import errors propagate)."""
-    return _sibling("gpu_check_roi")
-
-
 def _roi_step(fn_name: str) -> Callable[[Context, dict[str, Any]], None]:
     def step(ctx: Context, rec: dict[str, Any]) -> None:
-        try:
-            mod = _roi_module()
-        except Exception as exc:  # noqa: BLE001
-            _fail(rec, f"benchmarks/gpu_check_roi.py cannot be imported ({type(exc).__name__}: {exc})"[:1000])
-            return
+        mod = _step_module(rec, "gpu_check_roi")
         if mod is None:
-            _skip(rec, "benchmarks/gpu_check_roi.py is not in this checkout")
             return
         fn = getattr(mod, fn_name, None)
         if fn is None:
@@ -812,13 +815,8 @@ def multistream_goal(res: dict[str, Any], gpu_name: str) -> dict[str, Any]:
 
 
 def step_multistream(ctx: Context, rec: dict[str, Any]) -> None:
-    try:
-        mod = _multistream_module()
-    except Exception as exc:  # noqa: BLE001
-        _fail(rec, f"benchmarks/gpu_multistream.py cannot be imported ({type(exc).__name__}: {exc})"[:1000])
-        return
+    mod = _step_module(rec, "gpu_multistream")
     if mod is None:
-        _skip(rec, "benchmarks/gpu_multistream.py is not in this checkout")
         return
     missing = mod.missing_modules()
     if missing:

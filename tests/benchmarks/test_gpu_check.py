@@ -132,12 +132,13 @@ def test_roi_steps_are_guarded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     step = Step(2, "roi", "roi", 10, gpu_check._roi_step("step_triton"), needs_cuda=False)
 
     def run_with(module_or_exc) -> dict:
-        def fake():
+        def fake(name: str):
+            assert name == "gpu_check_roi"
             if isinstance(module_or_exc, BaseException):
                 raise module_or_exc
             return module_or_exc
 
-        monkeypatch.setattr(gpu_check, "_roi_module", fake)
+        monkeypatch.setattr(gpu_check, "_sibling", fake)
         return run_checks(Options(steps=frozenset({2})), tmp_path / "g.json", [step])["steps"][0]
 
     rec = run_with(None)
