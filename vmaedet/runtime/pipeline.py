@@ -26,6 +26,7 @@ options by the caller's words (``names``: the CLI passes its flags), never by CL
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections import deque
@@ -182,11 +183,7 @@ class StreamWorker(threading.Thread):
         if self.detect_batcher is not None:  # the stage records this keyframe's share of its batched call
             return self.detect_batcher.detect(frame.image, frame_index=frame.index, timestamp=frame.time,
                                               video_id=self.source.name, cancelled=self.ctx.stop)
-        with self.stats.time("detect"):
-            if self.detect_lock is not None:
-                with self.detect_lock:
-                    return self.detector.detect(frame.image, frame_index=frame.index, timestamp=frame.time,
-                                                video_id=self.source.name)
+        with self.stats.time("detect"), self.detect_lock or contextlib.nullcontext():
             return self.detector.detect(frame.image, frame_index=frame.index, timestamp=frame.time,
                                         video_id=self.source.name)
 

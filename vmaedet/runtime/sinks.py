@@ -314,7 +314,7 @@ class WindowSink:
         self._lock = threading.Lock()
         self._names: list[str] = []  #: attached sources, in grid order
         self._stops: list[threading.Event] = []
-        self._tiles: dict[str, np.ndarray] = {}  #: each source's latest frame, fitted to its cell
+        self._latest: dict[str, np.ndarray] = {}  #: each source's latest frame (fitted to its cell at a redraw)
         self._users = 0
         self._shown = 0.0  #: monotonic time of the last redraw
         self.quit = False
@@ -331,10 +331,10 @@ class WindowSink:
         tw, th = self.tile
         canvas = np.zeros((rows * th, cols * tw, 3), dtype=np.uint8)  # [rows·th, cols·tw, 3]
         for k, name in enumerate(self._names):
-            cell = self._tiles.get(name)
-            if cell is not None:
+            frame = self._latest.get(name)
+            if frame is not None:
                 r, c = divmod(k, cols)
-                canvas[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = cell
+                canvas[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = fit_tile(frame, self.tile, name)
         return canvas
 
     def show(self, image_rgb: np.ndarray, name: str | None = None) -> bool:
@@ -346,7 +346,7 @@ class WindowSink:
                 return False
             grid = len(self._names) > 1
             if grid:
-                self._tiles[name or ""] = fit_tile(image_rgb, self.tile, name or "")
+                self._latest[name or ""] = image_rgb  # a frame of its own (drawn per frame): no copy needed
                 now = time.monotonic()
                 if now - self._shown < 1.0 / self.max_fps:
                     return True  # redrawn with the next frame of any source
