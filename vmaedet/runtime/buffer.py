@@ -109,13 +109,8 @@ class ClipRing:
     def _pop_oldest(self) -> None:
         self._nbytes -= _tensor_bytes(self._entries.popleft().tensor)
 
-    def clip(self, targets: np.ndarray, indices: np.ndarray | None = None) -> tuple[torch.Tensor, list[int]]:
-        """The clip ``[1, 3, T, Hp, Wp]`` and the frame indices it took.
-
-        Live sources: the nearest buffered frame (ties → earlier) to each sampling time in ``targets``.
-        Lossless sources pass the exact frame ``indices`` (keyframe + the scheduler's offsets), which
-        are taken as they are, clamped to the first and last frame like the seed clamps to the video.
-        """
+    def _positions(self, targets: np.ndarray, indices: np.ndarray | None) -> list[int]:
+        """Positions in the ring of a clip's frames (see :meth:`clip`)."""
         if not self._entries:
             raise StreamError("no frames buffered for a clip", received="empty ring", expected="≥ 1 frame")
         if indices is not None:
@@ -126,16 +121,40 @@ class ClipRing:
             if missing:
                 raise StreamError("the clip ring lacks frames a keyframe needs", received=f"missing {missing[:4]}",
                                   expected=f"frames {first}..{last} kept by the scheduler")
-            picks = [pos[i] for i in wanted]
-        else:
-            times = np.array([e.time for e in self._entries])  # [R]
-            picks = [int(np.argmin(np.abs(times - t))) for t in targets]  # argmin returns the first (earlier) tie
-        frames = [self._entries[i].tensor for i in picks]  # T × [3, Hp, Wp]
+            return [pos[i] for i in wanted]
+        times = np.array([e.time for e in self._entries])  # [R]
+        return [int(np.argmin(np.abs(times - t))) for t in targets]  # argmin returns the first (earlier) tie
+
+    def picks(self, targets: np.ndarray, indices: np.ndarray | None = None) -> list[int]:
+        """The frame indices :meth:`clip` would take, without building the clip (a keyframe without persons)."""
+        return [self._entries[i].index for i in self._positions(targets, indices)]
+
+    def clip(self, targets: np.ndarray, indices: np.ndarray | None = None,
+             out: np.ndarray | None = None) -> tuple[torch.Tensor, list[int]]:
+        """The clip ``[1, 3, T, Hp, Wp]`` and the frame indices it took.
+
+        Live sources: the nearest buffered frame (ties → earlier) to each sampling time in ``targets``.
+        Lossless sources pass the exact frame ``indices`` (keyframe + the scheduler's offsets), which
+        are taken as they are, clamped to the first and last frame like the seed clamps to the video.
+
+        ``out``: a CPU ring stacks the clip into this float32 ``[3, T, Hp, Wp]`` array when its shape
+        fits (the clip shares its memory) instead of a new one — a caller that recycles the arrays of
+        finished clips spares the allocator a clip-sized block per keyframe.  Ignored on other devices.
+        """
+        positions = self._positions(targets, indices)
+        frames = [self._entries[i].tensor for i in positions]  # T × [3, Hp, Wp]
         if self.device.type == "cpu":  # numpy: no torch thread team in the worker (module docstring)
-            clip = torch.from_numpy(np.stack([f.numpy() for f in frames], axis=1))  # [3, T, Hp, Wp]
+            shape = (frames[0].shape[0], len(frames), *frames[0].shape[1:])  # (3, T, Hp, Wp)
+            fits = out is not None and out.shape == shape and out.dtype == np.float32
+            stacked = np.stack([f.numpy() for f in frames], axis=1, out=out if fits else None)  # [3, T, Hp, Wp]
+            clip = torch.from_numpy(stacked)
         else:
             clip = torch.stack(frames, dim=1)  # [3, T, Hp, Wp]
-        return clip[None], [self._entries[i].index for i in picks]  # [1, 3, T, Hp, Wp]
+        return clip[None], [self._entries[i].index for i in positions]  # [1, 3, T, Hp, Wp]
+
+    def last_tensor(self) -> torch.Tensor | None:
+        """The newest buffered frame ``[3, Hp, Wp]`` (None when empty)."""
+        return self._entries[-1].tensor if self._entries else None
 
     def nbytes(self) -> int:
         """Bytes held by the buffered tensors (a running total: O(1), called once per frame)."""

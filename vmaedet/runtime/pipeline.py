@@ -90,6 +90,10 @@ class RunContext:
                    results=results if results is not None else Mailbox(256, "wait", stop), name=name)
 
 
+#: the clip of a keyframe without persons: none is built (the batcher answers such a job without the engine)
+_NO_CLIP = torch.empty((1, 3, 0, 0, 0))  # [1, 3, 0, 0, 0]
+
+
 class StreamWorker(threading.Thread):
     """Worker thread of one source: ring, schedule, detect, track, build clips; the action stage is the batcher's.
 
@@ -145,6 +149,9 @@ class StreamWorker(threading.Thread):
                                       max_missed=max(1, round(2.0 * source.fps / cfg.stride)))
         self.pending: list[KeyJob] = []
         self.inflight: deque[int] = deque()  #: keyframe indices with the batcher, oldest first
+        #: CPU clip arrays [3, 16, Hp, Wp] of finished keyframes, reused by the next clips (at most inflight_cap + 1)
+        self.spare: list[np.ndarray] = []
+        self.prefault: threading.Thread | None = None  #: fills the spares once the clip geometry is known
         self.failure: BaseException | None = None  #: the action stage's error for this source
         self.closed = False  #: the worker ended: late results are dropped
         self.lock = threading.Condition()
@@ -158,6 +165,8 @@ class StreamWorker(threading.Thread):
         if self.sched.wants(frame.index):
             with self.stats.time("preprocess"):
                 self.ring.push(frame)
+            if self.prefault is None:
+                self._start_prefault()
         if self.sched.is_keyframe(frame.index):
             self.pending.append(self._keyjob(frame))
         if self.draws:  # frames go to the writer only when something draws them
@@ -170,6 +179,36 @@ class StreamWorker(threading.Thread):
         if self.lossless:
             with self.lock:
                 self._release()
+
+    def _start_prefault(self) -> None:
+        """Have the first clips' arrays allocated and touched beside the frames that fill the ring (CPU rings).
+
+        A clip is tens of MB; memory the process touches for the first time costs page faults (where a
+        VM hands freed pages back to its host, a fault is host work: ~250 ms for one ViT-B clip was
+        measured on such a machine).  Touched here, on a thread of its own that holds no GIL while it
+        writes, the first keyframe's clip is a plain copy when its frames are in.
+        """
+        entry = self.ring.last_tensor()
+        if entry is None or self.ring.device.type != "cpu":
+            self.prefault = threading.current_thread()  # nothing to do (a device ring allocates through torch)
+            return
+        shape = (entry.shape[0], len(self.sched.offsets), *entry.shape[1:])  # (3, T, Hp, Wp)
+
+        def touch() -> None:
+            for _ in range(min(2, self.inflight_cap + 1)):
+                buffer = np.empty(shape, np.float32)  # [3, T, Hp, Wp]
+                buffer.fill(0.0)  # the page faults happen here, without the GIL
+                with self.lock:
+                    if self.closed:
+                        return
+                    self.spare.append(buffer)
+                    self.lock.notify_all()
+
+        self.prefault = threading.Thread(target=touch, name=f"{self.name}-prefault", daemon=True)
+        self.prefault.start()
+
+    def _prefaulting(self) -> bool:
+        return self.prefault is not None and self.prefault is not threading.current_thread() and self.prefault.is_alive()
 
     def _release(self) -> None:
         """Hand the writer the frames before the oldest keyframe without a result (call with the lock held)."""
@@ -204,11 +243,24 @@ class StreamWorker(threading.Thread):
         return make_rois(job.boxes, self.ring.resized_wh, src_wh=job.image_wh)  # [N, 5]
 
     def _run(self, job: KeyJob) -> None:
-        """Build the keyframe's clip and hand it to the batcher (waits while too many are in flight)."""
+        """Build the keyframe's clip and hand it to the batcher (waits while too many are in flight).
+
+        A keyframe without persons gets no clip (the engine is not called for it; the batcher answers it
+        in its turn, so results stay in order): only the frame indices it would take are looked up.
+        """
         with self.stats.time("preprocess"):
             idx = job.index + self.sched.index_offsets if self.sched.lossless else None
-            clip, picks = self.ring.clip(job.targets, idx)  # [1, 3, 16, Hp, Wp]
             rois = self._rois(job)  # [N, 5]
+            buffer = None
+            if not rois.shape[0]:
+                clip, picks = _NO_CLIP, self.ring.picks(job.targets, idx)
+            else:
+                with self.lock:  # a clip allocated now would fault its pages beside the prefault's: wait for it
+                    while not self.spare and self._prefaulting() and not self._stopping():
+                        self.lock.wait(0.05)
+                    spare = self.spare.pop() if self.spare else None
+                clip, picks = self.ring.clip(job.targets, idx, out=spare)  # [1, 3, 16, Hp, Wp]
+                buffer = clip[0].numpy() if clip.device.type == "cpu" else None  # [3, 16, Hp, Wp], back at _complete
             if self.fixed_hw is not None and rois.shape[0] and tuple(clip.shape[-2:]) != self.fixed_hw:
                 self._say_resized(tuple(clip.shape[-2:]))  # type: ignore[arg-type]
                 clip, rois = resize_clip(clip, rois, self.fixed_hw)  # [1, 3, 16, H, W], [N, 5] in its pixels
@@ -219,7 +271,8 @@ class StreamWorker(threading.Thread):
                 self._raise_failure()
                 return
             self.inflight.append(job.index)
-        self.batcher.submit(ActionJob(clip, rois, lambda logits, error: self._complete(job, picks, logits, error),
+        self.batcher.submit(ActionJob(clip, rois,
+                                      lambda logits, error: self._complete(job, picks, logits, error, buffer),
                                       cancelled=self.ctx.stop))
 
     def _leave_detection(self) -> None:
@@ -249,9 +302,16 @@ class StreamWorker(threading.Thread):
         if self.failure is not None:
             raise self.failure
 
-    def _complete(self, job: KeyJob, picks: list[int], logits: torch.Tensor | None, error: BaseException | None) -> None:
-        """The batcher's answer for one keyframe: smooth, emit the result and its events, release frames."""
+    def _complete(self, job: KeyJob, picks: list[int], logits: torch.Tensor | None, error: BaseException | None,
+                  buffer: np.ndarray | None = None) -> None:
+        """The batcher's answer for one keyframe: smooth, emit the result and its events, release frames.
+
+        ``buffer``: the CPU array the keyframe's clip was stacked into; the engine call is over, so it
+        goes back to the spares for a later clip.
+        """
         with self.lock:
+            if buffer is not None and len(self.spare) <= self.inflight_cap:
+                self.spare.append(buffer)
             try:
                 if self.closed:
                     return
