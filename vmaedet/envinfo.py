@@ -27,6 +27,22 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+#: /proc/cpuinfo flags that mean native arithmetic in a reduced precision (AVX-512 BF16 / FP16, AMX tiles).
+NATIVE_CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU feature flags of /proc/cpuinfo; None where there is no such file (not Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return None
+
+
 def _git_commit() -> str | None:
     """The current commit of the repository (with ``-dirty`` when the tree has edits)."""
     try:

@@ -77,3 +77,7 @@ class OutputError(VmaedetError, RuntimeError):
 
 class UsageError(VmaedetError, ValueError):
     """A value given on the command line or to the Python API is out of range or inconsistent."""
+
+
+class EngineWarning(UserWarning):
+    """An engine runs, but not as well as it could here (e.g. a precision this CPU only emulates)."""

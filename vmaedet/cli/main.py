@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
+from typing import Any, TextIO
 
 import typer
 from rich.console import Console
@@ -90,8 +92,24 @@ def _interrupted() -> int:
     return EXIT_INTERRUPTED
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None, *, default: Any = None) -> None:
+    """The toolkit's own warnings as ``warning: <sentence>`` (no file, line or class name); others as Python shows them."""
+    if category.__module__.split(".")[0] == "vmaedet":
+        err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (0 ok, 1 a check failed, 2 bad input, 130 interrupted)."""
+    with warnings.catch_warnings():  # restored on return (tests call main() in one process)
+        default = warnings.showwarning
+        warnings.showwarning = lambda *args, **kwargs: _show_warning(*args, **kwargs, default=default)
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         rc = app(args=argv, prog_name="vmaedet", standalone_mode=False)
     except VmaedetError as exc:

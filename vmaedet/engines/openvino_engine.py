@@ -35,13 +35,14 @@ import torch
 
 from vmaedet.artifacts import ArtifactManifest, open_artifact
 from vmaedet.engines.base import Engine, import_backend
+from vmaedet.envinfo import NATIVE_CPU_FLAGS, cpu_flags
 from vmaedet.errors import BackendUnavailable, EngineError
 
 INSTALL_FIX = "pip install 'vmaedet[openvino]' (the openvino wheel, CPU inference)"
 #: Engine precision → OpenVINO's ``INFERENCE_PRECISION_HINT``.
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 #: /proc/cpuinfo flags that mean native bf16 arithmetic (AVX-512 BF16, AMX tiles with bf16).
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+BF16_CPU_FLAGS = NATIVE_CPU_FLAGS["bf16"]
 #: The precision the ONNX artifact must have been exported in (OpenVINO lowers it itself for bf16).
 ARTIFACT_PRECISION = "fp32"
 #: Engine precision → the artifact precision it runs (int8: the QDQ export; its float parts in f32).
@@ -53,18 +54,6 @@ def import_openvino() -> Any:
     return import_backend("openvino", "openvino", INSTALL_FIX)
 
 
-def cpu_flags() -> set[str]:
-    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def native_bf16(core: Any | None = None) -> tuple[bool, str]:
     """Whether this CPU computes bf16 natively, and the evidence in words.
 
@@ -72,7 +61,7 @@ def native_bf16(core: Any | None = None) -> tuple[bool, str]:
     reports ``BF16`` among its ``OPTIMIZATION_CAPABILITIES`` (``core``: an ``openvino.Core``; one is
     created when openvino is installed and none is given).
     """
-    flags = sorted(cpu_flags() & set(BF16_CPU_FLAGS))
+    flags = sorted((cpu_flags() or set()) & set(BF16_CPU_FLAGS))
     if flags:
         return True, f"CPU flags {', '.join(flags)}"
     caps: list[str] = []
