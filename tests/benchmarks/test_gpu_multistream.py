@@ -16,28 +16,14 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.engines import SlowEngine
 from helpers.scripts import load_script
-from vmaedet.engines.base import Engine
 
 ms = load_script("benchmarks/gpu_multistream.py", "gpu_multistream")
 
 SIZE = (160, 120)
 FPS = 30.0
 SECONDS = 2.0
-
-
-class SlowEngine(Engine):
-    """Test double for an action engine slower than real time: ``delay`` seconds per call, logits of zeros."""
-
-    name = "slow"
-
-    def __init__(self, delay: float) -> None:
-        super().__init__(max_batch=None)
-        self.delay = delay
-
-    def _infer_impl(self, clip: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        time.sleep(self.delay)
-        return torch.zeros((rois.shape[0], 80))
 
 
 def _run(**kw) -> dict:
@@ -146,7 +132,7 @@ def test_consistency_catches_figures_that_do_not_add_up(micro_run: dict) -> None
 
 
 def test_an_engine_slower_than_real_time_is_not_sustained() -> None:
-    res = _run(engine=SlowEngine(0.5), mode="causal")  # 7.5 keyframes/s offered, 2 calls/s served (batches of ≤ 2)
+    res = _run(engine=SlowEngine(0.5, max_batch=None), mode="causal")  # 7.5 keyframes/s offered, 2 calls/s served (batches of ≤ 2)
     assert not res["verdict"]["sustained"] and res["verdict"]["failing"]
     assert any(s["frames_dropped"] > 0 for s in res["sources"].values())
     assert res["consistency_failures"] == []
@@ -187,7 +173,7 @@ class BrokenEngine(SlowEngine):
 
 
 def test_an_engine_error_ends_the_run_with_the_error_and_the_figures() -> None:
-    res = _run(engine=BrokenEngine(0.0), mode="causal")
+    res = _run(engine=BrokenEngine(0.0, max_batch=None), mode="causal")
     assert res["run_error"] and "2 of 2 sources failed" in res["run_error"]
     assert all("injected engine failure" in (s["error"] or "") for s in res["sources"].values())
     assert not res["verdict"]["sustained"] and all("failed" in f for f in res["verdict"]["failing"])

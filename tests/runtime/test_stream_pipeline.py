@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from vmaedet.engines import Engine, create_engine
+from vmaedet.engines import create_engine
 from vmaedet.errors import OutputError, StreamError
 from vmaedet.models.checkpoints import save_detector
 from vmaedet.models.detector import create_detector
@@ -24,6 +23,7 @@ from vmaedet.runtime.pipeline import stream
 from vmaedet.runtime.scheduler import frame_offsets
 from vmaedet.runtime.sources import FileSource
 from vmaedet.runtime.stats import StreamStats
+from tests.helpers.engines import SlowEngine
 from tests.helpers.sources import DyingSource
 
 N_FRAMES = 60
@@ -142,22 +142,6 @@ def test_bikes_with_the_real_person_detector(checkpoint: Path, tmp_path: Path) -
     assert len(results[0]) == 0 and len(results[160]) == 0
     assert all(json.loads(line) for line in ev.read_text().splitlines())
     assert st.summary()["counters"]["frames_processed"] == 250
-
-
-class SlowEngine(Engine):
-    """Test double: an engine that takes ``delay`` seconds per clip."""
-
-    name = "slow"
-
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-        self.calls = 0
-
-    def _infer_impl(self, clip: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        time.sleep(self.delay)
-        return torch.zeros((rois.shape[0], 80))
 
 
 @pytest.mark.timeout(60)
