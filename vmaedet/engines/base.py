@@ -24,6 +24,8 @@ to install.
 from __future__ import annotations
 
 import importlib
+import os
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable
@@ -311,3 +313,14 @@ def choose_backend(source: Any, *, device: str | None = None,
         why = "OpenVINO is not installed" if not have.get("openvino") else f"OpenVINO does not run {precision} exports"
         return "onnxruntime", f"an ONNX artifact on the CPU: onnxruntime ({why})"
     return "onnxruntime", "an ONNX artifact runs on onnxruntime or OpenVINO, and neither is installed (opening it will say how)"
+
+
+def artifact_cache_dir(artifact: Path, suffix: str, kind: str) -> Path:
+    """An engine's cache folder for ``artifact``: ``<artifact><suffix>/`` beside it, or, when that folder is
+    read-only, ``$XDG_CACHE_HOME/vmaedet/<kind>/<the artifact's absolute path, made a name>`` (default
+    ``~/.cache``)."""
+    beside = artifact.with_name(artifact.name + suffix)
+    if os.access(beside if beside.exists() else artifact.parent, os.W_OK):
+        return beside
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "vmaedet" / kind / re.sub(r"[^A-Za-z0-9_.-]", "_", str(artifact.resolve()).strip("/"))

@@ -21,7 +21,6 @@ What it guarantees:
 
 from __future__ import annotations
 
-import os
 import re
 from importlib import metadata
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch
 
 from vmaedet.errors import BackendUnavailable, EngineError
 from vmaedet.artifacts import ArtifactManifest, open_artifact
-from vmaedet.engines.base import Engine, import_backend
+from vmaedet.engines.base import Engine, artifact_cache_dir, import_backend
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 GPU_PROVIDERS = (TRT, CUDA)
@@ -293,12 +292,8 @@ def provider_options(providers: Sequence[str], *, device_id: int = 0, precision:
 
 
 def default_cache_dir(artifact: Path) -> Path:
-    """``<artifact>.trt-cache/`` beside the artifact, or under ``~/.cache/vmaedet`` when that folder is read-only."""
-    beside = artifact.with_name(artifact.name + ".trt-cache")
-    if os.access(beside if beside.exists() else artifact.parent, os.W_OK):
-        return beside
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "vmaedet" / "ort-trt" / re.sub(r"[^A-Za-z0-9_.-]", "_", str(artifact.resolve()).strip("/"))
+    """``<artifact>.trt-cache/`` beside the artifact, or under ``~/.cache/vmaedet/ort-trt`` when that folder is read-only."""
+    return artifact_cache_dir(artifact, ".trt-cache", "ort-trt")
 
 
 class OnnxRuntimeEngine(Engine):

@@ -25,8 +25,6 @@ engine is created, so a missing install gives :class:`~vmaedet.errors.BackendUna
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,7 @@ import numpy as np
 import torch
 
 from vmaedet.artifacts import ArtifactManifest, open_artifact
-from vmaedet.engines.base import Engine, import_backend
+from vmaedet.engines.base import Engine, artifact_cache_dir, import_backend
 from vmaedet.envinfo import NATIVE_CPU_FLAGS, cpu_flags
 from vmaedet.errors import BackendUnavailable, EngineError
 
@@ -97,11 +95,7 @@ def shared_core() -> Any:
 
 def default_cache_dir(artifact: Path) -> Path:
     """``<artifact>.ov-cache/`` beside the artifact, or under ``~/.cache/vmaedet/openvino`` when that folder is read-only."""
-    beside = artifact.with_name(artifact.name + ".ov-cache")
-    if os.access(beside if beside.exists() else artifact.parent, os.W_OK):
-        return beside
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "vmaedet" / "openvino" / re.sub(r"[^A-Za-z0-9_.-]", "_", str(artifact.resolve()).strip("/"))
+    return artifact_cache_dir(artifact, ".ov-cache", "openvino")
 
 
 def _content_key(manifest: ArtifactManifest) -> str:
