@@ -188,6 +188,10 @@ def test_each_source_gets_the_outputs_of_its_own_single_run(videos: dict[str, Pa
     assert set(stats["sources"]) == set(names)
     assert stats["sources"]["wide"]["frames_processed"] == 40 and stats["sources"]["cam_a"]["frames_processed"] == 48
     assert stats["counters"]["frames_processed"] == 48 + 40 + 40
+    for name in names:  # fps: what the run processed per second of its wall time; source_fps: the source's own rate
+        src = stats["sources"][name]
+        assert src["fps"] == pytest.approx(src["frames_processed"] / src["wall_s"]) and src["source_fps"] == 25
+    assert stats["fps"] == pytest.approx(stats["counters"]["frames_processed"] / stats["wall_s"])
     assert stats["batcher"]["calls"] >= 1 and stats["batcher"]["batch_sizes"]
     for name in names:
         one = tmp_path / name

@@ -96,7 +96,10 @@ def test_file_run_torch_writes_every_frame_and_matches_the_predictor(video: Path
         SCHEMA.validate(line)
     assert [x["frame_index"] for x in lines if x["type"] == "keyframe"] == list(range(0, N_FRAMES, 8))
     assert {x["source"] for x in lines} == {"synth_000"}
-    stages = json.loads(st.read_text())["stages"]
+    summary = json.loads(st.read_text())
+    assert summary["source_fps"] == 25  # the source's rate; fps is the run's own (never replaced by the source's)
+    assert summary["fps"] == pytest.approx(summary["counters"]["frames_processed"] / summary["wall_s"])
+    stages = summary["stages"]
     assert {"decode", "preprocess", "detect", "track", "action", "post", "draw", "glass_to_result"} <= set(stages)
     # an independent reading: the Predictor on the seed's 16 frames of keyframe 32, boxes of second 1
     pred = Predictor(create_engine("torch", checkpoint).model)

@@ -732,7 +732,7 @@ class _Run:
         lane.worker = StreamWorker(lane.ctx, self.engine, lane.detector, draws=lane.writer.draws, batcher=self.batcher,
                                    detect_lock=self.detect_lock, detect_batcher=self.detect_batcher, warn=self.warn)
         lane.reader = SourceReader(src, lane.ctx.frames, st, realtime=live)
-        info = {"source": str(lane.arg), "video_id": src.name, "fps": src.fps, "live": live,
+        info = {"source": str(lane.arg), "video_id": src.name, "source_fps": src.fps, "live": live,
                 "ring_capacity": lane.worker.ring.capacity, "frame_count": None if live else src.frame_count}
         if self.multi:
             st.info.update(info)

@@ -89,20 +89,22 @@ class StreamStats:
             counters = dict(self.counters)
         wall = (self.ended or time.monotonic()) - self.started
         processed = counters.get("frames_processed", 0)
-        return {
+        out = {
             "wall_s": wall,
-            "fps": processed / wall if wall > 0 else 0.0,
+            "fps": processed / wall if wall > 0 else 0.0,  #: frames processed per second of wall time
             "counters": counters,
             "stages": stages,
-            **self.info,
-            "warnings": list(self.warnings),
         }
+        out.update((key, value) for key, value in self.info.items() if key not in out)  # never over a measured figure
+        out["warnings"] = list(self.warnings)
+        return out
 
     def source_summary(self) -> dict[str, Any]:
-        """The short per-source view: wall time, frames/s, read/processed/dropped frames, keyframes."""
+        """The short per-source view: wall time, frames/s processed, the source's own frame rate, read/processed/dropped frames, keyframes."""
         s = self.summary()
         c = s["counters"]
-        return {"wall_s": s["wall_s"], "fps": s["fps"], "frames_read": c.get("frames_read", 0),
+        return {"wall_s": s["wall_s"], "fps": s["fps"], "source_fps": self.info.get("source_fps"),
+                "frames_read": c.get("frames_read", 0),
                 "frames_processed": c.get("frames_processed", 0), "frames_dropped": c.get("frames_dropped", 0),
                 "keyframes": c.get("keyframes", 0)}
 
