@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import av
@@ -11,11 +10,10 @@ import pytest
 import torch
 
 from vmaedet.data.video import write_video
-from vmaedet.engines import Engine, create_engine
+from vmaedet.engines import create_engine
 from vmaedet.models.checkpoints import save_detector
 from vmaedet.models.detector import create_detector
 from vmaedet.ops.boxes import make_rois
-from vmaedet.persons.base import PersonDetector
 from vmaedet.runtime import buffer
 from vmaedet.runtime.buffer import ClipRing
 from vmaedet.runtime.config import StreamConfig
@@ -23,7 +21,8 @@ from vmaedet.runtime.pipeline import stream
 from vmaedet.runtime.scheduler import frame_offsets
 from vmaedet.runtime.sources import Frame
 from vmaedet.runtime.stats import StreamStats
-from vmaedet.structures import PersonDetections
+from helpers.engines import CheckingEngine
+from helpers.persons import EveryOther
 
 N_FRAMES, W, H = 72, 96, 64
 
@@ -36,40 +35,6 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
         img[:] = (5 * i) % 200
         img[10:50, i % (W - 20):i % (W - 20) + 20] = (220, 90, 30)
     return write_video(tmp_path_factory.mktemp("clipbuf") / "bars.mp4", frames, fps=25)
-
-
-class EveryOther(PersonDetector):
-    """Test double: one person on keyframes 0, 16, 32, …; nobody on 8, 24, 40, …"""
-
-    name = "every-other"
-
-    def _detect(self, frame, frame_index, timestamp, video_id) -> PersonDetections:  # noqa: ANN001
-        if frame_index is not None and frame_index % 16 == 0:
-            return PersonDetections(np.array([[10, 8, 60, 56]], np.float32), np.array([0.9], np.float32))
-        return PersonDetections.empty()
-
-
-class CheckingEngine(Engine):
-    """Test double: keeps a copy of each clip, holds it a while, then checks nobody wrote into it meanwhile.
-
-    Its logits are the clip's mean per roi (so a result depends on the clip's content), and it records
-    where each clip's memory was.
-    """
-
-    name = "checking"
-
-    def __init__(self, hold: float) -> None:
-        super().__init__()
-        self.hold = hold
-        self.pointers: list[int] = []
-        self.changed = 0
-
-    def _infer_impl(self, clip: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        self.pointers.append(clip.data_ptr())
-        before = clip.clone()  # [B, 3, 16, H, W]
-        time.sleep(self.hold)  # the worker prepares the next clips meanwhile
-        self.changed += int(not torch.equal(before, clip))
-        return clip.mean(dtype=torch.float64).float().expand(rois.shape[0], 80).clone()  # [K, 80]
 
 
 def _ring(n: int = 20) -> tuple[ClipRing, list[Frame]]:

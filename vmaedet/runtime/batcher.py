@@ -257,25 +257,36 @@ class Batcher(BatchQueue[ActionJob]):
         return limit is None or sum(int(j.rois.shape[0]) for j in batch) + int(job.rois.shape[0]) <= limit
 
     def _run(self, batch: list[ActionJob]) -> None:
-        groups: dict[tuple[Any, ...], list[ActionJob]] = {}
-        for job in batch:  # one engine call per clip geometry (and device); no call for a keyframe without persons
-            if job.rois.shape[0] == 0:
-                self.without_persons += 1
-                job.done(torch.zeros((0, 80), dtype=torch.float32), None)
+        """One engine call per clip geometry (and device), none for a keyframe without persons; then each job
+        is answered **in the batch's order** (a source's keyframes come in order: its results, smoother and
+        outputs rely on it), a job without persons with empty logits."""
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, job in enumerate(batch):
+            if job.rois.shape[0]:
+                groups.setdefault((tuple(job.clip.shape[1:]), str(job.clip.device)), []).append(i)
+        answers: list[tuple[torch.Tensor | None, BaseException | None]] = [
+            (torch.zeros((0, 80), dtype=torch.float32), None)] * len(batch)
+        failed: BaseException | None = None
+        for members in groups.values():
+            if failed is not None:  # the run is failing: no more engine calls, the rest get the same error
+                answers = [answers[i] if i not in members else (None, failed) for i in range(len(batch))]
                 continue
-            groups.setdefault((tuple(job.clip.shape[1:]), str(job.clip.device)), []).append(job)
-        for jobs in groups.values():
             try:
-                logits = self._infer(jobs)
+                logits = self._infer([batch[i] for i in members])
             except BaseException as exc:  # noqa: BLE001 - every source's worker gets it
-                error = _as_stream_error(exc, "action engine")
+                failed = _as_stream_error(exc, "action engine")
                 with self._cond:
-                    self.error = error
-                for job in [*jobs, *self._pending()]:
-                    job.done(None, error)
+                    self.error = failed
+                answers = [answers[i] if i not in members else (None, failed) for i in range(len(batch))]
                 continue
-            for job, part in zip(jobs, logits):
-                job.done(part, None)
+            for i, part in zip(members, logits):
+                answers[i] = (part, None)
+        self.without_persons += sum(1 for job in batch if not job.rois.shape[0])
+        for job, (logits, error) in zip(batch, answers):
+            job.done(logits, error)
+        if failed is not None:
+            for job in self._pending():
+                job.done(None, failed)
 
     def _infer(self, jobs: list[ActionJob]) -> list[torch.Tensor]:
         """One engine call for jobs of one geometry; their logits ``[K_i, 80]`` in job order."""

@@ -321,8 +321,8 @@ class StreamWorker(threading.Thread):
                     return
                 assert logits is not None
                 self._emit(job, picks, logits)
-                if self.inflight and self.inflight[0] == job.index:
-                    self.inflight.popleft()
+                if job.index in self.inflight:  # the oldest (the batcher answers in order); never left behind
+                    self.inflight.remove(job.index)
                 if self.lossless:
                     self._release()
             except BaseException as exc:  # noqa: BLE001 - this source ends with it
@@ -366,17 +366,25 @@ class StreamWorker(threading.Thread):
         if self.own_batcher:
             self.batcher.start()
         try:
+            source_error: StreamError | None = None
             while True:
                 try:
                     frame = self.frames.get()
                 except Closed:
+                    break
+                except StreamError as exc:  # the source failed (the reader's error, after the frames it gave)
+                    if self.frames.stop.is_set():
+                        raise
+                    source_error = exc
                     break
                 self._raise_failure()
                 self._on_frame(frame)
             self._leave_detection()  # no more keyframes to detect: detection batches stop waiting for this source
             self._raise_failure()
             if not self.frames.stop.is_set():
-                self._finish()
+                self._finish()  # a source that failed is finished like one that ended: every keyframe it gave
+            if source_error is not None:
+                raise source_error
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             error = exc if isinstance(exc, VmaedetError) else StreamError(
                 f"the stream worker failed: {type(exc).__name__}: {exc}", fix="outputs written so far are complete")
@@ -539,6 +547,13 @@ class _Lane:
         self.writer: SinkWriter | None = None
 
 
+def _source_text(lane: _Lane) -> str:
+    """A source as messages and the stats name it: its path, URL or camera index; a Source object by its name."""
+    if isinstance(lane.arg, (str, Path, int)):
+        return str(lane.arg)
+    return f"{lane.name} (a {type(lane.arg).__name__})"
+
+
 class _ResultsHub:
     """The results of every source in one mailbox; it closes when the last source's worker closes.
 
@@ -546,20 +561,26 @@ class _ResultsHub:
     recorded and reported (a warning) while the others go on.
     """
 
-    def __init__(self, lanes: list[_Lane], stop: threading.Event, warn: Callable[[str], None]) -> None:
+    def __init__(self, lanes: list[_Lane], stop: threading.Event, warn: Callable[[str], None],
+                 engine_error: Callable[[], BaseException | None] = lambda: None) -> None:
         self.mailbox: Mailbox[ActionDetections] = Mailbox(256, "wait", stop)
         self.left, self.multi, self.warn = len(lanes), len(lanes) > 1, warn
+        self.engine_error = engine_error  #: the action engine's error (it ends every source, not one)
         self._lock = threading.Lock()
 
     def put(self, result: ActionDetections) -> bool:
         return self.mailbox.put(result)
 
     def done(self, lane: _Lane, error: BaseException | None) -> None:
+        """A source's worker ended (``error``: why, None at its end or on a stop); its clock stops here."""
         with self._lock:
             self.left -= 1
-            if error is not None and self.multi:
+            if isinstance(lane.stats, SourceStats):
+                lane.stats.finish()
+            if error is not None:
                 lane.error = lane.error or error
-                self.warn(f"the source {lane.name} failed: {_in_words(error)}; the other sources go on")
+                if self.multi and error is not self.engine_error():  # an engine error is said once, at the end
+                    self.warn(f"the source {lane.name} failed: {_in_words(error)}; the other sources go on")
             if self.left <= 0:
                 self.mailbox.close(None if self.multi else error)
 
@@ -629,7 +650,7 @@ class _Run:
             lane.detector = first if shared or i == 0 else _resolve_detector(self.detector_arg, cfg.max_persons, device)
         window = WindowSink() if cfg.show else None
         self.batcher = Batcher(self.engine, self.st, cfg.max_batch, cfg.max_wait_ms / 1e3)
-        self.hub = _ResultsHub(self.lanes, self.stop_all, self.warn)
+        self.hub = _ResultsHub(self.lanes, self.stop_all, self.warn, engine_error=lambda: self.batcher.error)
         try:  # outputs first, then the source; on any failure close what was opened and delete the temporary files
             for lane in self.lanes:
                 try:
@@ -658,6 +679,8 @@ class _Run:
             self.detect_batcher.add_producer(len(self.started))
             self.detect_batcher.start()
         for lane in self.started:
+            if isinstance(lane.stats, SourceStats):
+                lane.stats.started = time.monotonic()  # a source's clock runs from its threads' start to its end
             for t in (lane.writer, lane.worker, lane.reader):
                 t.start()  # type: ignore[union-attr]
 
@@ -732,7 +755,7 @@ class _Run:
         lane.worker = StreamWorker(lane.ctx, self.engine, lane.detector, draws=lane.writer.draws, batcher=self.batcher,
                                    detect_lock=self.detect_lock, detect_batcher=self.detect_batcher, warn=self.warn)
         lane.reader = SourceReader(src, lane.ctx.frames, st, realtime=live)
-        info = {"source": str(lane.arg), "video_id": src.name, "source_fps": src.fps, "live": live,
+        info = {"source": _source_text(lane), "video_id": src.name, "source_fps": src.fps, "live": live,
                 "ring_capacity": lane.worker.ring.capacity, "frame_count": None if live else src.frame_count}
         if self.multi:
             st.info.update(info)
@@ -770,10 +793,13 @@ class _Run:
                 raise final_error
             return
         failed = [lane for lane in self.lanes if lane.error is not None]
+        engine_error = self.batcher.error
+        if engine_error is not None and any(lane.error is engine_error for lane in failed):
+            raise engine_error  # the action engine failed: every source stopped with it, not because of itself
         if failed:
             raise StreamError(f"{len(failed)} of {len(self.lanes)} sources failed: "
                               + "; ".join(f"{lane.name}: {_in_words(lane.error)}" for lane in failed),  # type: ignore[arg-type]
-                              received=", ".join(str(lane.arg) for lane in failed),
+                              received=", ".join(_source_text(lane) for lane in failed),
                               expected="every source readable to its end",
                               fix="the other sources' outputs are complete; check the failed sources") from failed[0].error
         if final_error is not None:

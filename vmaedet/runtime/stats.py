@@ -165,3 +165,8 @@ class SourceStats(StreamStats):
     def incr(self, counter: str, n: int = 1) -> None:
         super().incr(counter, n)
         self.parent.incr(counter, n)
+
+    def finish(self) -> None:
+        """The source's end (its worker's): the first call counts, the run's end does not move it."""
+        if self.ended is None:
+            super().finish()
