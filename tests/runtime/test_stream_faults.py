@@ -151,3 +151,21 @@ def test_an_engine_error_is_the_runs_error_not_each_sources(videos: dict[str, Pa
     _run_in_thread(run)
     assert not [w for w in warnings if "the other sources go on" in w]  # nothing went on
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4"]  # outputs so far, renamed into place
+
+
+def test_a_crowd_beyond_the_engines_person_limit_keeps_the_best_persons(videos: dict[str, Path], tmp_path: Path) -> None:
+    from vmaedet.export.onnx import export_onnx
+    from helpers.models import micro_detector
+
+    art = tmp_path / "two.onnx"
+    export_onnx(micro_detector(), art, source_wh=(W, H), max_persons=2)
+    boxes = tmp_path / "crowd.csv"  # five persons on the short video's keyframes, scores 0.9 … 0.5
+    boxes.write_text("".join(f"short,0,{0.1 * i:.1f},0.1,{0.1 * i + 0.3:.1f},0.9,,{0.9 - 0.1 * i:.1f}\n" for i in range(5)))
+    warnings: list[str] = []
+    got = list(stream(videos["short"], art, StreamConfig(backend="onnxruntime", max_persons=8),
+                      person_detector=f"boxes:{boxes}", on_warning=warnings.append))
+    assert [r.frame_index for r in got] == [0, 8, 16]
+    for r in got:  # an engine error on the first crowded keyframe before; now its two best persons
+        np.testing.assert_allclose(r.person_scores, [0.9, 0.8], rtol=1e-6)
+    said = [w for w in warnings if "at most 2 persons" in w]
+    assert len(said) == 1 and "export with --max-persons 8" in said[0]

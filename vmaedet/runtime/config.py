@@ -20,7 +20,7 @@ DEFAULT_NAMES: Mapping[str, str] = {
     "save": "save", "jsonl": "jsonl", "csv": "csv", "stats": "stats",
     "source": "source", "engine": "engine", "person_detector": "person_detector",
     "overwrite": "overwrite=True", "max_batch": "max_batch", "max_wait_ms": "max_wait_ms",
-    "save_preset": "save_preset",
+    "save_preset": "save_preset", "max_persons": "max_persons",
 }
 
 

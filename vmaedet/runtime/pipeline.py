@@ -637,6 +637,7 @@ class _Run:
         for lane in self.lanes:
             lane.src = open_source(lane.arg, fps=cfg.fps)
         self.engine = _open_engine(self.engine_arg, cfg.backend, cfg.device)
+        cfg = self._cap_persons(cfg)
         device = str(self.engine.device) if cfg.device == "auto" else cfg.device  # ring and detector follow the engine
         first = _resolve_detector(self.detector_arg, cfg.max_persons, device)
         # several sources share one detection stage where the detector batches (one forward, no state) and
@@ -683,6 +684,19 @@ class _Run:
                 lane.stats.started = time.monotonic()  # a source's clock runs from its threads' start to its end
             for t in (lane.writer, lane.worker, lane.reader):
                 t.start()  # type: ignore[union-attr]
+
+    def _cap_persons(self, cfg: StreamConfig) -> StreamConfig:
+        """Keep at most as many persons per keyframe as the engine takes in one call (said once), not fail on a crowd."""
+        limit = self.engine.max_persons
+        if limit is None or cfg.max_persons <= limit:
+            return cfg
+        self.warn(f"the engine takes at most {limit} persons per call (its max_persons), fewer than the "
+                  f"{cfg.max_persons} asked ({self.names['max_persons']}); each keyframe keeps its {limit} "
+                  f"highest-scoring persons. For more, export with --max-persons {cfg.max_persons}")
+        self.cfg = cfg = replace(cfg, max_persons=limit)
+        for lane in self.lanes:
+            lane.cfg = replace(lane.cfg, max_persons=limit)
+        return cfg
 
     def _check_batching(self) -> None:
         cfg = self.cfg
