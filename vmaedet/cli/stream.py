@@ -17,26 +17,26 @@ console = Console(stderr=True)
 #: How the library's messages name the options of a run: by this command's flags.
 FLAG_NAMES = {"save": "--save", "jsonl": "--jsonl", "csv": "--csv", "stats": "--stats", "source": "--source",
               "person_detector": "--detector", "overwrite": "--overwrite", "max_batch": "--max-batch",
-              "max_wait_ms": "--max-wait-ms", "save_preset": "--save-preset"}
+              "max_wait_ms": "--max-wait-ms", "save_preset": "--save-preset",
+              "max_persons": "--max-persons"}
 
 
 def _sources(source: list[str] | None, camera: list[int] | None, sources: Path | None) -> object:
-    """One source as it is (the single-source run), several as a list, or the dict of a named sources file."""
+    """One source as it is (the single-source run), several as a list, or a dict when the sources file names any.
+
+    Beside a named sources file, each --source/--camera gets its derived name, made unique against the
+    others and against every name in the file (``clip``, ``clip-2``, …), so no source is dropped.
+    """
     from vmaedet.runtime.multi import read_sources_file
 
     given: list[object] = [*(source or []), *(camera or [])]
     if sources is not None:
         listed = read_sources_file(sources, what="the --sources file")
         if isinstance(listed, dict):
-            from vmaedet.runtime.multi import derive_name
+            from vmaedet.runtime.multi import derive_name, unique_names
 
-            named = {derive_name(s): s for s in given}
-            clash = sorted(set(named) & set(listed))
-            if clash:
-                raise ConfigError(f"the --sources file and --source/--camera both name {clash[0]!r}",
-                                  received=clash[0], expected="a different name per source",
-                                  fix=f"rename it in {sources}")
-            return {**named, **listed} if named else listed
+            names = unique_names([derive_name(s) for s in given], reserved=listed)
+            return {**dict(zip(names, given)), **listed}
         given += listed
     if not given:
         raise ConfigError("no source to stream", received="no --source, --camera or --sources",
@@ -61,10 +61,10 @@ def stream_command(
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0.0, help="How long a ready keyframe waits for others to fill a batch.")] = 5.0,
     realtime: Annotated[Optional[bool], typer.Option("--realtime/--no-realtime", help="Latest-frame-wins (drop frames) instead of lossless; default: live sources only.")] = None,
     show: Annotated[bool, typer.Option("--show", help="Display a window (needs a desktop); several sources share it as a grid, q stops them all.")] = False,
-    save: Annotated[Optional[Path], typer.Option(help="Write an H.264 video with overlays (.mp4, .mkv, .mov, .avi, .ts); several sources: a folder or a path with {name}.")] = None,
+    save: Annotated[Optional[str], typer.Option(help="Write an H.264 video with overlays (.mp4, .mkv, .mov, .avi, .ts); several sources: a folder or a path with {name}.")] = None,
     save_preset: Annotated[str, typer.Option("--save-preset", help="libx264 preset of the --save video: ultrafast | superfast | veryfast | faster | fast | medium | slow | slower | veryslow | placebo (veryfast: real time beside the model; medium: libx264's default, smaller files, about twice the encoding time).")] = "veryfast",
-    jsonl: Annotated[Optional[Path], typer.Option(help="Write one JSON line per keyframe and per action event (docs/stream-jsonl.schema.json); several sources: a folder or {name}.")] = None,
-    csv: Annotated[Optional[Path], typer.Option(help="Write AVA CSV rows (1 Hz); several sources: a folder or {name}.")] = None,
+    jsonl: Annotated[Optional[str], typer.Option(help="Write one JSON line per keyframe and per action event (docs/stream-jsonl.schema.json); several sources: a folder or {name}.")] = None,
+    csv: Annotated[Optional[str], typer.Option(help="Write AVA CSV rows (1 Hz); several sources: a folder or {name}.")] = None,
     stats: Annotated[Optional[Path], typer.Option(help="Write per-stage latency statistics and warnings as JSON (also after Ctrl-C).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:N]; auto = CUDA when a GPU is visible, else the CPU.")] = "auto",
     fps: Annotated[float, typer.Option(min=1.0, help="Frame rate of an image folder.")] = 25.0,

@@ -630,7 +630,8 @@ class _Run:
         Scheduler(cfg.mode, cfg.stride)  # validate options before opening anything
         self._check_batching()
         for lane in self.lanes:
-            lane.cfg = replace(cfg, stats=None, **{key: source_output(getattr(cfg, key), key, lane.name, self.multi,
+            several = len(self.lanes) if self.multi else False  # the count: one source in a list takes a plain file
+            lane.cfg = replace(cfg, stats=None, **{key: source_output(getattr(cfg, key), key, lane.name, several,
                                                                         self.what(key))
                                                    for key in ("save", "jsonl", "csv")})
         self._check_outputs()
