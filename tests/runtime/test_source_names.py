@@ -92,6 +92,14 @@ def test_a_path_with_spaces_without_a_tab_is_refused_with_advice_that_works(tmp_
     assert read_sources_file(listing) == {"door": "/videos/my video.mp4"}
 
 
+def test_an_existing_path_with_spaces_needs_no_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "my video.mp4").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)  # a relative uri, as a user writes it beside the videos
+    listing = tmp_path / "s.txt"
+    listing.write_text("my video.mp4\ndoor other.mp4\n")
+    assert read_sources_file(listing) == {"my video": "my video.mp4", "door": "other.mp4"}  # not name 'my'
+
+
 # -- 7: a name clash does not depend on the order of the lines ---------------------------------------
 def test_a_derived_name_gives_way_to_a_given_one_in_any_order(tmp_path: Path) -> None:
     listing = tmp_path / "s.txt"

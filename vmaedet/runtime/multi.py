@@ -98,7 +98,8 @@ def read_sources_file(path: str | Path, what: str = "the sources file") -> dict[
     """The sources a list file names: a dict name → uri when any line names its source, else a list.
 
     Each line is ``uri`` or ``name uri``. A line holding a tab is split once, at its first tab, into
-    ``name<TAB>uri`` (so the uri may hold spaces); any other line is split at whitespace. A line
+    ``name<TAB>uri`` (so the uri may hold spaces); a line that is an existing path as a whole is that
+    path (it may hold spaces); any other line is split at whitespace. A line
     starting with ``#``, and anything after a space and ``#``, is a comment. Names given in the file
     keep them; a derived name (a line without one) that equals a given name or an earlier derived one
     gets the first free ``-2``, ``-3``, … whatever the order of the lines.
@@ -128,6 +129,9 @@ def read_sources_file(path: str | Path, what: str = "the sources file") -> dict[
             entries.append((name, uri))
             continue
         fields = line.split()
+        if len(fields) > 1 and Path(line).exists():  # a path with spaces and no name ("my video.mp4")
+            entries.append((None, line))
+            continue
         if len(fields) > 2:
             raise ConfigError(f"line {number} of {what} {path} has {len(fields)} fields", received=raw.strip(),
                               expected=expected,
