@@ -339,7 +339,7 @@ def run_multistream(*, device: str, arch: str = "vit_base_patch16_224", sources:
     try:
         for r in stream(dict(cameras), engine, cfg, person_detector=det, stats=st, on_warning=warnings.append):
             results[str(r.source)].append((int(r.frame_index), float(r.latency), len(r.track_ids)))
-    except StreamError as exc:  # a source failed: the run finished the others and says which; the figures stay
+    except StreamError as exc:  # a source failed (the others finished; it says which) or the engine: the figures stay
         run_error = exc.what
     wall = time.monotonic() - t0
     cpu = _cpu_seconds() - cpu0

@@ -168,4 +168,4 @@ def test_a_crowd_beyond_the_engines_person_limit_keeps_the_best_persons(videos: 
     for r in got:  # an engine error on the first crowded keyframe before; now its two best persons
         np.testing.assert_allclose(r.person_scores, [0.9, 0.8], rtol=1e-6)
     said = [w for w in warnings if "at most 2 persons" in w]
-    assert len(said) == 1 and "export with --max-persons 8" in said[0]
+    assert len(said) == 1 and "vmaedet export CKPT --max-persons 8" in said[0]

@@ -693,7 +693,8 @@ class _Run:
             return cfg
         self.warn(f"the engine takes at most {limit} persons per call (its max_persons), fewer than the "
                   f"{cfg.max_persons} asked ({self.names['max_persons']}); each keyframe keeps its {limit} "
-                  f"highest-scoring persons. For more, export with --max-persons {cfg.max_persons}")
+                  f"highest-scoring persons. For more, export again with max_persons ≥ {cfg.max_persons} "
+                  f"(vmaedet export CKPT --max-persons {cfg.max_persons})")
         self.cfg = cfg = replace(cfg, max_persons=limit)
         for lane in self.lanes:
             lane.cfg = replace(lane.cfg, max_persons=limit)
