@@ -443,3 +443,24 @@ def test_the_registry_resolves_specs_and_takes_new_detectors(tmp_path: pathlib.P
             register_detector("fixed-test")(type("Other", (Fixed,), {}))
     finally:
         base._REGISTRY.pop("fixed-test", None)
+
+
+@pytest.mark.parametrize("h, w", [(1080, 1920), (121, 163), (300, 300), (1, 1), (2, 700)])
+def test_tf_resize_bilinear_equals_converting_the_whole_frame_first(h: int, w: int) -> None:
+    """The resize gathers its source pixels before converting them to float32: bit for bit the same
+    as the plain formula on the whole frame converted first (which costs 3× more on a 1080p frame)."""
+    image = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)  # [H, W, 3]
+    size = ssdlite.INPUT_SIZE
+
+    def axis(n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.arange(size) * (n_in / size)
+        lo = np.floor(src).astype(np.int64)
+        return lo, np.minimum(lo + 1, n_in - 1), (src - lo).astype(np.float32)
+
+    (y0, y1, fy), (x0, x1, fx) = axis(h), axis(w)
+    img = image.astype(np.float32)  # [H, W, 3]
+    top = img[y0][:, x0] * (1 - fx)[None, :, None] + img[y0][:, x1] * fx[None, :, None]
+    bottom = img[y1][:, x0] * (1 - fx)[None, :, None] + img[y1][:, x1] * fx[None, :, None]
+    ref = top * (1 - fy)[:, None, None] + bottom * fy[:, None, None]  # [S, S, 3]
+    got = ssdlite.tf_resize_bilinear(image)
+    assert got.dtype == np.float32 and got.shape == (size, size, 3) and np.array_equal(got, ref)
