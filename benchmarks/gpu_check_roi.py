@@ -162,7 +162,9 @@ def step_triton(device: str = "cuda") -> dict[str, Any]:
         ref_h = roi_align_max_reference(half, rois)
         record("fp16_vs_reference", out_h, ref_h, TOL_FP16)
         record("fp16_exact_multiples_vs_reference", out_h[:n_exact], ref_h[:n_exact], TOL_FP16)
-        record("fp16_vs_torchvision_cuda", out_h, roi_align_max(half.to(dev), r_dev), TOL_FP16)
+        # torchvision's fp16 kernel rounds the roi coordinates and its arithmetic to fp16 (6e-2 off the float64
+        # reference on these rois, measured on the CPU): the kernel is compared with it in fp32 on the fp16 map
+        record("fp16_vs_torchvision_cuda_fp32", out_h, roi_align_max(half.to(dev).float(), r_dev), TOL_FP16)
         record("aligned_ratio2_vs_reference", roi_align_max_triton(f_dev, r_dev, sampling_ratio=2, aligned=True),
                roi_align_max_reference(feats, rois, sampling_ratio=2, aligned=True), TOL_FP32)
         figures["errors"] = {k: float(f"{v:.3g}") for k, v in errors.items()}

@@ -187,6 +187,28 @@ def test_aot_ptx_takes_exactly_tensorrts_arguments(capability: int, dtype: str, 
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
+def test_kernel_compiles_for_a_gpu_when_sizes_are_one(dtype: str) -> None:
+    """On a GPU, Triton's JIT turns an int argument equal to 1 into a constant; the kernel must compile
+    then too (a 1-pixel-high map, one image).  The JIT is told not to (one kernel for every size, as the
+    AOT one); compiled here for sm_90 with B = H = W = 1 as constants, as a JIT without that would."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from vmaedet.ops import triton_roi_align as t
+
+    unspecialised = {t.AOT_PARAM_ORDER[x] if isinstance(x, int) else x for x in t.roi_align_max_kernel.do_not_specialize}
+    assert unspecialised >= set(t.AOT_SCALARS)
+    signature = dict(zip(t.AOT_PARAM_ORDER, (f"*{dtype}", "*fp32", "i32", "i32", "i32", "i32", "i32", f"*{dtype}")))
+    signature.update({name: "constexpr" for name in (*t._CONSTEXPRS, "B", "H", "W")})
+    constexprs = {"SPATIAL_SCALE": 1 / 16, "POOLED": 7, "SAMPLING_RATIO": 0, "ALIGNED": False, "BLOCK": t.BLOCK_C,
+                  "BINS": t.bins_for(7), "B": 1, "H": 1, "W": 1}
+    compiled = triton.compile(ASTSource(fn=t.roi_align_max_kernel, signature=signature, constexprs=constexprs),
+                              target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    assert ".entry " + compiled.metadata.name in compiled.asm["ptx"]
+
+
 def test_strip_refuses_a_kernel_that_reads_the_extra_parameters() -> None:
     from vmaedet.ops.triton_roi_align import AotCompileError, strip_unused_trailing_params
 

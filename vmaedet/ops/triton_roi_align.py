@@ -46,7 +46,7 @@ AOT_SCALARS = ("B", "H", "W", "C", "K")
 _CONSTEXPRS = ("SPATIAL_SCALE", "POOLED", "SAMPLING_RATIO", "ALIGNED", "BLOCK", "BINS")
 
 
-@triton.jit
+@triton.jit(do_not_specialize=list(AOT_SCALARS))  # one kernel per dtype whatever the sizes, as the AOT one
 def roi_align_max_kernel(
     feat_ptr,  # [B, H, W, C] fp16/fp32, contiguous (channels-last)
     rois_ptr,  # [K, 5] fp32
@@ -97,8 +97,8 @@ def roi_align_max_kernel(
         grid_hf = grid_h.to(tl.float32)
         grid_wf = grid_w.to(tl.float32)
         count = tl.maximum(grid_h * grid_w, 1).to(tl.float32)
-        Hf = H.to(tl.float32)
-        Wf = W.to(tl.float32)
+        Hf = H * 1.0  # fp32; H may be a compile-time 1 (a JIT specialises ints equal to 1): no .to() on it
+        Wf = W * 1.0
         y0 = start_h + ph * bin_h  # [BINS]
         x0 = start_w + pw * bin_w  # [BINS]
 
