@@ -378,6 +378,19 @@ def _module_version(name: str) -> str | None:
     return str(getattr(mod, "__version__", "unknown version"))
 
 
+def triton_build_check() -> dict[str, Any]:
+    """What Triton needs to build its small C launcher on its first GPU launch: a C compiler (``$CC``,
+    else gcc or clang) and ``Python.h``.  Without them steps 2 and 3 fail at their first kernel."""
+    import shutil
+    import sysconfig
+
+    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang")
+    header = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    res = {"c_compiler": cc, "python_h": str(header) if header.is_file() else None}
+    res["ok"] = bool(cc) and header.is_file()
+    return res
+
+
 def step_environment(ctx: Context, rec: dict[str, Any]) -> None:
     import torch
 
@@ -405,6 +418,7 @@ def step_environment(ctx: Context, rec: dict[str, Any]) -> None:
         fig["tensorrt_status"] = {"available": False, "reason": f"{installed}; vmaedet's TensorRT probe cannot be "
                                                                 f"imported ({type(exc).__name__}: {exc})"[:500]}
     fig["numpy_attribute_conversion"] = numpy_attribute_check()
+    fig["triton_build"] = triton_build_check()
     fig["tf32"] = {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}
     gpu = None
     if ctx.cuda:
@@ -421,6 +435,10 @@ def step_environment(ctx: Context, rec: dict[str, Any]) -> None:
         f"GPU {gpu['name'] + ' sm' + gpu['capability'] if gpu else 'none'}; "
         f"onnxruntime {(fig['onnxruntime'] + ' ' + str(fig['onnxruntime_providers'])) if fig['onnxruntime'] else 'not installed'}; "
         f"TensorRT: {fig['tensorrt_status']['reason'].split(';')[0][:160]}"
+        + ("" if fig["triton_build"]["ok"] else
+           f"; WARNING Triton cannot build its GPU launcher (C compiler: {fig['triton_build']['c_compiler'] or 'none'}, "
+           f"Python.h: {'found' if fig['triton_build']['python_h'] else 'missing'}): steps 2-3 will fail; set CC "
+           f"or install gcc and the Python headers")
     )
 
 
@@ -622,29 +640,42 @@ def vit_flops(variant: str, hw: tuple[int, int], persons: int) -> int:
     return embed + cfg.depth * block + 2 * persons * d * 80
 
 
-def matmul_peak(device: str, dtype_name: str = "bf16", n: int = 8192, iters: int = 20) -> dict[str, Any]:
-    """Measured peak FLOP/s of an n×n·n×n matmul: back-to-back products timed with CUDA events (perf_counter on the CPU)."""
+def matmul_peak(device: str, dtype_name: str = "bf16", n: int = 8192, iters: int = 20, repeats: int = 3,
+                warmup_s: float = 0.3) -> dict[str, Any]:
+    """Measured peak FLOP/s of an n×n·n×n matmul: the best of ``repeats`` runs of ``iters`` back-to-back products,
+    timed with CUDA events (perf_counter on the CPU), after ``warmup_s`` seconds of products on a GPU (its clocks
+    ramp up first: a cold peak would make every "% of peak" too high)."""
     import torch
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
+    cuda = torch.device(device).type == "cuda"
+    t0 = time.perf_counter()
+    warm = 0
+    while warm < 3 or (cuda and time.perf_counter() - t0 < warmup_s):
         torch.matmul(a, b)
-    if torch.device(device).type == "cuda":
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(iters):
-            torch.matmul(a, b)
-        stop.record()
-        stop.synchronize()
-        secs = start.elapsed_time(stop) / 1e3 / iters
-    else:
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            torch.matmul(a, b)
-        secs = (time.perf_counter() - t0) / iters
-    return {"dtype": dtype_name, "n": n, "iters": iters, "flops_per_s": 2.0 * n**3 / secs, "ms_per_matmul": 1e3 * secs}
+        warm += 1
+        if cuda:
+            torch.cuda.synchronize(device)
+    times = []
+    for _ in range(repeats):
+        if cuda:
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(iters):
+                torch.matmul(a, b)
+            stop.record()
+            stop.synchronize()
+            times.append(start.elapsed_time(stop) / 1e3 / iters)
+        else:
+            t1 = time.perf_counter()
+            for _ in range(iters):
+                torch.matmul(a, b)
+            times.append((time.perf_counter() - t1) / iters)
+    secs = min(times)
+    return {"dtype": dtype_name, "n": n, "iters": iters, "repeats": repeats, "warmup_matmuls": warm,
+            "flops_per_s": 2.0 * n**3 / secs, "ms_per_matmul": 1e3 * secs}
 
 
 def _device_name(device: str) -> str:

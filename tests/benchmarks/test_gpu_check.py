@@ -51,6 +51,9 @@ def test_smoke_run_records_every_step(tmp_path: Path) -> None:
     fig = first["figures"]
     assert fig["torch"] == torch.__version__ and fig["numpy"] and "onnxruntime_providers" in fig
     assert isinstance(fig["numpy_attribute_conversion"]["conversion_raises"], bool)
+    build = fig["triton_build"]  # this machine: gcc and the Python headers (Triton's launcher builds)
+    assert build["ok"] is (bool(build["c_compiler"]) and bool(build["python_h"]))
+    assert ("WARNING Triton cannot build" in first["summary"]) is (not build["ok"])
     assert "available" in fig["tensorrt_status"] and fig["tensorrt_status"]["reason"]
     for step in doc["steps"][1:]:
         assert step["status"] == "skipped" and step["reason"].strip(), step
