@@ -464,3 +464,25 @@ def test_tf_resize_bilinear_equals_converting_the_whole_frame_first(h: int, w: i
     ref = top * (1 - fy)[:, None, None] + bottom * fy[:, None, None]  # [S, S, 3]
     got = ssdlite.tf_resize_bilinear(image)
     assert got.dtype == np.float32 and got.shape == (size, size, 3) and np.array_equal(got, ref)
+
+
+def test_prepared_frames_give_the_detect_batch_results() -> None:
+    """prepare() (each source's thread) + detect_prepared() (the shared call) = detect_batch() of the frames."""
+    from vmaedet.persons.motion import MotionDetector
+
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((120, 160), (96, 224), (300, 300))]
+    meta = ([0, 8, 16], [0.0, 0.32, 0.64], ["a", "b", "c"])
+    ssd = ssdlite.SSDLiteDetector(score_threshold=0.01)
+    prepared = [ssd.prepare(f) for f in frames]
+    assert all(p.shape == (3, ssdlite.INPUT_SIZE, ssdlite.INPUT_SIZE) and p.dtype == np.float32 for p in prepared)
+    got = ssd.detect_prepared(prepared, [f.shape[:2] for f in frames], *meta)
+    ref = ssd.detect_batch(frames, *meta)
+    assert sum(len(d) for d in ref) > 0
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.scores, b.scores)
+    with pytest.raises(DataError, match="RGB uint8"):
+        ssd.prepare(np.zeros((4, 4), np.uint8))  # refused in the caller's thread, as detect() refuses it
+    motion = MotionDetector()  # the default hooks: prepare() is the checked frame, detect_prepared() detect_batch()
+    assert motion.prepare(frames[0]) is frames[0]

@@ -32,6 +32,7 @@ class CountingSSDLite(SSDLiteDetector):
     def __init__(self) -> None:
         super().__init__(score_threshold=0.05)
         self.calls: list[int] = []
+        self.prepared_in: set[str] = set()  #: the threads that ran prepare()
         self._lock = threading.Lock()
 
     def _detect(self, frame, frame_index, timestamp, video_id):  # type: ignore[no-untyped-def]
@@ -43,6 +44,16 @@ class CountingSSDLite(SSDLiteDetector):
         with self._lock:
             self.calls.append(len(frames))
         return super()._detect_batch(frames, frame_indices, timestamps, video_ids)
+
+    def prepare(self, frame_rgb):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.prepared_in.add(threading.current_thread().name)
+        return super().prepare(frame_rgb)
+
+    def detect_prepared(self, prepared, frame_hws, frame_indices, timestamps, video_ids):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.calls.append(len(prepared))
+        return super().detect_prepared(prepared, frame_hws, frame_indices, timestamps, video_ids)
 
 
 def _frames(n: int, w: int, h: int, seed: int) -> np.ndarray:
@@ -81,6 +92,8 @@ def test_sources_share_detector_calls_and_keep_their_own_results(  # type: ignor
     detector, st, got = run
     assert max(detector.calls) > 1, detector.calls  # keyframes of several sources in one detector call
     assert sum(detector.calls) == len(got) == 5 + 5 + 4  # every keyframe detected once
+    # each source resized its own keyframes in its own worker thread; only the forward was shared
+    assert detector.prepared_in == {f"vmaedet-worker-{name}" for name in videos}
     hist = st.summary()["detect_batcher"]["batch_sizes"]
     assert sum(int(k) * v for k, v in hist.items()) == len(got) and max(int(k) for k in hist) <= 3
     assert sum(len(r) for r in got) >= 3  # persons to compare

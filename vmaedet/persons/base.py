@@ -125,6 +125,20 @@ class PersonDetector(ABC):
             return []
         return self._detect_batch(checked, indices, times, videos)
 
+    def prepare(self, frame_rgb: np.ndarray) -> Any:
+        """The part of detecting one frame that needs no other frame (a batchable detector's resize to its
+        input), for :meth:`detect_prepared`.  Each caller runs it in its own thread, so several sources
+        prepare their keyframes at once and only the batched forward is shared.  Default: the checked frame.
+        """
+        return self._checked(frame_rgb)
+
+    def detect_prepared(self, prepared: Sequence[Any], frame_hws: Sequence[tuple[int, int]],
+                        frame_indices: Sequence[int | None], timestamps: Sequence[float | None],
+                        video_ids: Sequence[str | None]) -> list[PersonDetections]:
+        """:meth:`detect_batch` of frames that went through :meth:`prepare` (``frame_hws``: their H, W):
+        the same results.  Default: the prepared frames are the checked frames."""
+        return self._detect_batch(list(prepared), list(frame_indices), list(timestamps), list(video_ids))
+
     def _detect_batch(self, frames: list[np.ndarray], frame_indices: list[int | None], timestamps: list[float | None],
                       video_ids: list[str | None]) -> list[PersonDetections]:
         """Backend-specific detection on validated frames; the default: :meth:`_detect` frame after frame."""

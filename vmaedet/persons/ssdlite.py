@@ -48,7 +48,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -530,8 +530,16 @@ class SSDLiteDetector(PersonDetector):
         torch: one forward of the B frames (each resized to 300×300 first); onnxruntime: the export
         takes one image per call, so one call per frame.
         """
-        images = np.stack([tf_resize_bilinear(f).transpose(2, 0, 1) for f in frames])  # [B, 3, 300, 300] RGB 0..255
-        images = np.ascontiguousarray(images, dtype=np.float32)
+        return self._forward([self.network_input(f) for f in frames])
+
+    @staticmethod
+    def network_input(frame: np.ndarray) -> np.ndarray:
+        """The network's input for one RGB frame: ``[3, 300, 300]`` float32 RGB 0..255 (TF1 bilinear resize)."""
+        return np.ascontiguousarray(tf_resize_bilinear(frame).transpose(2, 0, 1), dtype=np.float32)
+
+    def _forward(self, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Encodings ``[B, 1917, 4]`` and logits ``[B, 1917, 2]`` of B network inputs ``[3, 300, 300]``."""
+        images = np.stack(inputs)  # [B, 3, 300, 300]
         if self.backend == "torch":
             with torch.inference_mode():
                 enc, logits = self.net(torch.from_numpy(images).to(self.device))  # [B, 1917, 4], [B, 1917, 2]
@@ -550,6 +558,16 @@ class SSDLiteDetector(PersonDetector):
             return super()._detect_batch(frames, frame_indices, timestamps, video_ids)
         enc, logits = self.raw_outputs_batch(frames)  # [B, 1917, 4], [B, 1917, 2]
         return [self._select(enc[b], logits[b], f.shape[:2]) for b, f in enumerate(frames)]
+
+    def prepare(self, frame_rgb: np.ndarray) -> np.ndarray:
+        """The frame resized to the network's input ``[3, 300, 300]`` (the CPU part of a detection)."""
+        return self.network_input(self._checked(frame_rgb))
+
+    def detect_prepared(self, prepared: Sequence[np.ndarray], frame_hws: Sequence[tuple[int, int]],
+                        frame_indices: Sequence[int | None], timestamps: Sequence[float | None],
+                        video_ids: Sequence[str | None]) -> list[PersonDetections]:
+        enc, logits = self._forward(list(prepared))  # [B, 1917, 4], [B, 1917, 2]
+        return [self._select(enc[b], logits[b], hw) for b, hw in enumerate(frame_hws)]
 
     def _select(self, enc: np.ndarray, logits: np.ndarray, frame_hw: tuple[int, ...]) -> PersonDetections:
         """One frame's boxes from its encodings ``[1917, 4]`` and logits ``[1917, 2]``: threshold, decode, NMS, pixels."""

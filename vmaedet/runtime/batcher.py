@@ -323,6 +323,7 @@ class DetectJob:
     done: Callable[[PersonDetections | None, BaseException | None], None]  #: the persons or the error
     cancelled: threading.Event | None = None  #: set: the source stopped, the job is skipped
     submitted: float = field(default_factory=time.perf_counter)
+    prepared: Any = None  #: the detector's :meth:`~vmaedet.persons.base.PersonDetector.prepare` of the frame
 
 
 class DetectBatcher(BatchQueue[DetectJob]):
@@ -360,7 +361,10 @@ class DetectBatcher(BatchQueue[DetectJob]):
             answer.append((det, error))
             ready.set()
 
-        self.submit(DetectJob(frame, frame_index, timestamp, video_id, done, cancelled))
+        t0 = time.perf_counter()  # the per-frame work (the resize) runs here, in the source's thread, beside the others'
+        prepared = self.detector.prepare(frame)
+        self.stats.add("detect_prepare", time.perf_counter() - t0)
+        self.submit(DetectJob(frame, frame_index, timestamp, video_id, done, cancelled, prepared=prepared))
         while not ready.wait(0.05):
             if cancelled is not None and cancelled.is_set():
                 return PersonDetections.empty()  # the source stops: its keyframe is not used
@@ -376,8 +380,9 @@ class DetectBatcher(BatchQueue[DetectJob]):
     def _run(self, batch: list[DetectJob]) -> None:
         t0 = time.perf_counter()
         try:
-            found = self.detector.detect_batch([j.frame for j in batch], [j.frame_index for j in batch],
-                                               [j.timestamp for j in batch], [j.video_id for j in batch])
+            found = self.detector.detect_prepared([j.prepared for j in batch], [j.frame.shape[:2] for j in batch],
+                                                  [j.frame_index for j in batch], [j.timestamp for j in batch],
+                                                  [j.video_id for j in batch])
         except BaseException as exc:  # noqa: BLE001 - the workers of this call get it
             error = _as_stream_error(exc, "person detector")
             for job in batch:

@@ -1,6 +1,7 @@
 """Per-stage latency and frame counters of a streaming run (thread-safe, bounded memory).
 
-Stages: ``decode`` (source read), ``preprocess`` (resize + normalise into the ring), ``detect``
+Stages: ``decode`` (source read), ``preprocess`` (resize + normalise into the ring), ``detect_prepare``
+(a shared batched detector's per-keyframe preparation in the source's thread), ``detect``
 (person detector, one sample per keyframe), ``track``, ``action`` (action engine, one sample per
 keyframe with persons), ``post`` (sigmoid, smoothing, events), ``draw`` (overlay + sinks).
 ``glass_to_result`` is the time from a keyframe's capture (``time.monotonic()`` stamp) to its result
@@ -25,7 +26,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-STAGES = ("decode", "preprocess", "detect", "detect_batch", "track", "action", "action_batch", "post", "draw",
+STAGES = ("decode", "preprocess", "detect_prepare", "detect", "detect_batch", "track", "action", "action_batch", "post", "draw",
           "glass_to_result")
 #: The per-call rows of the batched stages, by their per-keyframe row.
 BATCH_ROWS = {"detect": "detect_batch", "action": "action_batch"}
