@@ -242,11 +242,11 @@ def test_names_sources_file_and_output_paths(tmp_path: Path) -> None:
     plain = tmp_path / "p.txt"
     plain.write_text("a.mp4\nb.mp4\n")
     assert read_sources_file(plain) == ["a.mp4", "b.mp4"]
-    assert source_output(tmp_path / "o" / "{name}.mp4", "save", "door", True, "x") == tmp_path / "o" / "door.mp4"
-    assert source_output(tmp_path, "jsonl", "door", True, "x") == tmp_path / "door.jsonl"
-    assert source_output(tmp_path / "o.mp4", "save", "door", False, "x") == tmp_path / "o.mp4"
+    assert source_output(tmp_path / "o" / "{name}.mp4", "save", "door", 2, "x") == tmp_path / "o" / "door.mp4"
+    assert source_output(tmp_path, "jsonl", "door", 2, "x") == tmp_path / "door.jsonl"
+    assert source_output(tmp_path / "o.mp4", "save", "door", 0, "x") == tmp_path / "o.mp4"
     with pytest.raises(ConfigError, match="several sources"):
-        source_output(tmp_path / "o.mp4", "save", "door", True, "the save output")
+        source_output(tmp_path / "o.mp4", "save", "door", 2, "the save output")
     for text, words in (("", "names no source"), ("a b c\n", "3 fields"), ("x a.mp4\nx b.mp4\n", "two sources 'x'")):
         bad = tmp_path / "bad.txt"
         bad.write_text(text)

@@ -174,14 +174,14 @@ def test_cli_dotted_folder_output_with_a_trailing_separator(clips: dict[str, Pat
 
 def test_a_dotted_folder_without_a_separator_gets_no_nonsense_pattern(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="several sources") as info:
-        source_output(tmp_path / "runs.v2", "jsonl", "door", True, "the --jsonl output")
+        source_output(tmp_path / "runs.v2", "jsonl", "door", 2, "the --jsonl output")
     fix = info.value.fix or ""
     assert "{name}.v2" not in fix and "{name}.jsonl" in fix and f"{tmp_path / 'runs.v2'}/" in fix
     with pytest.raises(ConfigError) as info:  # a known suffix keeps its pattern
-        source_output(tmp_path / "events.jsonl", "jsonl", "door", True, "the --jsonl output")
+        source_output(tmp_path / "events.jsonl", "jsonl", "door", 2, "the --jsonl output")
     assert str(tmp_path / "{name}.jsonl") in (info.value.fix or "")
     with pytest.raises(ConfigError) as info:
-        source_output(tmp_path / "clip.mkv", "save", "door", True, "the --save output")
+        source_output(tmp_path / "clip.mkv", "save", "door", 2, "the --save output")
     assert str(tmp_path / "{name}.mkv") in (info.value.fix or "")
 
 

@@ -556,8 +556,8 @@ class SSDLiteDetector(PersonDetector):
                       video_ids: list[str | None]) -> list[PersonDetections]:
         if not self.batchable:
             return super()._detect_batch(frames, frame_indices, timestamps, video_ids)
-        enc, logits = self.raw_outputs_batch(frames)  # [B, 1917, 4], [B, 1917, 2]
-        return [self._select(enc[b], logits[b], f.shape[:2]) for b, f in enumerate(frames)]
+        return self.detect_prepared([self.network_input(f) for f in frames], [f.shape[:2] for f in frames],
+                                    frame_indices, timestamps, video_ids)
 
     def prepare(self, frame_rgb: np.ndarray) -> np.ndarray:
         """The frame resized to the network's input ``[3, 300, 300]`` (the CPU part of a detection)."""

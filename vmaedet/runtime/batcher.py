@@ -268,19 +268,19 @@ class Batcher(BatchQueue[ActionJob]):
             (torch.zeros((0, 80), dtype=torch.float32), None)] * len(batch)
         failed: BaseException | None = None
         for members in groups.values():
-            if failed is not None:  # the run is failing: no more engine calls, the rest get the same error
-                answers = [answers[i] if i not in members else (None, failed) for i in range(len(batch))]
-                continue
-            try:
-                logits = self._infer([batch[i] for i in members])
-            except BaseException as exc:  # noqa: BLE001 - every source's worker gets it
-                failed = _as_stream_error(exc, "action engine")
-                with self._cond:
-                    self.error = failed
-                answers = [answers[i] if i not in members else (None, failed) for i in range(len(batch))]
-                continue
-            for i, part in zip(members, logits):
-                answers[i] = (part, None)
+            if failed is None:  # after an engine error no more calls: the rest get the same error
+                try:
+                    logits = self._infer([batch[i] for i in members])
+                except BaseException as exc:  # noqa: BLE001 - every source's worker gets it
+                    failed = _as_stream_error(exc, "action engine")
+                    with self._cond:
+                        self.error = failed
+                else:
+                    for i, part in zip(members, logits):
+                        answers[i] = (part, None)
+                    continue
+            for i in members:
+                answers[i] = (None, failed)
         self.without_persons += sum(1 for job in batch if not job.rois.shape[0])
         for job, (logits, error) in zip(batch, answers):
             job.done(logits, error)

@@ -163,11 +163,11 @@ def _known_suffixes(key: str) -> tuple[str, ...]:
     return {"jsonl": (".jsonl", ".ndjson", ".json"), "csv": (".csv",)}.get(key, (OUTPUT_SUFFIX[key],))
 
 
-def source_output(path: str | Path | None, key: str, name: str, multi: bool | int, what: str) -> Path | None:
+def source_output(path: str | Path | None, key: str, name: str, sources: int, what: str) -> Path | None:
     """The file of output ``key`` (``save``, ``jsonl``, ``csv``) for the source ``name``.
 
-    ``multi`` is False for a run of one source given as it is, else the number of sources of a run
-    given a list or dict of them (``True``: several). A path holding ``{name}`` takes the source's
+    ``sources``: 0 for a run of one source given as it is, else the number of sources of a run given a
+    list or dict of them. A path holding ``{name}`` takes the source's
     name; for a list or dict of sources a folder (an existing one, or a path ending in a separator or
     without a suffix) takes ``<name><suffix>``. A plain file path is taken as it is for one source,
     and refused for several (every source would write over it). A Path object drops a trailing
@@ -181,12 +181,12 @@ def source_output(path: str | Path | None, key: str, name: str, multi: bool | in
     text = str(path)
     if NAME_FIELD in text:
         return Path(text.replace(NAME_FIELD, name))
-    if not multi:
+    if not sources:
         return Path(path)
     p = Path(path)
     if p.is_dir() or text.endswith((os.sep, "/")) or (not p.suffix and not p.exists()):
         return p / f"{name}{OUTPUT_SUFFIX[key]}"
-    if multi is not True and multi == 1:  # one source (in a list or dict): its file, as for a single source
+    if sources == 1:  # one source (in a list or dict): its file, as for a single source
         return p
     known = _known_suffixes(key)
     if p.suffix.lower() in known:

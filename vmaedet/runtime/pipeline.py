@@ -152,6 +152,7 @@ class StreamWorker(threading.Thread):
         #: CPU clip arrays [3, 16, Hp, Wp] of finished keyframes, reused by the next clips (at most inflight_cap + 1)
         self.spare: list[np.ndarray] = []
         self.prefault: threading.Thread | None = None  #: fills the spares once the clip geometry is known
+        self.prefault_due = self.ring.device.type == "cpu"  #: a CPU ring, before its first frame
         self.failure: BaseException | None = None  #: the action stage's error for this source
         self.closed = False  #: the worker ended: late results are dropped
         self.lock = threading.Condition()
@@ -165,7 +166,8 @@ class StreamWorker(threading.Thread):
         if self.sched.wants(frame.index):
             with self.stats.time("preprocess"):
                 self.ring.push(frame)
-            if self.prefault is None:
+            if self.prefault_due:
+                self.prefault_due = False
                 self._start_prefault()
         if self.sched.is_keyframe(frame.index):
             self.pending.append(self._keyjob(frame))
@@ -188,10 +190,8 @@ class StreamWorker(threading.Thread):
         measured on such a machine).  Touched here, on a thread of its own that holds no GIL while it
         writes, the first keyframe's clip is a plain copy when its frames are in.
         """
-        entry = self.ring.last_tensor()
-        if entry is None or self.ring.device.type != "cpu":
-            self.prefault = threading.current_thread()  # nothing to do (a device ring allocates through torch)
-            return
+        entry = self.ring.last_tensor()  # [3, Hp, Wp], just pushed
+        assert entry is not None
         shape = (entry.shape[0], len(self.sched.offsets), *entry.shape[1:])  # (3, T, Hp, Wp)
 
         def touch() -> None:
@@ -208,7 +208,7 @@ class StreamWorker(threading.Thread):
         self.prefault.start()
 
     def _prefaulting(self) -> bool:
-        return self.prefault is not None and self.prefault is not threading.current_thread() and self.prefault.is_alive()
+        return self.prefault is not None and self.prefault.is_alive()
 
     def _release(self) -> None:
         """Hand the writer the frames before the oldest keyframe without a result (call with the lock held)."""
@@ -630,8 +630,8 @@ class _Run:
         Scheduler(cfg.mode, cfg.stride)  # validate options before opening anything
         self._check_batching()
         for lane in self.lanes:
-            several = len(self.lanes) if self.multi else False  # the count: one source in a list takes a plain file
-            lane.cfg = replace(cfg, stats=None, **{key: source_output(getattr(cfg, key), key, lane.name, several,
+            count = len(self.lanes) if self.multi else 0  # one source in a list takes a plain file too
+            lane.cfg = replace(cfg, stats=None, **{key: source_output(getattr(cfg, key), key, lane.name, count,
                                                                         self.what(key))
                                                    for key in ("save", "jsonl", "csv")})
         self._check_outputs()

@@ -26,8 +26,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-STAGES = ("decode", "preprocess", "detect_prepare", "detect", "detect_batch", "track", "action", "action_batch", "post", "draw",
-          "glass_to_result")
+STAGES = ("decode", "preprocess", "detect_prepare", "detect", "detect_batch", "track", "action", "action_batch",
+          "post", "draw", "glass_to_result")
 #: The per-call rows of the batched stages, by their per-keyframe row.
 BATCH_ROWS = {"detect": "detect_batch", "action": "action_batch"}
 #: Samples kept per stage for percentiles (older ones only feed count/mean).
