@@ -48,7 +48,7 @@ def _sources(source: list[str] | None, camera: list[int] | None, sources: Path |
 def stream_command(
     source: Annotated[Optional[list[str]], typer.Option("--source", "-s", help="Camera index, rtsp://…, http://…, video file or image folder (repeatable: several sources in one run).")] = None,
     camera: Annotated[Optional[list[int]], typer.Option("--camera", help="Camera index (synonym of --source N; repeatable).")] = None,
-    sources: Annotated[Optional[Path], typer.Option("--sources", help="Text file of sources, one per line: 'uri' or 'name<TAB>uri'; '#' comments.")] = None,
+    sources: Annotated[Optional[Path], typer.Option("--sources", help="Text file of sources, one per line: 'uri' or 'name<TAB>uri' (after a tab the uri may hold spaces); '#' comments.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", exists=True, dir_okay=False, help="Model checkpoint (torch backend).")] = None,
     engine: Annotated[Optional[Path], typer.Option("--engine", exists=True, dir_okay=False, help="Exported artifact (.onnx, TensorRT plan).")] = None,
     backend: Annotated[str, typer.Option(help="torch | onnxruntime | openvino | tensorrt | auto (an artifact runs on its manifest's engine unless another is named; auto: the fastest engine here for it — CPU: openvino > onnxruntime > torch, GPU: tensorrt > onnxruntime CUDA > torch — printed with the reason).")] = "torch",
@@ -56,7 +56,7 @@ def stream_command(
     stride: Annotated[int, typer.Option(min=1, help="Frames between keyframes (one action inference each).")] = 8,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Action score shown and turned on.")] = 0.4,
     mode: Annotated[str, typer.Option(help="centered (seed alignment, ~1.2 s delay) | causal (clip ends at the keyframe).")] = "centered",
-    max_persons: Annotated[int, typer.Option(min=1, help="Persons per keyframe.")] = 32,
+    max_persons: Annotated[int, typer.Option(min=1, help="Persons per keyframe (highest detector scores kept; at most the engine's max_persons, said once).")] = 32,
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Keyframes (of any source) per action-engine call; capped by the engine.")] = 1,
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0.0, help="How long a ready keyframe waits for others to fill a batch.")] = 5.0,
     realtime: Annotated[Optional[bool], typer.Option("--realtime/--no-realtime", help="Latest-frame-wins (drop frames) instead of lossless; default: live sources only.")] = None,
